@@ -1,0 +1,31 @@
+"""onesearch-jax: OneSearch-V2 generative e-commerce search in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="onesearch-jax",
+    version="0.1.0",
+    description="JAX/Flax reimplementation of OneSearch-V2 generative e-commerce search",
+    packages=setuptools.find_packages(include=["onesearch_jax", "onesearch_jax.*"]),
+    package_data={"onesearch_jax": ["**/*.json", "**/*.txt"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7,<0.11",
+        "flax>=0.11,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "tensorflow-datasets>=4.9.8,<5",
+        "array-record>=0.7,<0.9",
+        "einops>=0.8,<0.9",
+        "absl-py>=2.1,<3",
+        "chex>=0.1.89,<0.2",
+        "ml-collections>=1.0,<2",
+        "tokenizers>=0.20,<0.24",
+        "numpy>=1.26,<3",
+        "tensorboardX>=2.6,<3",
+        "matplotlib>=3.8,<4",
+        "safetensors>=0.4,<0.9",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+    },
+)
