@@ -24,6 +24,9 @@ setuptools.setup(
         "tensorboardX>=2.6,<3",
         "matplotlib>=3.8,<4",
         "safetensors>=0.4,<0.9",
+        "scipy>=1.11,<2",
+        # tfds resolves a builder's code path through etils, which imports this lazily.
+        "importlib_resources>=6",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
