@@ -1,0 +1,87 @@
+"""The workdir contract shared by every experiment: a config guard and `metrics.json`.
+
+Every stage (build_world, build_sids, train, evaluate) writes into one workdir. A stage records
+the config it was built with; rerunning it with a different config is refused instead of
+silently mixing two worlds. `metrics.json` is flat (metric name -> number) plus `"stage"` (the
+last stage that wrote) and `"config"` (each stage's config, keyed by stage).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Mapping
+
+METRICS_FILE = "metrics.json"
+
+
+def _to_plain(config: Any) -> Any:
+    if hasattr(config, "to_dict"):
+        config = config.to_dict()
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(old: Mapping, new: Mapping) -> list[str]:
+    """Dotted keys whose values differ between two (nested) configs, sorted."""
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>"))
+
+
+def guard_config(workdir: str, stage: str, config: Any) -> bool:
+    """Records `config` for `stage`; refuses a different one. Returns True if it was already there.
+
+    Raises ValueError naming the mismatched keys, so a user never mixes two builds in one dir.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, f"{stage}_config.json")
+    plain = _to_plain(config)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        diff = config_differences(old, plain)
+        if diff:
+            raise ValueError(
+                f"{workdir} was built by stage {stage!r} with a different config "
+                f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same config")
+        return True
+    with open(path, "w") as f:
+        json.dump(plain, f, indent=2, sort_keys=True)
+    return False
+
+
+def read_metrics(workdir: str) -> dict[str, Any]:
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_metrics(workdir: str, stage: str, metrics: Mapping[str, float], config: Any = None) -> str:
+    """Merges this stage's metrics into `workdir/metrics.json` (atomically); returns the path."""
+    merged = read_metrics(workdir)
+    for k, v in metrics.items():
+        v = float(v)
+        merged[k] = v if math.isfinite(v) else None
+    merged["stage"] = stage
+    configs = dict(merged.get("config") or {})
+    if config is not None:
+        configs[stage] = _to_plain(config)
+    merged["config"] = configs
+    path = os.path.join(workdir, METRICS_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(merged, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path

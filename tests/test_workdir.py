@@ -1,0 +1,25 @@
+"""Workdir contract: config guard refuses mixing, metrics.json merges stages."""
+import json
+
+import ml_collections
+import pytest
+
+from onesearch_jax import workdir
+
+
+def test_guard_refuses_a_different_config_and_names_keys(tmp_path):
+    cfg = ml_collections.ConfigDict({"num_items": 10, "clicks": {"rate": 0.1}})
+    assert workdir.guard_config(str(tmp_path), "world", cfg) is False
+    assert workdir.guard_config(str(tmp_path), "world", cfg) is True
+    cfg.clicks.rate = 0.2
+    with pytest.raises(ValueError, match=r"mismatched keys: clicks\.rate"):
+        workdir.guard_config(str(tmp_path), "world", cfg)
+
+
+def test_metrics_merge_across_stages(tmp_path):
+    workdir.write_metrics(str(tmp_path), "world", {"num_items": 3}, {"a": 1})
+    workdir.write_metrics(str(tmp_path), "sids", {"icr": 0.5, "bad": float("nan")}, {"b": 2})
+    with open(tmp_path / "metrics.json") as f:
+        m = json.load(f)
+    assert m["num_items"] == 3 and m["icr"] == 0.5 and m["bad"] is None
+    assert m["stage"] == "sids" and m["config"] == {"world": {"a": 1}, "sids": {"b": 2}}
