@@ -21,34 +21,24 @@ _ARRAY_FIELDS = {
 }
 
 
-def write_event_chunks(events: Iterable[Mapping[str, np.ndarray]],
-                       split_of_event: Callable[[Mapping], str],
-                       chunk_dir: str, chunk_size: int = 50_000) -> dict[str, int]:
-    """Spills a stream of events into `chunk_dir/<split>-<k>.npz`; returns events per split."""
+def write_event_chunks(chunks: Iterable[Mapping[str, np.ndarray]],
+                       split_of_day: Callable[[int], str], chunk_dir: str) -> dict[str, int]:
+    """Spills a stream of event chunks (dicts of arrays, one row per event) into
+    `chunk_dir/<split>-<k>.npz`, routing rows by day; returns the number of events per split."""
     os.makedirs(chunk_dir, exist_ok=True)
-    buffers = {s: [] for s in SPLITS}
     written = {s: 0 for s in SPLITS}
-    chunks = {s: 0 for s in SPLITS}
-
-    def flush(split):
-        rows = buffers[split]
-        if not rows:
-            return
-        arrays = {k: np.stack([np.asarray(r[k], dtype=t) for r in rows]) for k, t in _ARRAY_FIELDS.items()}
-        np.savez(os.path.join(chunk_dir, f"{split}-{chunks[split]:05d}.npz"), **arrays)
-        chunks[split] += 1
-        written[split] += len(rows)
-        buffers[split] = []
-
-    for event in events:
-        split = split_of_event(event)
-        if split not in buffers:
-            raise ValueError(f"split_of_event returned {split!r}; expected one of {SPLITS}")
-        buffers[split].append(event)
-        if len(buffers[split]) >= chunk_size:
-            flush(split)
-    for split in SPLITS:
-        flush(split)
+    files = {s: 0 for s in SPLITS}
+    for chunk in chunks:
+        days = np.asarray(chunk["day"])
+        for day in np.unique(days):
+            split = split_of_day(int(day))
+            if split not in written:
+                raise ValueError(f"split_of_day({int(day)}) returned {split!r}; expected one of {SPLITS}")
+            rows = days == day
+            arrays = {k: np.asarray(chunk[k])[rows].astype(t) for k, t in _ARRAY_FIELDS.items()}
+            np.savez(os.path.join(chunk_dir, f"{split}-{files[split]:05d}.npz"), **arrays)
+            files[split] += 1
+            written[split] += int(rows.sum())
     return written
 
 

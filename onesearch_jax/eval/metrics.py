@@ -5,6 +5,7 @@ benchmark and the generative model's decoded items are all scored by the same co
 
 Conventions:
 - ranks start at 1; the NDCG discount is 1 / log2(rank + 1);
+- precision@K divides the hits in the top K by K (a short list is not rewarded for brevity);
 - an id repeated in a ranked list counts only at its first position (a model emitting the same
     item twice must not earn it twice);
 - a query whose target set is empty gets NaN for every metric, and `aggregate` leaves it out
@@ -16,7 +17,7 @@ from typing import Collection, Hashable, Mapping, Optional, Sequence
 
 import numpy as np
 
-METRIC_NAMES = ("hr", "mrr", "ndcg", "recall")
+METRIC_NAMES = ("hr", "mrr", "ndcg", "recall", "precision")
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
@@ -67,7 +68,7 @@ def per_query_metrics(
             gain: pass 2**rel - 1 yourself for exponential gains). The ideal DCG ranks all gains.
 
     Returns:
-        {'hr@K', 'mrr@K', 'ndcg@K', 'recall@K'} for every K, each a float64 array of shape (Q,).
+        {'hr@K', 'mrr@K', 'ndcg@K', 'recall@K', 'precision@K'} for every K, each a float64 array of shape (Q,).
     """
     ks = _check_ks(ks)
     num_queries = len(ranked)
@@ -100,6 +101,7 @@ def per_query_metrics(
             out[f"hr@{k}"][q] = float(within.size > 0)
             out[f"mrr@{k}"][q] = 1.0 / within[0] if within.size else 0.0
             out[f"recall@{k}"][q] = within.size / len(target_set)
+            out[f"precision@{k}"][q] = within.size / k
             ideal = _dcg(ideal_sorted[:k])
             out[f"ndcg@{k}"][q] = _dcg(rank_gains[:k]) / ideal if ideal > 0 else np.nan
     return out

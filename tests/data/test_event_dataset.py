@@ -7,28 +7,34 @@ from onesearch_jax.data import event_dataset
 
 def _events(n):
     rng = np.random.default_rng(0)
-    for i in range(n):
-        yield {
-            "event_id": i, "day": i % 4, "user_id": rng.integers(50), "query_id": i % 7,
-            "items": rng.integers(0, 100, 10), "clicks": rng.integers(0, 2, 10),
-            "orders": np.zeros(10), "history": np.full(3, -1),
-        }
+    i = np.arange(n)
+    return {
+        "event_id": i, "day": i % 4, "user_id": rng.integers(50, size=n), "query_id": i % 7,
+        "items": rng.integers(0, 100, (n, 10)), "clicks": rng.integers(0, 2, (n, 10)),
+        "orders": np.zeros((n, 10)), "history": np.full((n, 3), -1),
+    }
 
 
-def _split(event):
-    return {0: "train", 1: "train", 2: "valid", 3: "test"}[int(event["day"])]
+def _split(day):
+    return {0: "train", 1: "train", 2: "valid", 3: "test"}[day]
+
+
+def _chunks(n, size=64):
+    events = _events(n)
+    for lo in range(0, n, size):
+        yield {k: v[lo:lo + size] for k, v in events.items()}
 
 
 def test_round_trip_keeps_every_event(tmp_path):
     queries = [f"query {i}" for i in range(7)]
     counts = event_dataset.build_event_dataset(
-        _events(203), _split, str(tmp_path), num_exposed=10, history_len=3, query_texts=queries)
+        _chunks(203), _split, str(tmp_path), num_exposed=10, history_len=3, query_texts=queries)
     assert counts == {"train": 102, "valid": 51, "test": 50}
-    expected = [e for e in _events(203) if _split(e) == "test"]
+    events = _events(203)
+    test = events["day"] == 3
     got = event_dataset.read_event_arrays(str(tmp_path), "test")
-    np.testing.assert_array_equal(got["event_id"], [e["event_id"] for e in expected])
-    np.testing.assert_array_equal(got["items"], np.stack([e["items"] for e in expected]))
-    np.testing.assert_array_equal(got["clicks"], np.stack([e["clicks"] for e in expected]))
+    for key in ("event_id", "items", "clicks", "user_id"):
+        np.testing.assert_array_equal(got[key], events[key][test])
     source = event_dataset.load_event_split(str(tmp_path), "valid")
     record = source[0]
     assert record["query"].decode() == queries[int(record["query_id"])]

@@ -15,12 +15,13 @@ def test_binary_metrics_match_hand_computation():
     assert m["hr@1"][0] == 0.0 and m["hr@3"][0] == 1.0
     assert m["mrr@1"][0] == 0.0 and m["mrr@3"][0] == pytest.approx(0.5)
     assert m["recall@3"][0] == pytest.approx(1 / 3)
+    assert m["precision@1"][0] == 0.0 and m["precision@3"][0] == pytest.approx(1 / 3)
     dcg = 1 / math.log2(3)
     idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
     assert m["ndcg@3"][0] == pytest.approx(dcg / idcg)
     assert m["ndcg@1"][0] == 0.0
     # Query 1: no hit.
-    for name in ("hr@3", "mrr@3", "ndcg@3", "recall@3"):
+    for name in ("hr@3", "mrr@3", "ndcg@3", "recall@3", "precision@3"):
         assert m[name][1] == 0.0
     # Query 2: empty targets -> NaN everywhere.
     assert all(np.isnan(m[name][2]) for name in m)

@@ -1,0 +1,72 @@
+"""Scores ranked item lists for the world's held-out search events, for every system alike.
+
+One row per test search event (so head queries weigh by their traffic, as online). Three target
+kinds, named as in DESIGN.md: `click_` (items the user clicked in that event), `order_` (items
+ordered) and `rel_` (the query's tier-3 items: ground truth, immune to the legacy engine's bias;
+`rel_ndcg@K` uses graded gains 2^tier - 1 over tiers 2 and 3). Slices: head / torso / tail,
+query type (negation, need, ...), typo'd queries, and cold (the event's clicked items were never
+clicked in training).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from onesearch_jax.eval import metrics as metrics_lib
+
+KS = (10,)
+
+
+class WorldTargets:
+    """Target sets and slices of a batch of events, computed once and reused for every system."""
+
+    def __init__(self, world, events: Mapping[str, np.ndarray],
+                 train_clicked_items: np.ndarray | None = None):
+        self.query_ids = np.asarray(events["query_id"])
+        items, clicks, orders = events["items"], events["clicks"], events["orders"]
+        self.click = [set(row[c > 0].tolist()) for row, c in zip(items, clicks)]
+        self.order = [set(row[o > 0].tolist()) for row, o in zip(items, orders)]
+        rel_sets, gain_maps = {}, {}
+        for q in np.unique(self.query_ids):
+            tiers = world.relevance(int(q))
+            rel_sets[q] = set(np.flatnonzero(tiers == 3).tolist())
+            graded = np.flatnonzero(tiers >= 2)
+            gain_maps[q] = dict(zip(graded.tolist(), (2.0 ** tiers[graded] - 1).tolist()))
+        self.rel = [rel_sets[q] for q in self.query_ids]
+        self.rel_gains = [gain_maps[q] for q in self.query_ids]
+        self.slices = self._slices(world, train_clicked_items)
+
+    def _slices(self, world, train_clicked_items) -> dict[str, np.ndarray]:
+        q = world.queries
+        out = {s: q.slice[self.query_ids] == s for s in ("head", "torso", "tail")}
+        for t in np.unique(q.qtype):
+            out[str(t)] = q.qtype[self.query_ids] == t
+        out["typo"] = np.asarray(q.is_typo)[self.query_ids]
+        if train_clicked_items is not None:
+            seen = np.zeros(len(world.catalog), bool)
+            seen[np.asarray(train_clicked_items, dtype=np.int64)] = True
+            out["cold"] = np.array([bool(c) and not any(seen[i] for i in c) for c in self.click])
+        return out
+
+    def __len__(self):
+        return len(self.query_ids)
+
+
+def score_rankings(targets: WorldTargets, ranked: Sequence[Sequence[int]],
+                   ks: Sequence[int] = KS) -> dict[str, float]:
+    """Flat metrics for one system: rel_/click_/order_ x hr/mrr/ndcg/recall @K, with slices."""
+    if len(ranked) != len(targets):
+        raise ValueError(f"got {len(ranked)} ranked lists for {len(targets)} events")
+    ranked = [[int(i) for i in r if int(i) >= 0] for r in ranked]
+    out: dict[str, float] = {}
+    for prefix, sets, gains in (("rel_", targets.rel, targets.rel_gains),
+                                ("click_", targets.click, None),
+                                ("order_", targets.order, None)):
+        per_query = metrics_lib.per_query_metrics(ranked, sets, ks=ks)
+        if gains is not None:
+            graded = metrics_lib.per_query_metrics(ranked, sets, ks=ks, gains=gains)
+            for k in ks:
+                per_query[f"ndcg@{k}"] = graded[f"ndcg@{k}"]
+        out.update(metrics_lib.aggregate(per_query, targets.slices, prefix=prefix))
+    return out
