@@ -17,7 +17,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 import numpy as np
 
+from onesearch_jax import artifacts
 from onesearch_jax import workdir as workdir_lib
+from onesearch_jax.workdir import data_dir, tokenizer_path, world_dir
 from onesearch_jax.data import event_dataset, logs, text_tokenizer
 from onesearch_jax.data.world import World, build_world
 from onesearch_jax.eval import world_eval
@@ -33,18 +35,6 @@ _MAX_EVAL_EVENTS = flags.DEFINE_integer("max_eval_events", 20_000,
 # Special tokens every model input uses; fixed ids right after [PAD] [UNK] [BOS] [EOS] [SEP] [MASK].
 TASK_TOKENS = ("[Q]", "[KW]", "[USR]", "[HIST]", "[TITLE]", "[TASK_ITEM]", "[TASK_KW]",
                "[TASK_QSID]", "[TASK_ISID]")
-
-
-def world_dir(workdir: str) -> str:
-    return os.path.join(workdir, "world")
-
-
-def data_dir(workdir: str) -> str:
-    return os.path.join(workdir, "data")
-
-
-def tokenizer_path(workdir: str) -> str:
-    return os.path.join(world_dir(workdir), "tokenizer.json")
 
 
 class LogTally:
@@ -129,24 +119,9 @@ def build(config, workdir: str) -> World:
     return world
 
 
-def load_train_clicks(workdir: str) -> dict[str, np.ndarray]:
-    with np.load(os.path.join(world_dir(workdir), "train_clicks.npz")) as f:
-        return {k: f[k] for k in f.files}
-
-
-def sample_test_events(workdir: str, max_events: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A seeded sample of test-day events (all of them when there are fewer)."""
-    events = event_dataset.read_event_arrays(data_dir(workdir), "test")
-    n = len(events["event_id"])
-    if n > max_events:
-        keep = np.sort(np.random.default_rng(seed).choice(n, max_events, replace=False))
-        events = {k: v[keep] for k, v in events.items()}
-    return events
-
-
 def evaluate_baselines(world: World, workdir: str, max_events: int) -> dict[str, float]:
-    events = sample_test_events(workdir, max_events)
-    clicks = load_train_clicks(workdir)
+    events = artifacts.load_events(workdir, "test", max_events)
+    clicks = artifacts.load_train_clicks(workdir)
     targets = world_eval.WorldTargets(world, events, clicks["item"])
     texts = [world.queries.texts[q] for q in events["query_id"]]
     bm25, _ = BM25Index(world.catalog.titles).search(texts, 10)

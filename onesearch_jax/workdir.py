@@ -85,3 +85,24 @@ def write_metrics(workdir: str, stage: str, metrics: Mapping[str, float], config
         json.dump(merged, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
     return path
+
+
+# --- where each stage puts its outputs inside a workdir ---------------------------------------
+def world_dir(workdir: str) -> str:
+    return os.path.join(workdir, "world")
+
+
+def data_dir(workdir: str) -> str:
+    return os.path.join(workdir, "data")
+
+
+def tokenizer_path(workdir: str) -> str:
+    return os.path.join(world_dir(workdir), "tokenizer.json")
+
+
+def sid_dir(workdir: str) -> str:
+    return os.path.join(workdir, "sids")
+
+
+def checkpoint_dir(workdir: str) -> str:
+    return os.path.join(workdir, "checkpoints")

@@ -1,0 +1,51 @@
+"""Loads what earlier stages left in a workdir (world, tokenizer, SIDs, logs), with clear errors."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from onesearch_jax import workdir as wd
+from onesearch_jax.data import event_dataset, text_tokenizer
+from onesearch_jax.data.world import World
+from onesearch_jax.sid.khqe import KHQE
+
+
+def _require(path: str, stage: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing; run experiments.{stage} on this workdir first")
+    return path
+
+
+def load_world(workdir: str) -> World:
+    _require(os.path.join(wd.world_dir(workdir), "BUILD_DONE"), "build_world")
+    return World.load(wd.world_dir(workdir))
+
+
+def load_tokenizer(workdir: str):
+    return text_tokenizer.load_text_tokenizer(_require(wd.tokenizer_path(workdir), "build_world"))
+
+
+def load_sids(workdir: str) -> tuple[KHQE, np.ndarray, np.ndarray]:
+    """(tokenizer model, item codes (N, L), query codes (Q, L))."""
+    d = wd.sid_dir(workdir)
+    _require(os.path.join(d, "item_codes.npy"), "build_sids")
+    return (KHQE.load(os.path.join(d, "khqe.npz")), np.load(os.path.join(d, "item_codes.npy")),
+            np.load(os.path.join(d, "query_codes.npy")))
+
+
+def load_train_clicks(workdir: str) -> dict[str, np.ndarray]:
+    """(query_id, item, weight) of every clicked/ordered item in the train days."""
+    path = _require(os.path.join(wd.world_dir(workdir), "train_clicks.npz"), "build_world")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def load_events(workdir: str, split: str, max_events: int | None = None, seed: int = 0):
+    """A split's events as arrays (a seeded sample of at most max_events, in event order)."""
+    events = event_dataset.read_event_arrays(wd.data_dir(workdir), split)
+    n = len(events["event_id"])
+    if max_events is not None and n > max_events:
+        keep = np.sort(np.random.default_rng(seed).choice(n, max_events, replace=False))
+        events = {k: v[keep] for k, v in events.items()}
+    return events
