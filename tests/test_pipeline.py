@@ -1,0 +1,82 @@
+"""The whole V1 pipeline on a micro world: build -> SIDs -> train -> evaluate -> search.
+
+This is `make demo` in miniature; it checks the contracts between stages, not quality.
+"""
+import json
+import os
+
+import pytest
+
+from configs import sft as sft_configs
+from configs import sids as sid_configs
+from configs import world as world_configs
+from onesearch_jax import workdir as wd
+from onesearch_jax.data.world_build import build_world_workdir, evaluate_baselines
+from onesearch_jax.eval.evaluate_run import evaluate_workdir, results_table
+from onesearch_jax.search import Searcher
+from onesearch_jax.sid.build import build_sids_workdir
+from onesearch_jax.train.sft_run import run_sft
+
+MICRO_WORLD = "tiny,num_items=800,num_queries=300,num_users=150,events_per_day=200,num_days=4"
+
+
+def micro_sft_config():
+    c = sft_configs.get_config("tiny")
+    c.train.steps, c.train.batch_size, c.train.eval_every = 12, 8, 6
+    c.train.checkpoint_every, c.train.log_every = 6, 6
+    c.eval.beam_size, c.eval.max_events = 8, 40
+    return c
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("pipeline"))
+    world = build_world_workdir(world_configs.get_config(MICRO_WORLD), workdir)
+    baselines = evaluate_baselines(world, workdir, max_events=200)
+    wd.write_metrics(workdir, "world", baselines)
+    sids = sid_configs.get_config("tiny")
+    sids.khqe.level_sizes = (16, 8, 4)
+    sids.khqe.opq_codes = 8
+    build_sids_workdir(sids, workdir)
+    run_sft(micro_sft_config(), workdir)
+    metrics = evaluate_workdir(workdir, max_events=100, beam_size=8)
+    return workdir, metrics
+
+
+def test_every_stage_writes_its_metrics(trained):
+    workdir, metrics = trained
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        m = json.load(f)
+    for key in ("num_items", "num_log_rows", "share/tail", "click_irrelevant_rate",
+                "bm25/rel_hr@10", "memorization/rel_hr@10/tail", "icr", "cur/l1",
+                "train/loss", "rel_hr@10", "click_hr@10", "valid_sid_rate"):
+        assert key in m, key
+    assert m["stage"] == "evaluate" and set(m["config"]) >= {"world", "sids", "train"}
+    assert metrics["valid_sid_rate"] == 1.0  # constrained decoding only returns real items
+    assert "OneSearch V1" in results_table(m)
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    assert max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == 12
+
+
+def test_searcher_answers_queries_and_empty_query(trained):
+    workdir, _ = trained
+    searcher = Searcher.from_workdir(workdir, beam_size=8)
+    results = searcher.search(["vitamin", "", "   "], k=5)
+    assert len(results[0]) == 5 and results[1] == [] and results[2] == []
+    known = set(searcher.bundle.world.catalog.product_ids)
+    assert all(pid in known for pid in results[0])
+
+
+def test_rebuilding_with_another_world_config_is_refused(trained):
+    workdir, _ = trained
+    other = world_configs.get_config(MICRO_WORLD + ",seed=7")
+    with pytest.raises(ValueError, match="mismatched keys: seed"):
+        build_world_workdir(other, workdir)
+
+
+def test_training_a_different_model_in_the_workdir_is_refused(trained):
+    workdir, _ = trained
+    c = micro_sft_config()
+    c.model.d_model = 32
+    with pytest.raises(ValueError, match="model.d_model"):
+        run_sft(c, workdir)
