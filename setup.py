@@ -30,5 +30,8 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        # Benchmarks only (never tests): the PyTorch decoding peer and the faiss reference.
+        # torch==2.13.0 is the CPU wheel; other specs pull a multi-GB CUDA build.
+        "bench": ["torch==2.13.0", "transformers>=4.45", "faiss-cpu>=1.8"],
     },
 )
