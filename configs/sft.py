@@ -15,7 +15,7 @@ from onesearch_jax.model import presets
 from onesearch_jax.train.sharding import DEFAULT_RULES
 
 _TRAIN = {
-    "tiny": dict(steps=200, batch_size=32, lr=3e-3, warmup=20),
+    "tiny": dict(steps=1000, batch_size=64, lr=3e-3, warmup=50),
     "small": dict(steps=20000, batch_size=256, lr=1e-3, warmup=1000),
     "base": dict(steps=100000, batch_size=1024, lr=5e-4, warmup=2000),
 }
@@ -37,8 +37,8 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
       steps=t["steps"], batch_size=t["batch_size"], lr=t["lr"], warmup=t["warmup"],
       min_lr_ratio=0.1, weight_decay=0.01, clip=1.0, b1=0.9, b2=0.98,
       label_smoothing=0.0, z_loss=0.0,
-      log_every=10, eval_every=0 if name == "tiny" else 1000,
-      checkpoint_every=100 if name == "tiny" else 1000, keep=3, seed=0))
+      log_every=50, eval_every=500 if name == "tiny" else 1000,
+      checkpoint_every=250 if name == "tiny" else 1000, keep=3, seed=0))
 
   c.mesh = ml_collections.ConfigDict(dict(
       shape=(-1, 1, 1),  # ('data', 'fsdp', 'tensor'); -1 = all remaining devices
