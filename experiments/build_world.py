@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.data.world_build import build_world_workdir, evaluate_baselines
+from onesearch_jax.eval.world_eval import results_table
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/world.py:tiny", "World config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
@@ -27,11 +28,7 @@ def print_summary(metrics: dict) -> None:
             "share/negation", "click_irrelevant_rate", "click_irrelevant_rate/negation")
     for k in keys:
         print(f"{k:34s} {metrics[k]:.4g}")
-    cols = ("rel_hr@10", "rel_hr@10/head", "rel_hr@10/tail", "rel_hr@10/negation",
-            "rel_precision@10/negation", "click_hr@10")
-    print(f"{'baseline':14s}" + "".join(f"{c:>26s}" for c in cols))
-    for name in ("bm25", "memorization"):
-        print(f"{name:14s}" + "".join(f"{metrics.get(f'{name}/{c}', float('nan')):26.4f}" for c in cols))
+    print(results_table(metrics))
 
 
 def main(argv):

@@ -9,7 +9,8 @@ the names get the prefix `free/` (the unconstrained-decoding ablation).
 from absl import app, flags
 
 from onesearch_jax import workdir as wd
-from onesearch_jax.eval.evaluate_run import evaluate_workdir, results_table
+from onesearch_jax.eval.evaluate_run import evaluate_workdir
+from onesearch_jax.eval.world_eval import results_table
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).")

@@ -3,7 +3,9 @@
 One row per test search event (so head queries weigh by their traffic, as online). Three target
 kinds, named as in DESIGN.md: `click_` (items the user clicked in that event), `order_` (items
 ordered) and `rel_` (the query's tier-3 items: ground truth, immune to the legacy engine's bias;
-`rel_ndcg@K` uses graded gains 2^tier - 1 over tiers 2 and 3). Slices: head / torso / tail,
+`rel_ndcg@K` uses graded gains 2^tier - 1 over tiers 2 and 3). `negation_violation@K` is the share of
+a negation query's top K that contains the excluded component (what a lexical engine gets wrong).
+Slices: head / torso / tail,
 query type (negation, need, ...), typo'd queries, and cold (the event's clicked items were never
 clicked in training).
 """
@@ -16,6 +18,10 @@ import numpy as np
 from onesearch_jax.eval import metrics as metrics_lib
 
 KS = (10,)
+TABLE_COLUMNS = ("click_hr@10", "rel_hr@10", "rel_hr@10/tail", "rel_hr@10/negation",
+                 "negation_violation@10")
+SYSTEMS = (("BM25", "bm25/"), ("log memorisation", "memorization/"), ("OneSearch V1", ""),
+           ("V1 unconstrained", "free/"))
 
 
 class WorldTargets:
@@ -34,6 +40,8 @@ class WorldTargets:
             graded = np.flatnonzero(tiers >= 2)
             gain_maps[q] = dict(zip(graded.tolist(), (2.0 ** tiers[graded] - 1).tolist()))
         self.rel = [rel_sets[q] for q in self.query_ids]
+        self.exclude = np.array([world.queries.intents[q].exclude for q in self.query_ids], np.int64)
+        self.contains = {int(c): world.catalog.contains(int(c)) for c in np.unique(self.exclude[self.exclude >= 0])}
         self.rel_gains = [gain_maps[q] for q in self.query_ids]
         self.slices = self._slices(world, train_clicked_items)
 
@@ -69,4 +77,28 @@ def score_rankings(targets: WorldTargets, ranked: Sequence[Sequence[int]],
             for k in ks:
                 per_query[f"ndcg@{k}"] = graded[f"ndcg@{k}"]
         out.update(metrics_lib.aggregate(per_query, targets.slices, prefix=prefix))
+    out.update(negation_violations(targets, ranked, ks))
     return out
+
+
+def negation_violations(targets: WorldTargets, ranked: Sequence[Sequence[int]],
+                        ks: Sequence[int] = KS) -> dict[str, float]:
+    """Mean share of the top K that contains the component a negation query excludes."""
+    rows = np.flatnonzero(targets.exclude >= 0)
+    out = {}
+    for k in ks:
+        shares = [float(np.mean(targets.contains[int(targets.exclude[r])][ranked[r][:k]]))
+                  for r in rows if len(ranked[r])]
+        out[f"negation_violation@{k}"] = float(np.mean(shares)) if shares else float("nan")
+    return out
+
+
+def results_table(metrics: Mapping[str, float], systems=SYSTEMS, columns=TABLE_COLUMNS) -> str:
+    """A fixed-width table of the systems present in a metrics.json (missing cells print nan)."""
+    def cell(v):
+        return f"{float('nan') if v is None else v:>24.4f}"
+    lines = [f"{'system':18s}" + "".join(f"{c:>24s}" for c in columns)]
+    for name, prefix in systems:
+        if f"{prefix}rel_hr@10" in metrics:
+            lines.append(f"{name:18s}" + "".join(cell(metrics.get(prefix + c)) for c in columns))
+    return "\n".join(lines)
