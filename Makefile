@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/demo
-PYTEST_ARGS ?= -n 2
+# loadfile: a module-scoped fixture (the pipeline test trains a model) runs on one worker only.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: install demo test clean
 

@@ -14,11 +14,14 @@ from onesearch_jax.sid.build import build_sids_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sids.py:tiny", "SID config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir holding a built world.", required=True)
+_CACHE = flags.DEFINE_string("embedding_cache", None,
+                             "Where embeddings are cached (default W/sids); share it across "
+                             "workdirs of one world to refit codebooks without re-embedding.")
 
 
 def main(argv):
     del argv
-    metrics = build_sids_workdir(_CONFIG.value, _WORKDIR.value)
+    metrics = build_sids_workdir(_CONFIG.value, _WORKDIR.value, _CACHE.value)
     for k, v in sorted(metrics.items()):
         print(f"{k:16s} {v:.4f}")
 

@@ -174,4 +174,18 @@ def _make_titles(rng, t, leaf, brand, attrs, serves, contains):
         if market[i] >= 0:
             parts.append(tx.MARKETING_WORDS[market[i]])
         titles.append(" ".join(parts))
-    return titles
+    return _distinguish_duplicates(rng, t, brand, titles)
+
+
+def _distinguish_duplicates(rng, t, brand, titles):
+    """Repeated titles get a model number, as marketplace listings of look-alike products do;
+    otherwise no text-derived SID could tell the items apart."""
+    seen = set()
+    out = []
+    for i, title in enumerate(titles):
+        while title in seen:
+            initials = "".join(w[0] for w in t.brand_names[brand[i]].split()).upper()
+            title = f"{titles[i]} Model {initials}-{rng.integers(100, 1000)}"
+        seen.add(title)
+        out.append(title)
+    return out

@@ -5,6 +5,8 @@ Writes W/sids/{khqe.npz, item_codes.npy, query_codes.npy} and merges `cur/l1`..,
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 
@@ -29,17 +31,34 @@ def query_keywords(world: World) -> list[list[str]]:
     return out
 
 
-def build_sids_workdir(config, workdir: str) -> dict[str, float]:
+def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_dir: str):
+    """Item and query embeddings (keyword-enhanced or not), cached on disk by content.
+
+    Embedding is the slow part (MiniLM on a CPU); refitting codebooks should not redo it."""
+    item_keywords = [world.catalog.item_keywords(i) for i in range(len(world.catalog))]
+    key = hashlib.sha256(json.dumps([embedder_name, bool(keyword_enhance), world.catalog.titles,
+                                     item_keywords, world.queries.texts]).encode()).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"embeddings-{embedder_name}-{key}.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return f["items"], f["queries"]
+    embedder = make_embedder(embedder_name)
+    items = embed_with_keywords(embedder, list(world.catalog.titles), item_keywords,
+                                enabled=bool(keyword_enhance))
+    queries = embed_with_keywords(embedder, list(world.queries.texts), query_keywords(world),
+                                  enabled=bool(keyword_enhance))
+    os.makedirs(cache_dir, exist_ok=True)
+    np.savez(path, items=items, queries=queries)
+    return items, queries
+
+
+def build_sids_workdir(config, workdir: str, embedding_cache: str | None = None) -> dict[str, float]:
+    """Fits KHQE on the world's items; `embedding_cache` defaults to W/sids/."""
     world = artifacts.load_world(workdir)
     workdir_lib.guard_config(workdir, "sids", config)
     start = time.perf_counter()
-    embedder = make_embedder(config.embedder)
-    items = embed_with_keywords(
-        embedder, list(world.catalog.titles),
-        [world.catalog.item_keywords(i) for i in range(len(world.catalog))],
-        enabled=bool(config.keyword_enhance))
-    queries = embed_with_keywords(embedder, list(world.queries.texts), query_keywords(world),
-                                  enabled=bool(config.keyword_enhance))
+    items, queries = embed_world(world, config.embedder, config.keyword_enhance,
+                                 embedding_cache or workdir_lib.sid_dir(workdir))
     embed_seconds = time.perf_counter() - start
     cfg = KHQEConfig.from_dict(config.khqe.to_dict())
     model, item_codes = fit_and_encode_khqe(items, cfg)
