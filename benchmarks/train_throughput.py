@@ -5,6 +5,7 @@
 Tokens are encoder + decoder positions (B * (S + T) per step), the same count
 `flops_per_token` divides by, so tokens/s * flops_per_token = achieved FLOP/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,57 +24,74 @@ from onesearch_jax.train.train_state import create_train_state, setup_train_stat
 
 
 def random_batch(rng: np.random.Generator, vocab: int, batch: int, enc_len: int, dec_len: int):
-  tgt = rng.integers(1, vocab, (batch, dec_len)).astype(np.int32)
-  return dict(enc_tokens=rng.integers(1, vocab, (batch, enc_len)).astype(np.int32),
-              dec_inputs=np.concatenate([np.ones((batch, 1), np.int32), tgt[:, :-1]], 1),
-              dec_targets=tgt, dec_weights=np.ones((batch, dec_len), np.float32))
+    tgt = rng.integers(1, vocab, (batch, dec_len)).astype(np.int32)
+    return dict(
+        enc_tokens=rng.integers(1, vocab, (batch, enc_len)).astype(np.int32),
+        dec_inputs=np.concatenate([np.ones((batch, 1), np.int32), tgt[:, :-1]], 1),
+        dec_targets=tgt,
+        dec_weights=np.ones((batch, dec_len), np.float32),
+    )
 
 
-def measure(preset: str, batch: int, enc_len: int, dec_len: int, steps: int,
-            dtype: str = "float32") -> dict:
-  config = get_config(preset)
-  config.model.dtype = dtype
-  config.train.batch_size = batch
-  model_cfg = presets.TransformerConfig.from_dict(config.model)
-  model = build_model(model_cfg)
-  mesh = sharding.make_mesh(config.mesh.shape)
-  setup = setup_train_state(model, config, mesh)
-  state = create_train_state(setup, 0)
-  step = make_train_step(model, config, setup)
-  rng = np.random.default_rng(0)
-  batches = [sharding.shard_batch(random_batch(rng, model_cfg.vocab_size, batch, enc_len, dec_len),
-                                  mesh, setup.rules) for _ in range(2)]
-  key = jax.random.key(0)
-  t0 = time.perf_counter()
-  state, m = step(state, batches[0], key)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for i in range(steps):
-    state, m = step(state, batches[i % 2], key)
-  jax.block_until_ready(m)
-  dt = time.perf_counter() - t0
-  tokens_per_s = steps * batch * (enc_len + dec_len) / dt
-  fpt = presets.flops_per_token(model_cfg, enc_len, dec_len)
-  return {"preset": preset, "device": str(jax.devices()[0].device_kind),
-          "num_devices": jax.device_count(), "batch": batch, "enc_len": enc_len,
-          "dec_len": dec_len, "dtype": dtype, "params": presets.param_count(model_cfg),
-          "first_step_s": round(compile_s, 2), "steps_per_s": round(steps / dt, 3),
-          "tokens_per_s": round(tokens_per_s, 1), "model_flops_per_token": fpt,
-          "achieved_tflops": round(tokens_per_s * fpt / 1e12, 4)}
+def measure(
+    preset: str, batch: int, enc_len: int, dec_len: int, steps: int, dtype: str = "float32"
+) -> dict:
+    config = get_config(preset)
+    config.model.dtype = dtype
+    config.train.batch_size = batch
+    model_cfg = presets.TransformerConfig.from_dict(config.model)
+    model = build_model(model_cfg)
+    mesh = sharding.make_mesh(config.mesh.shape)
+    setup = setup_train_state(model, config, mesh)
+    state = create_train_state(setup, 0)
+    step = make_train_step(model, config, setup)
+    rng = np.random.default_rng(0)
+    batches = [
+        sharding.shard_batch(
+            random_batch(rng, model_cfg.vocab_size, batch, enc_len, dec_len), mesh, setup.rules
+        )
+        for _ in range(2)
+    ]
+    key = jax.random.key(0)
+    t0 = time.perf_counter()
+    state, m = step(state, batches[0], key)
+    jax.block_until_ready(m)
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(steps):
+        state, m = step(state, batches[i % 2], key)
+    jax.block_until_ready(m)
+    dt = time.perf_counter() - t0
+    tokens_per_s = steps * batch * (enc_len + dec_len) / dt
+    fpt = presets.flops_per_token(model_cfg, enc_len, dec_len)
+    return {
+        "preset": preset,
+        "device": str(jax.devices()[0].device_kind),
+        "num_devices": jax.device_count(),
+        "batch": batch,
+        "enc_len": enc_len,
+        "dec_len": dec_len,
+        "dtype": dtype,
+        "params": presets.param_count(model_cfg),
+        "first_step_s": round(compile_s, 2),
+        "steps_per_s": round(steps / dt, 3),
+        "tokens_per_s": round(tokens_per_s, 1),
+        "model_flops_per_token": fpt,
+        "achieved_tflops": round(tokens_per_s * fpt / 1e12, 4),
+    }
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--preset", default="small")
-  p.add_argument("--batch", type=int, default=64)
-  p.add_argument("--enc_len", type=int, default=32)
-  p.add_argument("--dec_len", type=int, default=6)
-  p.add_argument("--steps", type=int, default=10)
-  p.add_argument("--dtype", default="float32")
-  a = p.parse_args()
-  print(json.dumps(measure(a.preset, a.batch, a.enc_len, a.dec_len, a.steps, a.dtype), indent=1))
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--enc_len", type=int, default=32)
+    p.add_argument("--dec_len", type=int, default=6)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--dtype", default="float32")
+    a = p.parse_args()
+    print(json.dumps(measure(a.preset, a.batch, a.enc_len, a.dec_len, a.steps, a.dtype), indent=1))
 
 
 if __name__ == "__main__":
-  main()
+    main()

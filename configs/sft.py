@@ -7,6 +7,7 @@ Launch:
 Presets: tiny (CPU CI: loss falls within a few hundred steps), small, base (BART-base-like).
 `model.vocab_size` is set by the data pipeline (text tokens + SID tokens).
 """
+
 from __future__ import annotations
 
 import ml_collections
@@ -22,42 +23,76 @@ _TRAIN = {
 
 
 def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
-  name = arg or "tiny"
-  if name not in presets.PRESETS:
-    raise ValueError(f"unknown sft preset {name!r}; valid: {sorted(presets.PRESETS)}")
-  c = ml_collections.ConfigDict()
-  c.preset = name
-  c.stage = "sft"
-  c.model = ml_collections.ConfigDict(dict(
-      presets.TransformerConfig(**presets.get_preset(name)).__dict__))
-  c.model.dropout_rate = 0.0 if name == "tiny" else 0.1
+    name = arg or "tiny"
+    if name not in presets.PRESETS:
+        raise ValueError(f"unknown sft preset {name!r}; valid: {sorted(presets.PRESETS)}")
+    c = ml_collections.ConfigDict()
+    c.preset = name
+    c.stage = "sft"
+    c.model = ml_collections.ConfigDict(
+        dict(presets.TransformerConfig(**presets.get_preset(name)).__dict__)
+    )
+    c.model.dropout_rate = 0.0 if name == "tiny" else 0.1
 
-  t = _TRAIN[name]
-  c.train = ml_collections.ConfigDict(dict(
-      steps=t["steps"], batch_size=t["batch_size"], lr=t["lr"], warmup=t["warmup"],
-      min_lr_ratio=0.1, weight_decay=0.01, clip=1.0, b1=0.9, b2=0.98,
-      label_smoothing=0.0, z_loss=0.0,
-      log_every=50, eval_every=500 if name == "tiny" else 1000,
-      checkpoint_every=250 if name == "tiny" else 1000, keep=3, seed=0))
+    t = _TRAIN[name]
+    c.train = ml_collections.ConfigDict(
+        dict(
+            steps=t["steps"],
+            batch_size=t["batch_size"],
+            lr=t["lr"],
+            warmup=t["warmup"],
+            min_lr_ratio=0.1,
+            weight_decay=0.01,
+            clip=1.0,
+            b1=0.9,
+            b2=0.98,
+            label_smoothing=0.0,
+            z_loss=0.0,
+            log_every=50,
+            eval_every=500 if name == "tiny" else 1000,
+            checkpoint_every=250 if name == "tiny" else 1000,
+            keep=3,
+            seed=0,
+        )
+    )
 
-  c.mesh = ml_collections.ConfigDict(dict(
-      shape=(-1, 1, 1),  # ('data', 'fsdp', 'tensor'); -1 = all remaining devices
-      logical_axis_rules=[list(r) for r in DEFAULT_RULES]))
+    c.mesh = ml_collections.ConfigDict(
+        dict(
+            shape=(-1, 1, 1),  # ('data', 'fsdp', 'tensor'); -1 = all remaining devices
+            logical_axis_rules=[list(r) for r in DEFAULT_RULES],
+        )
+    )
 
-  # Placeholder: the data pipeline extends this section.
-  # The SFT task mixture (onesearch_jax/data/sft_tasks.py): the paper's three stages in order,
-  # each a share of train.steps, replaying a little of the earlier stages' tasks.
-  c.data = ml_collections.ConfigDict(dict(
-      enc_len=64, dec_len=8,
-      stages=[
-          dict(name="alignment", fraction=0.3,
-               mixture=dict(item_to_sid=1.0, query_to_keywords=0.3)),
-          dict(name="cooccurrence", fraction=0.3,
-               mixture=dict(query_to_item=1.0, qsid_to_item=0.3, item_to_qsid=0.1,
-                            item_to_sid=0.3)),
-          dict(name="personalization", fraction=0.4,
-               mixture=dict(personalized=1.0, query_to_item=0.3, item_to_sid=0.2)),
-      ]))
-  # Evaluation during training (valid day) and by experiments.evaluate (test day).
-  c.eval = ml_collections.ConfigDict(dict(beam_size=32 if name == "tiny" else 64, max_events=1000))
-  return c
+    # Placeholder: the data pipeline extends this section.
+    # The SFT task mixture (onesearch_jax/data/sft_tasks.py): the paper's three stages in order,
+    # each a share of train.steps, replaying a little of the earlier stages' tasks.
+    c.data = ml_collections.ConfigDict(
+        dict(
+            enc_len=64,
+            dec_len=8,
+            stages=[
+                dict(
+                    name="alignment",
+                    fraction=0.3,
+                    mixture=dict(item_to_sid=1.0, query_to_keywords=0.3),
+                ),
+                dict(
+                    name="cooccurrence",
+                    fraction=0.3,
+                    mixture=dict(
+                        query_to_item=1.0, qsid_to_item=0.3, item_to_qsid=0.1, item_to_sid=0.3
+                    ),
+                ),
+                dict(
+                    name="personalization",
+                    fraction=0.4,
+                    mixture=dict(personalized=1.0, query_to_item=0.3, item_to_sid=0.2),
+                ),
+            ],
+        )
+    )
+    # Evaluation during training (valid day) and by experiments.evaluate (test day).
+    c.eval = ml_collections.ConfigDict(
+        dict(beam_size=32 if name == "tiny" else 64, max_events=1000)
+    )
+    return c

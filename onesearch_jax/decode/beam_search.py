@@ -13,6 +13,7 @@ Model interface: ``logits_fn(state, tokens, step) -> (logits float[N, V], new_st
 chosen parent beams. The ``state`` passed to ``beam_search`` may have leading axis batch_size
 (it is repeated per beam, rows b*K + k) or already batch_size*beam_size.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Sequence
@@ -27,78 +28,92 @@ LogitsFn = Callable[[Any, jax.Array, int], tuple[jax.Array, Any]]
 
 
 class BeamResult(NamedTuple):
-  codes: jax.Array    # int32[B, K, L] level-local SID codes, best first
-  scores: jax.Array   # float32[B, K] sum of per-level log-probs (divided by L**length_penalty)
-  valid: jax.Array    # bool[B, K] finite score and (when a trie is given) a real item's SID
+    codes: jax.Array  # int32[B, K, L] level-local SID codes, best first
+    scores: jax.Array  # float32[B, K] sum of per-level log-probs (divided by L**length_penalty)
+    valid: jax.Array  # bool[B, K] finite score and (when a trie is given) a real item's SID
 
 
 def _top_k_continuations(cand: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Top k of cand float[B, K, S] per query -> (scores [B,k], beam [B,k], code [B,k])."""
-  b, beams, size = cand.shape
-  if size > k:   # a query's top k takes at most k codes from any one beam
-    per_beam, code = jax.lax.top_k(cand, k)                     # [B, K, k]
-    scores, flat = jax.lax.top_k(per_beam.reshape(b, beams * k), k)
-    beam = flat // k
-    code = jnp.take_along_axis(code.reshape(b, beams * k), flat, axis=1)
-  else:
-    scores, flat = jax.lax.top_k(cand.reshape(b, beams * size), k)
-    beam, code = flat // size, flat % size
-  return scores, beam.astype(jnp.int32), code.astype(jnp.int32)
+    """Top k of cand float[B, K, S] per query -> (scores [B,k], beam [B,k], code [B,k])."""
+    b, beams, size = cand.shape
+    if size > k:  # a query's top k takes at most k codes from any one beam
+        per_beam, code = jax.lax.top_k(cand, k)  # [B, K, k]
+        scores, flat = jax.lax.top_k(per_beam.reshape(b, beams * k), k)
+        beam = flat // k
+        code = jnp.take_along_axis(code.reshape(b, beams * k), flat, axis=1)
+    else:
+        scores, flat = jax.lax.top_k(cand.reshape(b, beams * size), k)
+        beam, code = flat // size, flat % size
+    return scores, beam.astype(jnp.int32), code.astype(jnp.int32)
 
 
-def beam_search(logits_fn: LogitsFn, state: Any, *, batch_size: int, beam_size: int,
-                bos_id: int, level_offsets: Sequence[int], level_sizes: Sequence[int],
-                trie: trie_lib.SidTrie | None = None, constrained: bool = True,
-                length_penalty: float | None = None, score_over: str = "level") -> BeamResult:
-  """Top-``beam_size`` SIDs per query by beam search. Meant to run inside ``jax.jit``; close
-  over model params rather than putting them in ``state`` (state rows are re-gathered), e.g.
-  ``jax.jit(lambda params, enc: beam_search(functools.partial(step_fn, params), enc, ...))``.
+def beam_search(
+    logits_fn: LogitsFn,
+    state: Any,
+    *,
+    batch_size: int,
+    beam_size: int,
+    bos_id: int,
+    level_offsets: Sequence[int],
+    level_sizes: Sequence[int],
+    trie: trie_lib.SidTrie | None = None,
+    constrained: bool = True,
+    length_penalty: float | None = None,
+    score_over: str = "level",
+) -> BeamResult:
+    """Top-``beam_size`` SIDs per query by beam search. Meant to run inside ``jax.jit``; close
+    over model params rather than putting them in ``state`` (state rows are re-gathered), e.g.
+    ``jax.jit(lambda params, enc: beam_search(functools.partial(step_fn, params), enc, ...))``.
 
-  ``trie`` with ``constrained=True`` masks every step so all valid results are real items;
-  ``constrained=False`` decodes freely and uses the trie only to fill ``valid``; ``trie=None``
-  decodes freely and ``valid`` only says the score is finite. Beams that could not be filled
-  (fewer than ``beam_size`` allowed SIDs) have score -inf and ``valid`` False.
-  ``length_penalty`` alpha divides scores by L**alpha (all SIDs have length L, so it rescales
-  scores without changing the ranking; kept for score compatibility with length-normalised
-  decoders).
-  """
-  level_offsets, level_sizes = sid_steps.check_sid_layout(
-      level_offsets, level_sizes, trie, bos_id, score_over)
-  if batch_size <= 0 or beam_size <= 0:
-    raise ValueError(f"batch_size and beam_size must be positive, got {batch_size}, {beam_size}")
-  b, k, depth = batch_size, beam_size, len(level_sizes)
-  n = b * k
-  use_mask = trie is not None and constrained
+    ``trie`` with ``constrained=True`` masks every step so all valid results are real items;
+    ``constrained=False`` decodes freely and uses the trie only to fill ``valid``; ``trie=None``
+    decodes freely and ``valid`` only says the score is finite. Beams that could not be filled
+    (fewer than ``beam_size`` allowed SIDs) have score -inf and ``valid`` False.
+    ``length_penalty`` alpha divides scores by L**alpha (all SIDs have length L, so it rescales
+    scores without changing the ranking; kept for score compatibility with length-normalised
+    decoders).
+    """
+    level_offsets, level_sizes = sid_steps.check_sid_layout(
+        level_offsets, level_sizes, trie, bos_id, score_over
+    )
+    if batch_size <= 0 or beam_size <= 0:
+        raise ValueError(
+            f"batch_size and beam_size must be positive, got {batch_size}, {beam_size}"
+        )
+    b, k, depth = batch_size, beam_size, len(level_sizes)
+    n = b * k
+    use_mask = trie is not None and constrained
 
-  state = sid_steps.tile_rows(state, b, k)
-  tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
-  codes = jnp.zeros((b, k, 0), dtype=jnp.int32)
-  # Only beam 0 is live at the start, so step 0 cannot pick the same code from identical beams.
-  scores = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)[None, :].repeat(b, axis=0)
-  node = trie_lib.root_state(trie, n) if use_mask else None
-  row_base = (jnp.arange(b, dtype=jnp.int32) * k)[:, None]
+    state = sid_steps.tile_rows(state, b, k)
+    tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
+    codes = jnp.zeros((b, k, 0), dtype=jnp.int32)
+    # Only beam 0 is live at the start, so step 0 cannot pick the same code from identical beams.
+    scores = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)[None, :].repeat(b, axis=0)
+    node = trie_lib.root_state(trie, n) if use_mask else None
+    row_base = (jnp.arange(b, dtype=jnp.int32) * k)[:, None]
 
-  for level in range(depth):
-    logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
-    logp = sid_steps.level_log_probs(logits, level_offsets[level], level_sizes[level],
-                                     score_over)
-    if use_mask:
-      logp = jnp.where(trie_lib.allowed_mask(trie, node, level), logp, -jnp.inf)
-    cand = scores[:, :, None] + logp.reshape(b, k, level_sizes[level])
-    scores, beam, code = _top_k_continuations(cand, k)
-    parent = (row_base + beam).reshape(n)
-    state = jax.tree_util.tree_map(lambda x: x[parent], state)
-    flat_code = code.reshape(n)
-    tokens = jnp.concatenate([tokens[parent], (level_offsets[level] + flat_code)[:, None]], 1)
-    codes = jnp.concatenate([jnp.take_along_axis(codes, beam[:, :, None], axis=1),
-                             code[:, :, None]], axis=2)
-    if use_mask:
-      node = trie_lib.advance(trie, node[parent], flat_code, level)
+    for level in range(depth):
+        logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
+        logp = sid_steps.level_log_probs(
+            logits, level_offsets[level], level_sizes[level], score_over
+        )
+        if use_mask:
+            logp = jnp.where(trie_lib.allowed_mask(trie, node, level), logp, -jnp.inf)
+        cand = scores[:, :, None] + logp.reshape(b, k, level_sizes[level])
+        scores, beam, code = _top_k_continuations(cand, k)
+        parent = (row_base + beam).reshape(n)
+        state = jax.tree_util.tree_map(lambda x: x[parent], state)
+        flat_code = code.reshape(n)
+        tokens = jnp.concatenate([tokens[parent], (level_offsets[level] + flat_code)[:, None]], 1)
+        codes = jnp.concatenate(
+            [jnp.take_along_axis(codes, beam[:, :, None], axis=1), code[:, :, None]], axis=2
+        )
+        if use_mask:
+            node = trie_lib.advance(trie, node[parent], flat_code, level)
 
-  valid = jnp.isfinite(scores)
-  if trie is not None:
-    valid &= trie_lib.is_valid(trie, codes.reshape(n, depth)).reshape(b, k)
-  if length_penalty is not None:
-    scores = scores / (float(depth) ** float(length_penalty))
-  return BeamResult(codes=codes, scores=scores.astype(jnp.float32), valid=valid)
-
+    valid = jnp.isfinite(scores)
+    if trie is not None:
+        valid &= trie_lib.is_valid(trie, codes.reshape(n, depth)).reshape(b, k)
+    if length_penalty is not None:
+        scores = scores / (float(depth) ** float(length_penalty))
+    return BeamResult(codes=codes, scores=scores.astype(jnp.float32), valid=valid)

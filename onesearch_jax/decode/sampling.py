@@ -9,6 +9,7 @@ constrained sample is always a real item's SID). ``temperature == 0`` means gree
 the trie mask (``score_over`` as in ``sid_steps``), i.e. what a training step recomputes for the
 policy ratio; they are not the log-probs of the tempered, masked sampling distribution.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple, Sequence
@@ -21,58 +22,72 @@ from onesearch_jax.sid import trie as trie_lib
 
 
 class SampleResult(NamedTuple):
-  codes: jax.Array            # int32[B, G, L] level-local SID codes
-  token_logprobs: jax.Array   # float32[B, G, L] model log-prob of each drawn code (T = 1)
-  valid: jax.Array            # bool[B, G] real item's SID (all True when trie is None)
+    codes: jax.Array  # int32[B, G, L] level-local SID codes
+    token_logprobs: jax.Array  # float32[B, G, L] model log-prob of each drawn code (T = 1)
+    valid: jax.Array  # bool[B, G] real item's SID (all True when trie is None)
 
 
-def sample_sids(logits_fn, state: Any, rng: jax.Array, *, batch_size: int, group_size: int,
-                temperature: float, bos_id: int, level_offsets: Sequence[int],
-                level_sizes: Sequence[int], trie: trie_lib.SidTrie | None = None,
-                constrained: bool = True, score_over: str = "level") -> SampleResult:
-  """Draws ``group_size`` SIDs per query. Meant to run inside ``jax.jit``.
+def sample_sids(
+    logits_fn,
+    state: Any,
+    rng: jax.Array,
+    *,
+    batch_size: int,
+    group_size: int,
+    temperature: float,
+    bos_id: int,
+    level_offsets: Sequence[int],
+    level_sizes: Sequence[int],
+    trie: trie_lib.SidTrie | None = None,
+    constrained: bool = True,
+    score_over: str = "level",
+) -> SampleResult:
+    """Draws ``group_size`` SIDs per query. Meant to run inside ``jax.jit``.
 
-  ``state`` has leading axis batch_size (repeated per sample, rows b*G + g) or
-  batch_size*group_size. ``trie`` with ``constrained=False`` samples freely and only fills
-  ``valid``; with ``trie=None`` validity is unknown and ``valid`` is all True.
-  """
-  level_offsets, level_sizes = sid_steps.check_sid_layout(
-      level_offsets, level_sizes, trie, bos_id, score_over)
-  if batch_size <= 0 or group_size <= 0:
-    raise ValueError(f"batch_size and group_size must be positive, got {batch_size}, "
-                     f"{group_size}")
-  temperature = float(temperature)
-  if temperature < 0:
-    raise ValueError(f"temperature must be >= 0, got {temperature}")
-  b, g, depth = batch_size, group_size, len(level_sizes)
-  n = b * g
-  use_mask = trie is not None and constrained
+    ``state`` has leading axis batch_size (repeated per sample, rows b*G + g) or
+    batch_size*group_size. ``trie`` with ``constrained=False`` samples freely and only fills
+    ``valid``; with ``trie=None`` validity is unknown and ``valid`` is all True.
+    """
+    level_offsets, level_sizes = sid_steps.check_sid_layout(
+        level_offsets, level_sizes, trie, bos_id, score_over
+    )
+    if batch_size <= 0 or group_size <= 0:
+        raise ValueError(
+            f"batch_size and group_size must be positive, got {batch_size}, {group_size}"
+        )
+    temperature = float(temperature)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    b, g, depth = batch_size, group_size, len(level_sizes)
+    n = b * g
+    use_mask = trie is not None and constrained
 
-  state = sid_steps.tile_rows(state, b, g)
-  tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
-  node = trie_lib.root_state(trie, n) if use_mask else None
-  codes, logprobs = [], []
-  for level, key in zip(range(depth), jax.random.split(rng, depth)):
-    logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
-    offset, size = level_offsets[level], level_sizes[level]
-    model_logp = sid_steps.level_log_probs(logits, offset, size, score_over)
-    draw_logits = logits[:, offset:offset + size].astype(jnp.float32)
-    if use_mask:
-      draw_logits = jnp.where(trie_lib.allowed_mask(trie, node, level), draw_logits, -jnp.inf)
-    if temperature == 0.0:
-      code = jnp.argmax(draw_logits, axis=-1)
-    else:
-      code = jax.random.categorical(key, draw_logits / temperature, axis=-1)
-    code = code.astype(jnp.int32)
-    codes.append(code)
-    logprobs.append(jnp.take_along_axis(model_logp, code[:, None], axis=1)[:, 0])
-    tokens = jnp.concatenate([tokens, (offset + code)[:, None]], axis=1)
-    if use_mask:
-      node = trie_lib.advance(trie, node, code, level)
+    state = sid_steps.tile_rows(state, b, g)
+    tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
+    node = trie_lib.root_state(trie, n) if use_mask else None
+    codes, logprobs = [], []
+    for level, key in zip(range(depth), jax.random.split(rng, depth)):
+        logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
+        offset, size = level_offsets[level], level_sizes[level]
+        model_logp = sid_steps.level_log_probs(logits, offset, size, score_over)
+        draw_logits = logits[:, offset : offset + size].astype(jnp.float32)
+        if use_mask:
+            draw_logits = jnp.where(trie_lib.allowed_mask(trie, node, level), draw_logits, -jnp.inf)
+        if temperature == 0.0:
+            code = jnp.argmax(draw_logits, axis=-1)
+        else:
+            code = jax.random.categorical(key, draw_logits / temperature, axis=-1)
+        code = code.astype(jnp.int32)
+        codes.append(code)
+        logprobs.append(jnp.take_along_axis(model_logp, code[:, None], axis=1)[:, 0])
+        tokens = jnp.concatenate([tokens, (offset + code)[:, None]], axis=1)
+        if use_mask:
+            node = trie_lib.advance(trie, node, code, level)
 
-  codes = jnp.stack(codes, axis=1)
-  valid = (trie_lib.is_valid(trie, codes) if trie is not None
-           else jnp.ones((n,), dtype=bool))
-  return SampleResult(codes=codes.reshape(b, g, depth),
-                      token_logprobs=jnp.stack(logprobs, axis=1).reshape(b, g, depth),
-                      valid=valid.reshape(b, g))
+    codes = jnp.stack(codes, axis=1)
+    valid = trie_lib.is_valid(trie, codes) if trie is not None else jnp.ones((n,), dtype=bool)
+    return SampleResult(
+        codes=codes.reshape(b, g, depth),
+        token_logprobs=jnp.stack(logprobs, axis=1).reshape(b, g, depth),
+        valid=valid.reshape(b, g),
+    )

@@ -8,6 +8,7 @@ vocabulary and then slices, i.e. the model's raw next-token log-probs (scores of
 not sum to one). Either way trie masking happens afterwards: a masked code gets -inf and the
 remaining scores are *not* renormalised, so a constrained beam's score is its true model log-prob.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -18,53 +19,64 @@ import jax.numpy as jnp
 SCORE_OVER = ("level", "vocab")
 
 
-def check_sid_layout(level_offsets: Sequence[int], level_sizes: Sequence[int], trie, bos_id: int,
-                     score_over: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-  """Validates the SID token layout and returns it as tuples of ints."""
-  level_offsets = tuple(int(o) for o in level_offsets)
-  level_sizes = tuple(int(s) for s in level_sizes)
-  if len(level_offsets) != len(level_sizes) or not level_sizes:
-    raise ValueError(f"level_offsets {level_offsets} and level_sizes {level_sizes} must be "
-                     "non-empty and of equal length")
-  if any(s <= 0 for s in level_sizes) or any(o < 0 for o in level_offsets):
-    raise ValueError(f"level sizes must be positive and offsets non-negative, got "
-                     f"{level_offsets} / {level_sizes}")
-  if trie is not None and tuple(trie.level_sizes) != level_sizes:
-    raise ValueError(f"trie.level_sizes {trie.level_sizes} != level_sizes {level_sizes}")
-  if int(bos_id) < 0:
-    raise ValueError(f"bos_id must be a vocabulary id, got {bos_id}")
-  if score_over not in SCORE_OVER:
-    raise ValueError(f"score_over must be one of {SCORE_OVER}, got {score_over!r}")
-  return level_offsets, level_sizes
+def check_sid_layout(
+    level_offsets: Sequence[int], level_sizes: Sequence[int], trie, bos_id: int, score_over: str
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Validates the SID token layout and returns it as tuples of ints."""
+    level_offsets = tuple(int(o) for o in level_offsets)
+    level_sizes = tuple(int(s) for s in level_sizes)
+    if len(level_offsets) != len(level_sizes) or not level_sizes:
+        raise ValueError(
+            f"level_offsets {level_offsets} and level_sizes {level_sizes} must be "
+            "non-empty and of equal length"
+        )
+    if any(s <= 0 for s in level_sizes) or any(o < 0 for o in level_offsets):
+        raise ValueError(
+            f"level sizes must be positive and offsets non-negative, got "
+            f"{level_offsets} / {level_sizes}"
+        )
+    if trie is not None and tuple(trie.level_sizes) != level_sizes:
+        raise ValueError(f"trie.level_sizes {trie.level_sizes} != level_sizes {level_sizes}")
+    if int(bos_id) < 0:
+        raise ValueError(f"bos_id must be a vocabulary id, got {bos_id}")
+    if score_over not in SCORE_OVER:
+        raise ValueError(f"score_over must be one of {SCORE_OVER}, got {score_over!r}")
+    return level_offsets, level_sizes
 
 
 def tile_rows(state, batch_size: int, copies: int):
-  """Repeats each query's state ``copies`` times (rows b*copies + k) unless already tiled."""
-  def tile(x):
-    if x.shape[0] == batch_size * copies:
-      return x
-    if x.shape[0] == batch_size:
-      return jnp.repeat(x, copies, axis=0)
-    raise ValueError(f"state leaf has leading axis {x.shape[0]}; expected batch_size "
-                     f"{batch_size} or batch_size*{copies} = {batch_size * copies}")
-  return jax.tree_util.tree_map(tile, state)
+    """Repeats each query's state ``copies`` times (rows b*copies + k) unless already tiled."""
+
+    def tile(x):
+        if x.shape[0] == batch_size * copies:
+            return x
+        if x.shape[0] == batch_size:
+            return jnp.repeat(x, copies, axis=0)
+        raise ValueError(
+            f"state leaf has leading axis {x.shape[0]}; expected batch_size "
+            f"{batch_size} or batch_size*{copies} = {batch_size * copies}"
+        )
+
+    return jax.tree_util.tree_map(tile, state)
 
 
-def level_log_probs(logits: jax.Array, offset: int, size: int, score_over: str,
-                    temperature: float = 1.0) -> jax.Array:
-  """float32[N, size] log-probs of level codes from full-vocab ``logits`` float[N, V]."""
-  if logits.ndim != 2 or logits.shape[1] < offset + size:
-    raise ValueError(f"logits must be [N, V] with V >= {offset + size}, got {logits.shape}")
-  logits = logits.astype(jnp.float32) / temperature
-  if score_over == "vocab":
-    return jax.nn.log_softmax(logits, axis=-1)[:, offset:offset + size]
-  return jax.nn.log_softmax(logits[:, offset:offset + size], axis=-1)
+def level_log_probs(
+    logits: jax.Array, offset: int, size: int, score_over: str, temperature: float = 1.0
+) -> jax.Array:
+    """float32[N, size] log-probs of level codes from full-vocab ``logits`` float[N, V]."""
+    if logits.ndim != 2 or logits.shape[1] < offset + size:
+        raise ValueError(f"logits must be [N, V] with V >= {offset + size}, got {logits.shape}")
+    logits = logits.astype(jnp.float32) / temperature
+    if score_over == "vocab":
+        return jax.nn.log_softmax(logits, axis=-1)[:, offset : offset + size]
+    return jax.nn.log_softmax(logits[:, offset : offset + size], axis=-1)
 
 
 def call_model(logits_fn, state, tokens, step: int, num_rows: int):
-  """Calls ``logits_fn`` and checks the shapes it returns."""
-  logits, new_state = logits_fn(state, tokens, step)
-  if logits.shape[0] != num_rows:
-    raise ValueError(f"logits_fn returned {logits.shape[0]} rows at step {step}, "
-                     f"expected {num_rows}")
-  return logits, new_state
+    """Calls ``logits_fn`` and checks the shapes it returns."""
+    logits, new_state = logits_fn(state, tokens, step)
+    if logits.shape[0] != num_rows:
+        raise ValueError(
+            f"logits_fn returned {logits.shape[0]} rows at step {step}, expected {num_rows}"
+        )
+    return logits, new_state

@@ -5,104 +5,146 @@ Presets are plain dicts so they drop straight into an ml_collections config
 `vocab_size` is a placeholder here: the data pipeline sets it to
 text tokens + SID tokens.
 """
+
 from __future__ import annotations
 
 import dataclasses
 
 PRESETS: dict[str, dict] = {
     # CPU tests: small enough that a train step compiles in a few seconds.
-    "tiny": dict(vocab_size=256, d_model=64, num_heads=4, mlp_dim=256,
-                 enc_layers=2, dec_layers=2, max_enc_len=128, max_dec_len=16),
-    "small": dict(vocab_size=8192, d_model=256, num_heads=4, mlp_dim=1024,
-                  enc_layers=4, dec_layers=4, max_enc_len=128, max_dec_len=16),
+    "tiny": dict(
+        vocab_size=256,
+        d_model=64,
+        num_heads=4,
+        mlp_dim=256,
+        enc_layers=2,
+        dec_layers=2,
+        max_enc_len=128,
+        max_dec_len=16,
+    ),
+    "small": dict(
+        vocab_size=8192,
+        d_model=256,
+        num_heads=4,
+        mlp_dim=1024,
+        enc_layers=4,
+        dec_layers=4,
+        max_enc_len=128,
+        max_dec_len=16,
+    ),
     # BART-base-like.
-    "base": dict(vocab_size=32768, d_model=768, num_heads=12, mlp_dim=3072,
-                 enc_layers=6, dec_layers=6, max_enc_len=256, max_dec_len=16),
+    "base": dict(
+        vocab_size=32768,
+        d_model=768,
+        num_heads=12,
+        mlp_dim=3072,
+        enc_layers=6,
+        dec_layers=6,
+        max_enc_len=256,
+        max_dec_len=16,
+    ),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class TransformerConfig:
-  """Hyper-parameters of the encoder-decoder (see transformer.py)."""
-  vocab_size: int
-  d_model: int
-  num_heads: int
-  mlp_dim: int
-  enc_layers: int
-  dec_layers: int
-  max_enc_len: int = 128
-  max_dec_len: int = 16
-  head_dim: int | None = None  # None -> d_model // num_heads
-  dropout_rate: float = 0.1
-  positions: str = "learned"  # 'learned' | 'sinusoidal'
-  dtype: str = "float32"  # compute dtype, e.g. 'bfloat16'
-  param_dtype: str = "float32"
-  attention_impl: str | None = None  # passed to jax.nn.dot_product_attention
+    """Hyper-parameters of the encoder-decoder (see transformer.py)."""
 
-  def __post_init__(self):
-    for name in ("vocab_size", "d_model", "num_heads", "mlp_dim", "enc_layers",
-                 "dec_layers", "max_enc_len", "max_dec_len"):
-      if int(getattr(self, name)) <= 0:
-        raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
-    if self.head_dim is None and self.d_model % self.num_heads:
-      raise ValueError(f"model.d_model={self.d_model} is not divisible by "
-                       f"num_heads={self.num_heads}; set head_dim explicitly")
-    if self.positions not in ("learned", "sinusoidal"):
-      raise ValueError(f"model.positions must be 'learned' or 'sinusoidal', got {self.positions!r}")
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate}")
+    vocab_size: int
+    d_model: int
+    num_heads: int
+    mlp_dim: int
+    enc_layers: int
+    dec_layers: int
+    max_enc_len: int = 128
+    max_dec_len: int = 16
+    head_dim: int | None = None  # None -> d_model // num_heads
+    dropout_rate: float = 0.1
+    positions: str = "learned"  # 'learned' | 'sinusoidal'
+    dtype: str = "float32"  # compute dtype, e.g. 'bfloat16'
+    param_dtype: str = "float32"
+    attention_impl: str | None = None  # passed to jax.nn.dot_product_attention
 
-  @property
-  def attn_dim(self) -> int:
-    """heads * head_dim: width of the q/k/v projections."""
-    return self.num_heads * (self.head_dim or self.d_model // self.num_heads)
+    def __post_init__(self):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "num_heads",
+            "mlp_dim",
+            "enc_layers",
+            "dec_layers",
+            "max_enc_len",
+            "max_dec_len",
+        ):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if self.head_dim is None and self.d_model % self.num_heads:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by "
+                f"num_heads={self.num_heads}; set head_dim explicitly"
+            )
+        if self.positions not in ("learned", "sinusoidal"):
+            raise ValueError(
+                f"model.positions must be 'learned' or 'sinusoidal', got {self.positions!r}"
+            )
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
-  @classmethod
-  def from_dict(cls, d) -> "TransformerConfig":
-    """Builds from a dict/ConfigDict, refusing unknown keys by name."""
-    d = d.to_dict() if hasattr(d, "to_dict") else dict(d)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-      raise ValueError(f"unknown model config keys: {unknown}")
-    return cls(**d)
+    @property
+    def attn_dim(self) -> int:
+        """heads * head_dim: width of the q/k/v projections."""
+        return self.num_heads * (self.head_dim or self.d_model // self.num_heads)
+
+    @classmethod
+    def from_dict(cls, d) -> "TransformerConfig":
+        """Builds from a dict/ConfigDict, refusing unknown keys by name."""
+        d = d.to_dict() if hasattr(d, "to_dict") else dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        return cls(**d)
 
 
 def get_preset(name: str) -> dict:
-  """A copy of the preset's fields; unknown names raise listing valid ones."""
-  if name not in PRESETS:
-    raise ValueError(f"unknown model preset {name!r}; valid: {sorted(PRESETS)}")
-  return dict(PRESETS[name])
+    """A copy of the preset's fields; unknown names raise listing valid ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; valid: {sorted(PRESETS)}")
+    return dict(PRESETS[name])
 
 
 def train_flops_per_example(cfg: TransformerConfig, enc_len: int, dec_len: int) -> float:
-  """Matmul FLOPs of one training step (forward + backward = 3x forward) per example.
+    """Matmul FLOPs of one training step (forward + backward = 3x forward) per example.
 
-  Counts every matmul (projections, attention scores without a causal discount,
-  MLPs, the tied output projection); ignores norms, softmax and embedding lookups.
-  """
-  d, a, m, v = cfg.d_model, cfg.attn_dim, cfg.mlp_dim, cfg.vocab_size
-  s, t = enc_len, dec_len
-  enc_layer = s * (2 * 4 * d * a + 2 * 2 * d * m) + 2 * 2 * s * s * a
-  dec_layer = (t * (2 * 4 * d * a + 2 * 2 * d * m) + 2 * 2 * t * t * a  # self-attn + MLP
-               + t * 2 * 2 * d * a + s * 2 * 2 * d * a  # cross q,o on dec; k,v on enc
-               + 2 * 2 * t * s * a)  # cross scores and values
-  forward = cfg.enc_layers * enc_layer + cfg.dec_layers * dec_layer + t * 2 * d * v
-  return 3.0 * forward
+    Counts every matmul (projections, attention scores without a causal discount,
+    MLPs, the tied output projection); ignores norms, softmax and embedding lookups.
+    """
+    d, a, m, v = cfg.d_model, cfg.attn_dim, cfg.mlp_dim, cfg.vocab_size
+    s, t = enc_len, dec_len
+    enc_layer = s * (2 * 4 * d * a + 2 * 2 * d * m) + 2 * 2 * s * s * a
+    dec_layer = (
+        t * (2 * 4 * d * a + 2 * 2 * d * m)
+        + 2 * 2 * t * t * a  # self-attn + MLP
+        + t * 2 * 2 * d * a
+        + s * 2 * 2 * d * a  # cross q,o on dec; k,v on enc
+        + 2 * 2 * t * s * a
+    )  # cross scores and values
+    forward = cfg.enc_layers * enc_layer + cfg.dec_layers * dec_layer + t * 2 * d * v
+    return 3.0 * forward
 
 
 def flops_per_token(cfg: TransformerConfig, enc_len: int, dec_len: int) -> float:
-  """Training FLOPs per processed token, where tokens = enc_len + dec_len per example."""
-  return train_flops_per_example(cfg, enc_len, dec_len) / (enc_len + dec_len)
+    """Training FLOPs per processed token, where tokens = enc_len + dec_len per example."""
+    return train_flops_per_example(cfg, enc_len, dec_len) / (enc_len + dec_len)
 
 
 def param_count(cfg: TransformerConfig) -> int:
-  """Number of parameters, for reporting (matches transformer.py's layout)."""
-  d, a, m = cfg.d_model, cfg.attn_dim, cfg.mlp_dim
-  ln = 2 * d
-  attn = 4 * d * a + 2 * a + d  # no key bias
-  mlp = 2 * d * m + m + d
-  pos = (cfg.max_enc_len + cfg.max_dec_len) * d if cfg.positions == "learned" else 0
-  enc = cfg.enc_layers * (2 * ln + attn + mlp) + ln
-  dec = cfg.dec_layers * (3 * ln + 2 * attn + mlp) + ln
-  return cfg.vocab_size * d + pos + enc + dec
+    """Number of parameters, for reporting (matches transformer.py's layout)."""
+    d, a, m = cfg.d_model, cfg.attn_dim, cfg.mlp_dim
+    ln = 2 * d
+    attn = 4 * d * a + 2 * a + d  # no key bias
+    mlp = 2 * d * m + m + d
+    pos = (cfg.max_enc_len + cfg.max_dec_len) * d if cfg.positions == "learned" else 0
+    enc = cfg.enc_layers * (2 * ln + attn + mlp) + ln
+    dec = cfg.dec_layers * (3 * ln + 2 * attn + mlp) + ln
+    return cfg.vocab_size * d + pos + enc + dec

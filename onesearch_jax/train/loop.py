@@ -3,6 +3,7 @@
 Stage-agnostic apart from `make_step`, which defaults to the SFT step; later
 stages pass their own jitted step factory with the same signature.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,95 +24,112 @@ BatchIterFactory = Callable[[int], Iterator[Mapping[str, np.ndarray]]]
 
 
 class NonFiniteLossError(FloatingPointError):
-  """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
 
 
 @dataclasses.dataclass
 class TrainResult:
-  state: Any
-  step: int
-  metrics: dict  # host metrics of the last step
-  preempted: bool  # stopped early on SIGTERM (after saving)
+    state: Any
+    step: int
+    metrics: dict  # host metrics of the last step
+    preempted: bool  # stopped early on SIGTERM (after saving)
 
 
-def train_loop(config, workdir: str, model, batch_iter_factory: BatchIterFactory,
-               eval_fn: Callable[[Any, int], Mapping[str, float]] | None = None, *,
-               mesh: jax.sharding.Mesh | None = None, make_step=make_train_step,
-               stream=None) -> TrainResult:
-  """Trains to config.train.steps, resuming from WORKDIR/checkpoints if present.
+def train_loop(
+    config,
+    workdir: str,
+    model,
+    batch_iter_factory: BatchIterFactory,
+    eval_fn: Callable[[Any, int], Mapping[str, float]] | None = None,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    make_step=make_train_step,
+    stream=None,
+) -> TrainResult:
+    """Trains to config.train.steps, resuming from WORKDIR/checkpoints if present.
 
-  batch_iter_factory(position) must yield numpy batches starting at batch number
-  `position` (the count already consumed), so a resumed run sees the same data.
-  eval_fn(state, step) -> scalars is called every train.eval_every steps (0 = never).
-  Raises NonFiniteLossError naming the step if the loss is NaN/inf; that state is
-  never checkpointed.
-  """
-  tc = config.train
-  total = int(tc.steps)
-  log_every, eval_every = int(tc.log_every), int(tc.get("eval_every", 0) or 0)
-  mesh = sharding_lib.make_mesh(config.mesh.shape) if mesh is None else mesh
-  setup = setup_train_state(model, config, mesh)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
-                      save_every=int(tc.checkpoint_every), keep=int(tc.keep))
+    batch_iter_factory(position) must yield numpy batches starting at batch number
+    `position` (the count already consumed), so a resumed run sees the same data.
+    eval_fn(state, step) -> scalars is called every train.eval_every steps (0 = never).
+    Raises NonFiniteLossError naming the step if the loss is NaN/inf; that state is
+    never checkpointed.
+    """
+    tc = config.train
+    total = int(tc.steps)
+    log_every, eval_every = int(tc.log_every), int(tc.get("eval_every", 0) or 0)
+    mesh = sharding_lib.make_mesh(config.mesh.shape) if mesh is None else mesh
+    setup = setup_train_state(model, config, mesh)
+    ckpt = Checkpointer(
+        os.path.join(workdir, "checkpoints"), save_every=int(tc.checkpoint_every), keep=int(tc.keep)
+    )
 
-  if ckpt.latest_step() is not None:
-    state, meta = ckpt.restore(setup.abstract, config)
-    start, data_position = int(meta["step"]), int(meta["data_position"])
-  else:
-    state, start, data_position = create_train_state(setup, int(tc.seed)), 0, 0
+    if ckpt.latest_step() is not None:
+        state, meta = ckpt.restore(setup.abstract, config)
+        start, data_position = int(meta["step"]), int(meta["data_position"])
+    else:
+        state, start, data_position = create_train_state(setup, int(tc.seed)), 0, 0
 
-  train_step = make_step(model, config, setup)
-  rng = jax.random.key(int(tc.seed))
-  writer = MetricWriter(workdir, total_steps=total, start_step=start, stream=stream)
-  late = OneStepLate()
-  last_metrics: dict = {}
+    train_step = make_step(model, config, setup)
+    rng = jax.random.key(int(tc.seed))
+    writer = MetricWriter(workdir, total_steps=total, start_step=start, stream=stream)
+    late = OneStepLate()
+    last_metrics: dict = {}
 
-  def handle(entry) -> None:
-    """Host side of a finished step: NaN guard, then logging when due."""
-    nonlocal last_metrics
-    if entry is None:
-      return
-    s, m = entry
-    if not math.isfinite(m["loss"]):
-      raise NonFiniteLossError(
-          f"non-finite loss {m['loss']} at step {s}; stopped without saving it "
-          f"(last good checkpoint: step {ckpt.latest_step()})")
-    last_metrics = m
-    if s % log_every == 0 or s == total:
-      perf = writer.progress(s, {"loss": m["loss"]})
-      writer.write(s, {**{f"train/{k}": v for k, v in m.items()}, **perf})
+    def handle(entry) -> None:
+        """Host side of a finished step: NaN guard, then logging when due."""
+        nonlocal last_metrics
+        if entry is None:
+            return
+        s, m = entry
+        if not math.isfinite(m["loss"]):
+            raise NonFiniteLossError(
+                f"non-finite loss {m['loss']} at step {s}; stopped without saving it "
+                f"(last good checkpoint: step {ckpt.latest_step()})"
+            )
+        last_metrics = m
+        if s % log_every == 0 or s == total:
+            perf = writer.progress(s, {"loss": m["loss"]})
+            writer.write(s, {**{f"train/{k}": v for k, v in m.items()}, **perf})
 
-  step = start
-  batches = batch_iter_factory(data_position)
-  try:
-    with PreemptionGuard() as guard:
-      while step < total:
-        try:
-          batch = next(batches)
-        except StopIteration:
-          raise ValueError(f"batch iterator ran out at step {step} of {total}") from None
-        if step == start:
-          check_batch(batch)
-          if batch["enc_tokens"].shape[0] != int(tc.batch_size):
-            raise ValueError(f"batch size {batch['enc_tokens'].shape[0]} != "
-                             f"train.batch_size {tc.batch_size}")
-        state, metrics = train_step(state, sharding_lib.shard_batch(batch, mesh, setup.rules), rng)
-        step += 1
-        handle(late.push(step, metrics))  # step-1's numbers; step is already dispatched
-        writer.count_tokens(batch["enc_tokens"].size + batch["dec_inputs"].size)
+    step = start
+    batches = batch_iter_factory(data_position)
+    try:
+        with PreemptionGuard() as guard:
+            while step < total:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    raise ValueError(f"batch iterator ran out at step {step} of {total}") from None
+                if step == start:
+                    check_batch(batch)
+                    if batch["enc_tokens"].shape[0] != int(tc.batch_size):
+                        raise ValueError(
+                            f"batch size {batch['enc_tokens'].shape[0]} != "
+                            f"train.batch_size {tc.batch_size}"
+                        )
+                state, metrics = train_step(
+                    state, sharding_lib.shard_batch(batch, mesh, setup.rules), rng
+                )
+                step += 1
+                handle(late.push(step, metrics))  # step-1's numbers; step is already dispatched
+                writer.count_tokens(batch["enc_tokens"].size + batch["dec_inputs"].size)
 
-        if ckpt.should_save(step) or step == total or guard.requested:
-          handle(late.flush())  # never save a state whose loss we have not checked
-          ckpt.save(step, state, data_position=data_position + step - start, config=config,
-                    force=True)
-        if eval_fn is not None and eval_every and (step % eval_every == 0 or step == total):
-          scores = dict(eval_fn(state, step))
-          writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
-        if guard.requested:
-          break
-      handle(late.flush())
-  finally:
-    ckpt.close()
-    writer.close()
-  return TrainResult(state=state, step=step, metrics=last_metrics,
-                     preempted=step < total)
+                if ckpt.should_save(step) or step == total or guard.requested:
+                    handle(late.flush())  # never save a state whose loss we have not checked
+                    ckpt.save(
+                        step,
+                        state,
+                        data_position=data_position + step - start,
+                        config=config,
+                        force=True,
+                    )
+                if eval_fn is not None and eval_every and (step % eval_every == 0 or step == total):
+                    scores = dict(eval_fn(state, step))
+                    writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
+                if guard.requested:
+                    break
+            handle(late.flush())
+    finally:
+        ckpt.close()
+        writer.close()
+    return TrainResult(state=state, step=step, metrics=last_metrics, preempted=step < total)

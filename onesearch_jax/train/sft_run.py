@@ -1,4 +1,5 @@
 """The V1 SFT run on a workdir: task mixture from the world + SIDs, the generic loop, eval hook."""
+
 from __future__ import annotations
 
 from absl import logging
@@ -24,8 +25,15 @@ def prepare(config, workdir: str):
     khqe, item_codes, query_codes = artifacts.load_sids(workdir)
     vocab = SidVocab(tokenizer.get_vocab_size(), khqe.level_sizes)
     config.model.vocab_size = vocab.vocab_size
-    builder = sft_tasks.TaskBuilder(world, tokenizer, vocab, item_codes, query_codes,
-                                    enc_len=int(config.data.enc_len), dec_len=int(config.data.dec_len))
+    builder = sft_tasks.TaskBuilder(
+        world,
+        tokenizer,
+        vocab,
+        item_codes,
+        query_codes,
+        enc_len=int(config.data.enc_len),
+        dec_len=int(config.data.dec_len),
+    )
     return world, vocab, item_codes, builder
 
 
@@ -33,12 +41,18 @@ def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
     """Trains (or resumes) to config.train.steps; returns the last step's train metrics."""
     world, vocab, item_codes, builder = prepare(config, workdir)
     wd.guard_config(workdir, "train", config)
-    tasks = builder.build(artifacts.load_train_clicks(workdir), artifacts.load_events(workdir, "train"))
+    tasks = builder.build(
+        artifacts.load_train_clicks(workdir), artifacts.load_events(workdir, "train")
+    )
     for name, t in tasks.items():
         logging.info("task %s: %d examples", name, len(t))
     batches = sft_tasks.MixtureBatches(
-        tasks, sft_tasks.parse_stages(config.data.stages), total_steps=int(config.train.steps),
-        batch_size=int(config.train.batch_size), seed=int(config.train.seed))
+        tasks,
+        sft_tasks.parse_stages(config.data.stages),
+        total_steps=int(config.train.steps),
+        batch_size=int(config.train.batch_size),
+        seed=int(config.train.seed),
+    )
     model = build_model(TransformerConfig(**config.model.to_dict()))
 
     trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
@@ -50,8 +64,9 @@ def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
         del step
         nonlocal retriever
         if retriever is None:  # one compiled beam search, fed the current params each time
-            retriever = SidRetriever(model, state.params, vocab, trie,
-                                     beam_size=int(config.eval.beam_size))
+            retriever = SidRetriever(
+                model, state.params, vocab, trie, beam_size=int(config.eval.beam_size)
+            )
         retriever.params = state.params
         scores = generative_eval.evaluate_events(retriever, builder, events, targets)
         return {k: scores[k] for k in EVAL_KEYS}

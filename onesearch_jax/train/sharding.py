@@ -4,6 +4,7 @@ Parameters carry logical axis names; the config's `mesh.logical_axis_rules`
 (pairs of logical name, mesh axis or tuple of mesh axes or None) maps them onto
 this mesh. The batch dimension of every input uses the logical name 'batch'.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,86 +31,94 @@ Rules = tuple[tuple[str, Any], ...]
 
 
 def resolve_mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
-  """Fills in one -1 so the product equals num_devices."""
-  shape = tuple(int(s) for s in shape)
-  if len(shape) != len(MESH_AXES):
-    raise ValueError(f"mesh shape {shape} must have {len(MESH_AXES)} entries for {MESH_AXES}")
-  if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
-    raise ValueError(f"mesh shape {shape}: use positive sizes and at most one -1")
-  known = math.prod(s for s in shape if s != -1)
-  if -1 in shape:
-    if num_devices % known:
-      raise ValueError(f"mesh shape {shape} does not divide {num_devices} devices")
-    shape = tuple(num_devices // known if s == -1 else s for s in shape)
-  if math.prod(shape) != num_devices:
-    raise ValueError(f"mesh shape {shape} needs {math.prod(shape)} devices, have {num_devices}")
-  return shape
+    """Fills in one -1 so the product equals num_devices."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != len(MESH_AXES):
+        raise ValueError(f"mesh shape {shape} must have {len(MESH_AXES)} entries for {MESH_AXES}")
+    if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+        raise ValueError(f"mesh shape {shape}: use positive sizes and at most one -1")
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % known:
+            raise ValueError(f"mesh shape {shape} does not divide {num_devices} devices")
+        shape = tuple(num_devices // known if s == -1 else s for s in shape)
+    if math.prod(shape) != num_devices:
+        raise ValueError(f"mesh shape {shape} needs {math.prod(shape)} devices, have {num_devices}")
+    return shape
 
 
-def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-  """A ('data','fsdp','tensor') mesh over `devices` (default: all)."""
-  devices = list(jax.devices() if devices is None else devices)
-  shape = resolve_mesh_shape(shape, len(devices))
-  return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+def make_mesh(
+    shape: Sequence[int], devices: Sequence[jax.Device] | None = None
+) -> jax.sharding.Mesh:
+    """A ('data','fsdp','tensor') mesh over `devices` (default: all)."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = resolve_mesh_shape(shape, len(devices))
+    return jax.make_mesh(
+        shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices
+    )
 
 
 def normalize_rules(rules) -> Rules:
-  """Config rules (lists from ConfigDict/JSON) -> tuple of (name, axis | tuple | None)."""
-  out = []
-  for pair in rules:
-    if len(pair) != 2 or not isinstance(pair[0], str):
-      raise ValueError(f"logical axis rule {pair!r} must be (logical_name, mesh_axes)")
-    name, axes = pair
-    if isinstance(axes, (list, tuple)):
-      axes = tuple(axes)
-      bad = [a for a in axes if a not in MESH_AXES]
-    else:
-      bad = [axes] if axes is not None and axes not in MESH_AXES else []
-    if bad:
-      raise ValueError(f"logical axis rule for {name!r} names unknown mesh axes {bad}; "
-                       f"valid: {MESH_AXES}")
-    out.append((name, axes))
-  return tuple(out)
+    """Config rules (lists from ConfigDict/JSON) -> tuple of (name, axis | tuple | None)."""
+    out = []
+    for pair in rules:
+        if len(pair) != 2 or not isinstance(pair[0], str):
+            raise ValueError(f"logical axis rule {pair!r} must be (logical_name, mesh_axes)")
+        name, axes = pair
+        if isinstance(axes, (list, tuple)):
+            axes = tuple(axes)
+            bad = [a for a in axes if a not in MESH_AXES]
+        else:
+            bad = [axes] if axes is not None and axes not in MESH_AXES else []
+        if bad:
+            raise ValueError(
+                f"logical axis rule for {name!r} names unknown mesh axes {bad}; valid: {MESH_AXES}"
+            )
+        out.append((name, axes))
+    return tuple(out)
 
 
 def logical_to_shardings(logical_specs, mesh: jax.sharding.Mesh, rules) -> Any:
-  """A tree of logical PartitionSpecs -> the same tree of NamedShardings."""
-  return nn.logical_to_mesh_sharding(logical_specs, mesh, normalize_rules(rules))
+    """A tree of logical PartitionSpecs -> the same tree of NamedShardings."""
+    return nn.logical_to_mesh_sharding(logical_specs, mesh, normalize_rules(rules))
 
 
 def batch_sharding(mesh: jax.sharding.Mesh, rules) -> NamedSharding:
-  """Sharding of an input array whose leading axis is the batch."""
-  return nn.logical_to_mesh_sharding(P("batch"), mesh, normalize_rules(rules))
+    """Sharding of an input array whose leading axis is the batch."""
+    return nn.logical_to_mesh_sharding(P("batch"), mesh, normalize_rules(rules))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P())
+    return NamedSharding(mesh, P())
 
 
 def batch_shards(mesh: jax.sharding.Mesh, rules) -> int:
-  """How many ways the batch dimension is split."""
-  spec = batch_sharding(mesh, rules).spec
-  axes = spec[0] if len(spec) else None
-  if axes is None:
-    return 1
-  axes = axes if isinstance(axes, tuple) else (axes,)
-  return math.prod(mesh.shape[a] for a in axes)
+    """How many ways the batch dimension is split."""
+    spec = batch_sharding(mesh, rules).spec
+    axes = spec[0] if len(spec) else None
+    if axes is None:
+        return 1
+    axes = axes if isinstance(axes, tuple) else (axes,)
+    return math.prod(mesh.shape[a] for a in axes)
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh, rules) -> dict[str, jax.Array]:
-  """Host numpy batch -> global jax arrays split along the batch axis.
+def shard_batch(
+    batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh, rules
+) -> dict[str, jax.Array]:
+    """Host numpy batch -> global jax arrays split along the batch axis.
 
-  Uses make_array_from_process_local_data, so on several hosts each process
-  passes its own slice of the global batch.
-  """
-  sharding = batch_sharding(mesh, rules)
-  shards = batch_shards(mesh, rules)
-  out = {}
-  for name, value in batch.items():
-    value = np.asarray(value)
-    if value.ndim == 0 or value.shape[0] % shards:
-      raise ValueError(f"batch[{name!r}] with shape {value.shape}: leading (batch) dimension "
-                       f"must be divisible by the {shards} batch shards of the mesh")
-    out[name] = jax.make_array_from_process_local_data(sharding, value)
-  return out
+    Uses make_array_from_process_local_data, so on several hosts each process
+    passes its own slice of the global batch.
+    """
+    sharding = batch_sharding(mesh, rules)
+    shards = batch_shards(mesh, rules)
+    out = {}
+    for name, value in batch.items():
+        value = np.asarray(value)
+        if value.ndim == 0 or value.shape[0] % shards:
+            raise ValueError(
+                f"batch[{name!r}] with shape {value.shape}: leading (batch) dimension "
+                f"must be divisible by the {shards} batch shards of the mesh"
+            )
+        out[name] = jax.make_array_from_process_local_data(sharding, value)
+    return out

@@ -4,6 +4,7 @@
 specs become NamedShardings through the config rules, and `jax.jit(init,
 out_shardings=...)` materialises every array directly on its shards.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,69 +20,80 @@ from onesearch_jax.train import sharding as sharding_lib
 
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
-  """Linear warmup from 0 to lr, then cosine decay to lr * min_lr_ratio at `steps`."""
-  steps, warmup, lr = int(train_cfg.steps), int(train_cfg.warmup), float(train_cfg.lr)
-  if steps <= 0 or warmup < 0:
-    raise ValueError(f"train.steps must be > 0 and train.warmup >= 0 (got {steps}, {warmup})")
-  end = lr * float(train_cfg.get("min_lr_ratio", 0.0))
-  if warmup >= steps:
-    return optax.linear_schedule(0.0, lr, max(warmup, 1))
-  return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps, end_value=end)
+    """Linear warmup from 0 to lr, then cosine decay to lr * min_lr_ratio at `steps`."""
+    steps, warmup, lr = int(train_cfg.steps), int(train_cfg.warmup), float(train_cfg.lr)
+    if steps <= 0 or warmup < 0:
+        raise ValueError(f"train.steps must be > 0 and train.warmup >= 0 (got {steps}, {warmup})")
+    end = lr * float(train_cfg.get("min_lr_ratio", 0.0))
+    if warmup >= steps:
+        return optax.linear_schedule(0.0, lr, max(warmup, 1))
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, steps, end_value=end)
 
 
 def _decay_mask(params):
-  """Decay matrices (kernels, embeddings, learned positions), not biases or LayerNorm."""
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """Decay matrices (kernels, embeddings, learned positions), not biases or LayerNorm."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it)."""
-  parts = []
-  if float(train_cfg.clip) > 0:
-    parts.append(optax.clip_by_global_norm(float(train_cfg.clip)))
-  parts.append(optax.adamw(learning_rate_schedule(train_cfg),
-                           b1=float(train_cfg.get("b1", 0.9)), b2=float(train_cfg.get("b2", 0.98)),
-                           eps=1e-8, weight_decay=float(train_cfg.weight_decay), mask=_decay_mask))
-  return optax.chain(*parts)
+    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it)."""
+    parts = []
+    if float(train_cfg.clip) > 0:
+        parts.append(optax.clip_by_global_norm(float(train_cfg.clip)))
+    parts.append(
+        optax.adamw(
+            learning_rate_schedule(train_cfg),
+            b1=float(train_cfg.get("b1", 0.9)),
+            b2=float(train_cfg.get("b2", 0.98)),
+            eps=1e-8,
+            weight_decay=float(train_cfg.weight_decay),
+            mask=_decay_mask,
+        )
+    )
+    return optax.chain(*parts)
 
 
 def _boxed_init_fn(model: nn.Module, tx: optax.GradientTransformation):
-  def init(rng):
-    dummy = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on lengths
-    params = model.init(rng, dummy, dummy)["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-  return init
+    def init(rng):
+        dummy = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on lengths
+        params = model.init(rng, dummy, dummy)["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return init
 
 
 @dataclasses.dataclass(frozen=True)
 class StateSetup:
-  """Everything about the train state that is fixed by (model, config, mesh).
+    """Everything about the train state that is fixed by (model, config, mesh).
 
-  One `tx` object is shared by the abstract state, the shardings and the init,
-  so their pytree structures (which include the static tx) always match.
-  """
-  tx: optax.GradientTransformation
-  abstract: TrainState  # ShapeDtypeStructs with .sharding: the checkpoint restore target
-  shardings: TrainState  # NamedSharding per leaf
-  init: Callable  # jitted rng -> TrainState, born sharded
-  mesh: jax.sharding.Mesh
-  rules: tuple
+    One `tx` object is shared by the abstract state, the shardings and the init,
+    so their pytree structures (which include the static tx) always match.
+    """
+
+    tx: optax.GradientTransformation
+    abstract: TrainState  # ShapeDtypeStructs with .sharding: the checkpoint restore target
+    shardings: TrainState  # NamedSharding per leaf
+    init: Callable  # jitted rng -> TrainState, born sharded
+    mesh: jax.sharding.Mesh
+    rules: tuple
 
 
 def setup_train_state(model: nn.Module, config, mesh: jax.sharding.Mesh) -> StateSetup:
-  tx = make_optimizer(config.train)
-  rules = sharding_lib.normalize_rules(config.mesh.logical_axis_rules)
-  boxed_init = _boxed_init_fn(model, tx)
-  boxed = jax.eval_shape(boxed_init, jax.random.key(0))
-  shardings = sharding_lib.logical_to_shardings(nn.get_partition_spec(boxed), mesh, rules)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          nn.unbox(boxed), shardings)
-  init = jax.jit(lambda rng: nn.unbox(boxed_init(rng)), out_shardings=shardings)
-  return StateSetup(tx=tx, abstract=abstract, shardings=shardings, init=init, mesh=mesh,
-                    rules=rules)
+    tx = make_optimizer(config.train)
+    rules = sharding_lib.normalize_rules(config.mesh.logical_axis_rules)
+    boxed_init = _boxed_init_fn(model, tx)
+    boxed = jax.eval_shape(boxed_init, jax.random.key(0))
+    shardings = sharding_lib.logical_to_shardings(nn.get_partition_spec(boxed), mesh, rules)
+    abstract = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed), shardings
+    )
+    init = jax.jit(lambda rng: nn.unbox(boxed_init(rng)), out_shardings=shardings)
+    return StateSetup(
+        tx=tx, abstract=abstract, shardings=shardings, init=init, mesh=mesh, rules=rules
+    )
 
 
 def create_train_state(setup: StateSetup, seed: int) -> TrainState:
-  """Fresh parameters from `seed`, each array created directly on its shards."""
-  with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-    return setup.init(jax.random.key(int(seed)))
+    """Fresh parameters from `seed`, each array created directly on its shards."""
+    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+        return setup.init(jax.random.key(int(seed)))

@@ -1,4 +1,5 @@
 """Behaviour of the encoder-decoder: shapes, causality, padding, tying, logits_fn."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -6,144 +7,157 @@ import numpy as np
 import pytest
 
 from onesearch_jax.model import presets
-from onesearch_jax.model.transformer import (EncoderDecoder, build_model, encode_for_beams,
-                                             make_logits_fn)
+from onesearch_jax.model.transformer import (
+    EncoderDecoder,
+    build_model,
+    encode_for_beams,
+    make_logits_fn,
+)
 
 B, S, T = 3, 10, 6
 
 
 def _cfg(**kw):
-  d = presets.get_preset("tiny")
-  d.update({"dropout_rate": 0.0, **kw})
-  return presets.TransformerConfig(**d)
+    d = presets.get_preset("tiny")
+    d.update({"dropout_rate": 0.0, **kw})
+    return presets.TransformerConfig(**d)
 
 
 @pytest.fixture(scope="module")
 def setup():
-  # vocab 300 differs from every other width, so tying is checkable; dropout is on but
-  # every apply below is deterministic (train=False) except the dropout test's.
-  cfg = _cfg(vocab_size=300, dropout_rate=0.3)
-  model = build_model(cfg)
-  rng = np.random.default_rng(0)
-  enc = rng.integers(1, cfg.vocab_size, (B, S)).astype(np.int32)
-  enc[0, 7:] = 0  # padding at the end of example 0
-  dec = rng.integers(1, cfg.vocab_size, (B, T)).astype(np.int32)
-  variables = jax.jit(model.init)(jax.random.key(0), enc, dec)
-  params = nn.unbox(variables["params"])
-  apply = jax.jit(lambda p, e, d: model.apply({"params": p}, e, d))
-  return cfg, model, params, apply, enc, dec
+    # vocab 300 differs from every other width, so tying is checkable; dropout is on but
+    # every apply below is deterministic (train=False) except the dropout test's.
+    cfg = _cfg(vocab_size=300, dropout_rate=0.3)
+    model = build_model(cfg)
+    rng = np.random.default_rng(0)
+    enc = rng.integers(1, cfg.vocab_size, (B, S)).astype(np.int32)
+    enc[0, 7:] = 0  # padding at the end of example 0
+    dec = rng.integers(1, cfg.vocab_size, (B, T)).astype(np.int32)
+    variables = jax.jit(model.init)(jax.random.key(0), enc, dec)
+    params = nn.unbox(variables["params"])
+    apply = jax.jit(lambda p, e, d: model.apply({"params": p}, e, d))
+    return cfg, model, params, apply, enc, dec
 
 
 def test_shapes_and_dtype(setup):
-  cfg, model, params, apply, enc, dec = setup
-  logits = apply(params, enc, dec)
-  assert logits.shape == (B, T, cfg.vocab_size)
-  assert logits.dtype == jnp.float32
-  assert np.all(np.isfinite(logits))
+    cfg, model, params, apply, enc, dec = setup
+    logits = apply(params, enc, dec)
+    assert logits.shape == (B, T, cfg.vocab_size)
+    assert logits.dtype == jnp.float32
+    assert np.all(np.isfinite(logits))
 
 
 def test_params_have_logical_names_and_are_2d():
-  cfg = _cfg()
-  variables = jax.eval_shape(build_model(cfg).init, jax.random.key(0),
-                             jnp.ones((1, 4), jnp.int32), jnp.ones((1, 3), jnp.int32))
-  leaves = jax.tree.leaves(variables["params"], is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
-  assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
-  assert all(x.value.ndim <= 2 and len(x.names) == x.value.ndim for x in leaves)
-  n = sum(int(np.prod(x.value.shape)) for x in leaves)
-  assert n == presets.param_count(cfg)
+    cfg = _cfg()
+    variables = jax.eval_shape(
+        build_model(cfg).init,
+        jax.random.key(0),
+        jnp.ones((1, 4), jnp.int32),
+        jnp.ones((1, 3), jnp.int32),
+    )
+    leaves = jax.tree.leaves(
+        variables["params"], is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned)
+    )
+    assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
+    assert all(x.value.ndim <= 2 and len(x.names) == x.value.ndim for x in leaves)
+    n = sum(int(np.prod(x.value.shape)) for x in leaves)
+    assert n == presets.param_count(cfg)
 
 
 def test_decoder_is_causal(setup):
-  cfg, model, params, apply, enc, dec = setup
-  changed = dec.copy()
-  changed[:, 3] = (changed[:, 3] % (cfg.vocab_size - 1)) + 1
-  a, b = apply(params, enc, dec), apply(params, enc, changed)
-  np.testing.assert_allclose(a[:, :3], b[:, :3], atol=1e-6)
-  assert np.max(np.abs(a[:, 3:] - b[:, 3:])) > 1e-3
+    cfg, model, params, apply, enc, dec = setup
+    changed = dec.copy()
+    changed[:, 3] = (changed[:, 3] % (cfg.vocab_size - 1)) + 1
+    a, b = apply(params, enc, dec), apply(params, enc, changed)
+    np.testing.assert_allclose(a[:, :3], b[:, :3], atol=1e-6)
+    assert np.max(np.abs(a[:, 3:] - b[:, 3:])) > 1e-3
 
 
 def test_encoder_padding_does_not_change_outputs(setup):
-  cfg, model, params, apply, enc, dec = setup
-  short = apply(params, enc[:1, :7], dec[:1])  # example 0 without its padding
-  padded = apply(params, enc[:1], dec[:1])
-  np.testing.assert_allclose(short, padded, atol=1e-5)
-  more_pad = np.concatenate([enc[:1], np.zeros((1, 5), np.int32)], axis=1)
-  np.testing.assert_allclose(apply(params, more_pad, dec[:1]), padded, atol=1e-5)
+    cfg, model, params, apply, enc, dec = setup
+    short = apply(params, enc[:1, :7], dec[:1])  # example 0 without its padding
+    padded = apply(params, enc[:1], dec[:1])
+    np.testing.assert_allclose(short, padded, atol=1e-5)
+    more_pad = np.concatenate([enc[:1], np.zeros((1, 5), np.int32)], axis=1)
+    np.testing.assert_allclose(apply(params, more_pad, dec[:1]), padded, atol=1e-5)
 
 
 def test_embeddings_are_tied(setup):
-  cfg, model, params, apply, enc, dec = setup
-  assert "embedding" in params["embed"]
-  kernels = [k for k in jax.tree_util.tree_leaves_with_path(params)
-             if cfg.vocab_size in k[1].shape]
-  assert len(kernels) == 1  # a single [V, D] table serves input and output
-  # Changing the output row of one token changes exactly that token's logit.
-  p2 = jax.tree.map(lambda x: x, params)
-  bump = jax.random.normal(jax.random.key(3), (cfg.d_model,))  # not constant: LN output sums to 0
-  p2["embed"]["embedding"] = params["embed"]["embedding"].at[5].add(bump)
-  enc_nofive = np.where(enc == 5, 6, enc)
-  dec_nofive = np.where(dec == 5, 6, dec)
-  a, b = apply(params, enc_nofive, dec_nofive), apply(p2, enc_nofive, dec_nofive)
-  diff = np.abs(np.asarray(a - b)).max(axis=(0, 1))
-  assert diff[5] > 1e-3 and np.delete(diff, 5).max() < 1e-6
+    cfg, model, params, apply, enc, dec = setup
+    assert "embedding" in params["embed"]
+    kernels = [
+        k for k in jax.tree_util.tree_leaves_with_path(params) if cfg.vocab_size in k[1].shape
+    ]
+    assert len(kernels) == 1  # a single [V, D] table serves input and output
+    # Changing the output row of one token changes exactly that token's logit.
+    p2 = jax.tree.map(lambda x: x, params)
+    bump = jax.random.normal(jax.random.key(3), (cfg.d_model,))  # not constant: LN output sums to 0
+    p2["embed"]["embedding"] = params["embed"]["embedding"].at[5].add(bump)
+    enc_nofive = np.where(enc == 5, 6, enc)
+    dec_nofive = np.where(dec == 5, 6, dec)
+    a, b = apply(params, enc_nofive, dec_nofive), apply(p2, enc_nofive, dec_nofive)
+    diff = np.abs(np.asarray(a - b)).max(axis=(0, 1))
+    assert diff[5] > 1e-3 and np.delete(diff, 5).max() < 1e-6
 
 
 def test_logits_fn_matches_full_decode(setup):
-  cfg, model, params, apply, enc, dec = setup
-  beams = 2
-  state = encode_for_beams(model, params, enc, beams)
-  assert state[0].shape[0] == B * beams
-  logits_fn = jax.jit(make_logits_fn(model, params))
-  full = np.repeat(np.asarray(apply(params, enc, dec)), beams, axis=0)
-  tokens = np.repeat(dec, beams, axis=0)
-  # Fixed-length buffer with a traced step (how a jitted beam search calls it).
-  for step in range(T):
-    last, state = logits_fn(state, tokens, jnp.int32(step))
-    np.testing.assert_allclose(last, full[:, step], atol=1e-5)
-  # A prefix of exactly step+1 tokens gives the same answer.
-  last, _ = logits_fn(state, tokens[:, :3], 2)
-  np.testing.assert_allclose(last, full[:, 2], atol=1e-5)
+    cfg, model, params, apply, enc, dec = setup
+    beams = 2
+    state = encode_for_beams(model, params, enc, beams)
+    assert state[0].shape[0] == B * beams
+    logits_fn = jax.jit(make_logits_fn(model, params))
+    full = np.repeat(np.asarray(apply(params, enc, dec)), beams, axis=0)
+    tokens = np.repeat(dec, beams, axis=0)
+    # Fixed-length buffer with a traced step (how a jitted beam search calls it).
+    for step in range(T):
+        last, state = logits_fn(state, tokens, jnp.int32(step))
+        np.testing.assert_allclose(last, full[:, step], atol=1e-5)
+    # A prefix of exactly step+1 tokens gives the same answer.
+    last, _ = logits_fn(state, tokens[:, :3], 2)
+    np.testing.assert_allclose(last, full[:, 2], atol=1e-5)
 
 
 def test_bfloat16_compute_and_sinusoidal_positions():
-  cfg = _cfg(dtype="bfloat16", positions="sinusoidal")
-  model = EncoderDecoder(cfg)
-  enc = jnp.ones((2, 5), jnp.int32)
-  dec = jnp.ones((2, 3), jnp.int32)
-  variables = jax.jit(model.init)(jax.random.key(1), enc, dec)
-  params = nn.unbox(variables["params"])
-  assert "enc_pos" not in params
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
-  logits = jax.jit(model.apply)({"params": params}, enc, dec)
-  assert logits.dtype == jnp.float32 and logits.shape == (2, 3, cfg.vocab_size)
+    cfg = _cfg(dtype="bfloat16", positions="sinusoidal")
+    model = EncoderDecoder(cfg)
+    enc = jnp.ones((2, 5), jnp.int32)
+    dec = jnp.ones((2, 3), jnp.int32)
+    variables = jax.jit(model.init)(jax.random.key(1), enc, dec)
+    params = nn.unbox(variables["params"])
+    assert "enc_pos" not in params
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+    logits = jax.jit(model.apply)({"params": params}, enc, dec)
+    assert logits.dtype == jnp.float32 and logits.shape == (2, 3, cfg.vocab_size)
 
 
 def test_dropout_only_in_training(setup):
-  cfg, model, params, apply, enc, dec = setup
-  train_apply = jax.jit(lambda p, e, d, r: model.apply({"params": p}, e, d, train=True,
-                                                       rngs={"dropout": r}))
-  a = train_apply(params, enc, dec, jax.random.key(2))
-  b = train_apply(params, enc, dec, jax.random.key(3))
-  assert np.abs(np.asarray(a - b)).max() > 1e-3  # random masks differ
-  assert np.abs(np.asarray(a - apply(params, enc, dec))).max() > 1e-3
+    cfg, model, params, apply, enc, dec = setup
+    train_apply = jax.jit(
+        lambda p, e, d, r: model.apply({"params": p}, e, d, train=True, rngs={"dropout": r})
+    )
+    a = train_apply(params, enc, dec, jax.random.key(2))
+    b = train_apply(params, enc, dec, jax.random.key(3))
+    assert np.abs(np.asarray(a - b)).max() > 1e-3  # random masks differ
+    assert np.abs(np.asarray(a - apply(params, enc, dec))).max() > 1e-3
 
 
 def test_bad_config_and_lengths_raise():
-  with pytest.raises(ValueError, match="num_heads"):
-    _cfg(num_heads=5)
-  with pytest.raises(ValueError, match="unknown model config keys"):
-    presets.TransformerConfig.from_dict({**presets.get_preset("tiny"), "d_modle": 3})
-  with pytest.raises(ValueError, match="unknown model preset"):
-    presets.get_preset("huge")
-  model = EncoderDecoder(_cfg())
-  with pytest.raises(ValueError, match="max_dec_len"):
-    jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 4), jnp.int32),
-                   jnp.ones((1, 40), jnp.int32))
+    with pytest.raises(ValueError, match="num_heads"):
+        _cfg(num_heads=5)
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        presets.TransformerConfig.from_dict({**presets.get_preset("tiny"), "d_modle": 3})
+    with pytest.raises(ValueError, match="unknown model preset"):
+        presets.get_preset("huge")
+    model = EncoderDecoder(_cfg())
+    with pytest.raises(ValueError, match="max_dec_len"):
+        jax.eval_shape(
+            model.init, jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 40), jnp.int32)
+        )
 
 
 def test_flops_per_token_counts_dominant_matmuls():
-  cfg = presets.TransformerConfig(**presets.get_preset("base"))
-  f = presets.flops_per_token(cfg, 32, 6)
-  # Roughly 6 * non-embedding params per token plus the logits projection.
-  n_body = presets.param_count(cfg) - cfg.vocab_size * cfg.d_model
-  assert 6 * n_body * 0.5 < f < 6 * n_body * 3
+    cfg = presets.TransformerConfig(**presets.get_preset("base"))
+    f = presets.flops_per_token(cfg, 32, 6)
+    # Roughly 6 * non-embedding params per token plus the logits projection.
+    n_body = presets.param_count(cfg) - cfg.vocab_size * cfg.d_model
+    assert 6 * n_body * 0.5 < f < 6 * n_body * 3

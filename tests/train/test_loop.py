@@ -1,4 +1,5 @@
 """train_loop: logging, eval hook, SIGTERM + resume == straight run, NaN guard."""
+
 import io
 import json
 import os
@@ -17,88 +18,106 @@ from onesearch_jax.train.sharding import make_mesh
 
 
 def _config(steps=4):
-  c = get_config("tiny")
-  c.model.update(vocab_size=32, d_model=16, num_heads=2, mlp_dim=32, enc_layers=1, dec_layers=1)
-  c.train.update(steps=steps, warmup=1, lr=1e-2, batch_size=8, log_every=1, eval_every=2,
-                 checkpoint_every=2, keep=3)
-  return c
+    c = get_config("tiny")
+    c.model.update(vocab_size=32, d_model=16, num_heads=2, mlp_dim=32, enc_layers=1, dec_layers=1)
+    c.train.update(
+        steps=steps,
+        warmup=1,
+        lr=1e-2,
+        batch_size=8,
+        log_every=1,
+        eval_every=2,
+        checkpoint_every=2,
+        keep=3,
+    )
+    return c
 
 
 def _batch(i, poison=False):
-  rng = np.random.default_rng(i)
-  tgt = rng.integers(1, 32, (8, 5)).astype(np.int32)
-  w = np.ones((8, 5), np.float32)
-  if poison:
-    w[0, 0] = np.nan
-  return dict(enc_tokens=rng.integers(1, 32, (8, 7)).astype(np.int32),
-              dec_inputs=np.concatenate([np.ones((8, 1), np.int32), tgt[:, :-1]], 1),
-              dec_targets=tgt, dec_weights=w)
+    rng = np.random.default_rng(i)
+    tgt = rng.integers(1, 32, (8, 5)).astype(np.int32)
+    w = np.ones((8, 5), np.float32)
+    if poison:
+        w[0, 0] = np.nan
+    return dict(
+        enc_tokens=rng.integers(1, 32, (8, 7)).astype(np.int32),
+        dec_inputs=np.concatenate([np.ones((8, 1), np.int32), tgt[:, :-1]], 1),
+        dec_targets=tgt,
+        dec_weights=w,
+    )
 
 
 def _factory(sigterm_at=None, poison_at=None):
-  def batches(position):
-    i = position
-    while True:
-      if i == sigterm_at:
-        os.kill(os.getpid(), signal.SIGTERM)  # preemption notice arrives mid-run
-      yield _batch(i, poison=(i == poison_at))
-      i += 1
-  return batches
+    def batches(position):
+        i = position
+        while True:
+            if i == sigterm_at:
+                os.kill(os.getpid(), signal.SIGTERM)  # preemption notice arrives mid-run
+            yield _batch(i, poison=(i == poison_at))
+            i += 1
+
+    return batches
 
 
 def test_sigterm_then_resume_equals_straight_run(tmp_path):
-  c = _config()
-  model = build_model(c.model)
-  evals = []
-  sft_eval = make_eval_fn(model, c, make_mesh(c.mesh.shape), lambda: [_batch(100), _batch(101)])
+    c = _config()
+    model = build_model(c.model)
+    evals = []
+    sft_eval = make_eval_fn(model, c, make_mesh(c.mesh.shape), lambda: [_batch(100), _batch(101)])
 
-  def eval_fn(state, step):
-    evals.append(step)
-    return sft_eval(state, step)
+    def eval_fn(state, step):
+        evals.append(step)
+        return sft_eval(state, step)
 
-  stream = io.StringIO()
-  straight = train_loop(c, str(tmp_path / "a"), model, _factory(), eval_fn=eval_fn, stream=stream)
-  assert straight.step == 4 and not straight.preempted and evals == [2, 4]
-  rows = [json.loads(l) for l in open(tmp_path / "a" / "metrics.jsonl")]
-  train_rows = [r for r in rows if "train/loss" in r]
-  assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
-  assert {"train/accuracy", "train/grad_norm", "train/learning_rate",
-          "perf/tokens_per_sec"} <= set(train_rows[0])
-  eval_rows = [r for r in rows if "eval/nll" in r]
-  assert [r["step"] for r in eval_rows] == [2, 4]
-  assert all(r["eval/num_tokens"] == 80 and 0 <= r["eval/accuracy"] <= 1 for r in eval_rows)
-  assert np.isfinite(eval_rows[-1]["eval/nll"])
-  assert os.listdir(tmp_path / "a" / "tensorboard")[0].startswith("events.out.tfevents")
-  assert "steps/s" in stream.getvalue() and "ETA" in stream.getvalue()
+    stream = io.StringIO()
+    straight = train_loop(c, str(tmp_path / "a"), model, _factory(), eval_fn=eval_fn, stream=stream)
+    assert straight.step == 4 and not straight.preempted and evals == [2, 4]
+    rows = [json.loads(l) for l in open(tmp_path / "a" / "metrics.jsonl")]
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    assert {
+        "train/accuracy",
+        "train/grad_norm",
+        "train/learning_rate",
+        "perf/tokens_per_sec",
+    } <= set(train_rows[0])
+    eval_rows = [r for r in rows if "eval/nll" in r]
+    assert [r["step"] for r in eval_rows] == [2, 4]
+    assert all(r["eval/num_tokens"] == 80 and 0 <= r["eval/accuracy"] <= 1 for r in eval_rows)
+    assert np.isfinite(eval_rows[-1]["eval/nll"])
+    assert os.listdir(tmp_path / "a" / "tensorboard")[0].startswith("events.out.tfevents")
+    assert "steps/s" in stream.getvalue() and "ETA" in stream.getvalue()
 
-  workdir = str(tmp_path / "b")
-  first = train_loop(c, workdir, model, _factory(sigterm_at=0), stream=io.StringIO())
-  assert first.preempted and first.step == 1  # saved at step 1 and exited cleanly
-  assert Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3).all_steps() == [1]
-  second = train_loop(c, workdir, model, _factory(), stream=io.StringIO())
-  assert second.step == 4 and not second.preempted
-  for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    workdir = str(tmp_path / "b")
+    first = train_loop(c, workdir, model, _factory(sigterm_at=0), stream=io.StringIO())
+    assert first.preempted and first.step == 1  # saved at step 1 and exited cleanly
+    assert Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3).all_steps() == [
+        1
+    ]
+    second = train_loop(c, workdir, model, _factory(), stream=io.StringIO())
+    assert second.step == 4 and not second.preempted
+    for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
-  c = _config(steps=6)
-  workdir = str(tmp_path)
-  # Batch index 2 is step 3: seen one step late, while step 4 (due a save) is in flight.
-  with pytest.raises(NonFiniteLossError, match="at step 3"):
-    train_loop(c, workdir, build_model(c.model), _factory(poison_at=2), stream=io.StringIO())
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3)
-  assert ckpt.all_steps() == [2]
-  assert ckpt.restore_meta()["data_position"] == 2
-  ckpt.close()
+    c = _config(steps=6)
+    workdir = str(tmp_path)
+    # Batch index 2 is step 3: seen one step late, while step 4 (due a save) is in flight.
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        train_loop(c, workdir, build_model(c.model), _factory(poison_at=2), stream=io.StringIO())
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3)
+    assert ckpt.all_steps() == [2]
+    assert ckpt.restore_meta()["data_position"] == 2
+    ckpt.close()
 
 
 def test_sft_config_presets():
-  for name in ("tiny", "small", "base"):
-    c = get_config(name)
-    assert c.model.d_model == {"tiny": 64, "small": 256, "base": 768}[name]
-    assert c.data.enc_len > 0 and c.data.dec_len > 0  # the data section is the data pipeline's
-    assert c.mesh.shape == (-1, 1, 1) and c.train.steps > c.train.warmup
-  assert get_config("base").model.enc_layers == 6
-  with pytest.raises(ValueError, match=r"valid: \['base', 'small', 'tiny'\]"):
-    get_config("huge")
+    for name in ("tiny", "small", "base"):
+        c = get_config(name)
+        assert c.model.d_model == {"tiny": 64, "small": 256, "base": 768}[name]
+        assert c.data.enc_len > 0 and c.data.dec_len > 0  # the data section is the data pipeline's
+        assert c.mesh.shape == (-1, 1, 1) and c.train.steps > c.train.warmup
+    assert get_config("base").model.enc_layers == 6
+    with pytest.raises(ValueError, match=r"valid: \['base', 'small', 'tiny'\]"):
+        get_config("huge")
