@@ -10,6 +10,7 @@ abstract state (ShapeDtypeStructs with shardings) from `setup_train_state`.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from typing import Any
@@ -48,7 +49,8 @@ class Checkpointer:
             create=True,
             enable_async_checkpointing=async_save,
         )
-        self.manager = ocp.CheckpointManager(directory, options=options)
+        # orbax's tensorstore backend refuses relative paths ("workdirs/demo" from `make demo`).
+        self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
         self.save_every = int(save_every)
 
     def latest_step(self) -> int | None:

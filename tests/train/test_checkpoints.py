@@ -5,6 +5,7 @@ import signal
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from configs.sft import get_config
@@ -120,3 +121,14 @@ def test_sigterm_sets_flag_instead_of_killing():
         os.kill(os.getpid(), signal.SIGTERM)
         assert guard.requested
     assert signal.getsignal(signal.SIGTERM) is not guard._handler
+
+
+def test_relative_checkpoint_directory_works(tmp_path, monkeypatch):
+    """`make demo` passes a relative workdir; orbax needs absolute paths underneath."""
+    monkeypatch.chdir(tmp_path)
+    ckpt = Checkpointer("rel/checkpoints", save_every=1, keep=1, async_save=False)
+    state = {"w": np.arange(3.0, dtype=np.float32)}
+    ckpt.manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    ckpt.wait()
+    assert ckpt.latest_step() == 1 and (tmp_path / "rel" / "checkpoints" / "1").is_dir()
+    ckpt.close()
