@@ -1,4 +1,6 @@
 """The tfds event store: a round trip through array_record keeps every event exactly."""
+import os
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,11 @@ def test_round_trip_keeps_every_event(tmp_path):
     got = event_dataset.read_event_arrays(str(tmp_path), "test")
     for key in ("event_id", "items", "clicks", "user_id"):
         np.testing.assert_array_equal(got[key], events[key][test])
+    # The columnar copy and the tfds records hold the same events.
+    os.remove(event_dataset.columnar_path(str(tmp_path), "test"))
+    from_records = event_dataset.read_event_arrays(str(tmp_path), "test")
+    for key in got:
+        np.testing.assert_array_equal(from_records[key], got[key])
     source = event_dataset.load_event_split(str(tmp_path), "valid")
     record = source[0]
     assert record["query"].decode() == queries[int(record["query_id"])]
