@@ -1,0 +1,466 @@
+"""Decoding speed of SID beam search: ours (JAX, jitted) vs a PyTorch / HF transformers peer.
+
+Issue "OneSearch V1 baseline": 100k items with 5-token SIDs (clustered random codes, level sizes
+256-64-32-64-64), the same ~9.6M-parameter encoder-decoder on both sides (d=256, 4+4 layers,
+4 heads, mlp 1024, vocab 8192 text + 480 SID tokens), random init (speed only), encoder input
+length 32, CPU. Per setting (batch 1 / 64 x beams 16 / 128), ms per query = wall / batch:
+
+* ours-constrained: one ``jax.jit`` of encode + ``beam_search`` masked by the ``SidTrie``;
+* ours-free: the same with ``trie=None``;
+* peer: ``BartForConditionalGeneration.generate(num_beams=B, num_return_sequences=B,
+  max_new_tokens=5, min_new_tokens=5, prefix_allowed_tokens_fn=...)`` whose fn walks a nested
+  Python dict of the 100k SIDs (vocabulary-token space) per beam; peer-free: without the fn.
+  torch.no_grad, eval mode, torch.set_num_threads(--threads, default 2). On a 2-core machine
+  shared with other jobs, 2 OpenMP threads stall on each other (b1 x k16 peer-free measured at
+  0.4-3.6 s instead of ~0.1 s with 1 thread, load average ~7); --threads=1 is then the fair peer.
+* ``--cached`` adds ours-cached(-free): the same ``beam_search`` with a benchmark-local
+  ``logits_fn`` that decodes one token per step (self-attention KV cache in the beam state,
+  cross-attention K/V computed once per query instead of per beam and per step, output
+  projection over the current level's tokens only). It is checked against ``make_logits_fn``
+  (codes equal, scores within 1e-3) before timing. It prototypes the fix for the model's decoder.
+
+Every setting is warmed up once (first call: compile), then timed in ``--repeats`` rounds
+(median), each round calling every system once so that load from other jobs hits all alike.
+For batch*beams >= 4096 (batch 64 x beams 128) a full call costs minutes on 2 cores, so the
+warm-up is the ahead-of-time compile for ours and a one-query call of the same beams for the
+peer, and ``--big_repeats`` rounds are timed.
+
+  pip install torch==2.13.0 && pip install transformers   # the `bench` extra
+  python -m benchmarks.decode_bench --cached --threads=1 --repeats=3 --big_repeats=1 \
+      --out=/tmp/decode_bench.json                          # ~13 min on 2 loaded cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from onesearch_jax.decode.beam_search import beam_search
+from onesearch_jax.model.presets import TransformerConfig, param_count
+from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_logits_fn
+from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.sid.vocab import SidVocab
+
+LEVEL_SIZES = (256, 64, 32, 64, 64)
+TEXT_VOCAB = 8192
+ENC_LEN = 32
+PAD_ID, EOS_ID, BOS_ID = 0, 1, 2
+SETTINGS = ((1, 16), (1, 128), (64, 16), (64, 128))
+
+
+# ---------------------------------------------------------------------------------- the setup
+def make_codes(num_items: int, seed: int = 0) -> np.ndarray:
+    """Clustered SIDs: Zipf-like first level over all codes, each parent uses a few children."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / (np.arange(LEVEL_SIZES[0]) + 5.0) ** 1.1
+    first = rng.choice(LEVEL_SIZES[0], size=num_items, p=p / p.sum())
+    cols, parent = [first], first.astype(np.int64)
+    for size, fanout in zip(LEVEL_SIZES[1:], (16, 8, 64, 64)):
+        slot = rng.integers(0, fanout, num_items)  # parent's own subset of `fanout` codes
+        code = (
+            (parent * 2654435761 + slot * (2 * (size // fanout) + 1)) % size
+            if fanout < size
+            else slot
+        )
+        cols.append(code)
+        parent = parent * size + code
+    return np.stack(cols, axis=1).astype(np.int32)
+
+
+def model_config(vocab_size: int) -> TransformerConfig:
+    return TransformerConfig(
+        vocab_size=vocab_size,
+        d_model=256,
+        num_heads=4,
+        mlp_dim=1024,
+        enc_layers=4,
+        dec_layers=4,
+        max_enc_len=ENC_LEN,
+        max_dec_len=8,
+        dropout_rate=0.0,
+    )
+
+
+def queries(batch: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(1000 + seed)
+    return rng.integers(3, TEXT_VOCAB, size=(batch, ENC_LEN)).astype(np.int32)
+
+
+# ------------------------------------------------------------------------------------- ours
+def cached_logits_fn(
+    params, vocab: SidVocab, cfg: TransformerConfig, enc_out, enc_mask, beam_size: int
+):
+    """(logits_fn, initial state) decoding one new token per call, for ``beam_search``.
+
+    Same maths as ``EncoderDecoder.decode`` (pre-LN, tied, scaled output), but: the state holds
+    each row's self-attention K/V of the tokens so far (it grows by one position per step and
+    ``beam_search`` re-gathers it along the chosen parents); cross-attention K/V are computed once
+    per *query* (``enc_out`` is [B, S, D], not tiled per beam); logits are computed only over the
+    current level's token range and left-padded with zeros to ``offset + size`` so that
+    ``level_log_probs``' slice drops the padding (XLA removes slice(pad(x)) -> x).
+    """
+    p = nn.meta.unbox(params)
+    h, a, d = cfg.num_heads, cfg.attn_dim, cfg.d_model
+    hd = a // h
+    b, s, _ = enc_out.shape
+    emb = p["embed"]["embedding"]
+
+    def dense(x, q):
+        y = x @ q["kernel"]
+        return y + q["bias"] if "bias" in q else y
+
+    def ln(x, q):
+        mu = x.mean(-1, keepdims=True)
+        var = jnp.square(x - mu).mean(-1, keepdims=True)
+        return (x - mu) * jax.lax.rsqrt(var + 1e-6) * q["scale"] + q["bias"]
+
+    cross = []
+    for i in range(cfg.dec_layers):
+        c = p[f"dec_{i}"]["cross_attn"]
+        cross.append(
+            (
+                dense(enc_out, c["key"]).reshape(b, s, h, hd),
+                dense(enc_out, c["value"]).reshape(b, s, h, hd),
+            )
+        )
+    cross_bias = jnp.where(enc_mask, 0.0, -1e30)[:, None, None, :]  # [B,1,1,S]
+    scale = 1.0 / np.sqrt(hd)
+
+    def logits_fn(state, tokens, step):
+        n = tokens.shape[0]
+        x = emb[tokens[:, step]] + p["dec_pos"][step]
+        new_state = []
+        for i in range(cfg.dec_layers):
+            lp = p[f"dec_{i}"]
+            y = ln(x, lp["ln_self"])
+            sa = lp["self_attn"]
+            q = dense(y, sa["query"]).reshape(n, h, hd)
+            k_cache = jnp.concatenate([state[i][0], dense(y, sa["key"])[:, None]], axis=1)
+            v_cache = jnp.concatenate([state[i][1], dense(y, sa["value"])[:, None]], axis=1)
+            new_state.append((k_cache, v_cache))
+            t = k_cache.shape[1]
+            w = jax.nn.softmax(jnp.einsum("nhd,nthd->nht", q, k_cache.reshape(n, t, h, hd)) * scale)
+            x = x + dense(
+                jnp.einsum("nht,nthd->nhd", w, v_cache.reshape(n, t, h, hd)).reshape(n, a),
+                sa["out"],
+            )
+            y = ln(x, lp["ln_cross"])
+            ca = lp["cross_attn"]
+            q = dense(y, ca["query"]).reshape(b, beam_size, h, hd)
+            ck, cv = cross[i]
+            w = jax.nn.softmax(jnp.einsum("bkhd,bshd->bhks", q, ck) * scale + cross_bias)
+            x = x + dense(jnp.einsum("bhks,bshd->bkhd", w, cv).reshape(n, a), ca["out"])
+            y = ln(x, lp["ln_mlp"])
+            x = x + dense(jax.nn.gelu(dense(y, lp["mlp"]["wi"])), lp["mlp"]["wo"])
+        x = ln(x, p["dec_norm"])
+        off, size = vocab.level_offsets[step], vocab.level_sizes[step]
+        logits = (x @ emb[off : off + size].T) / np.sqrt(d)
+        return jnp.pad(logits, ((0, 0), (off, 0))), tuple(new_state)
+
+    empty = jnp.zeros((b * beam_size, 0, a), enc_out.dtype)
+    return logits_fn, tuple((empty, empty) for _ in range(cfg.dec_layers))
+
+
+def make_search(model: EncoderDecoder, vocab: SidVocab, beam_size: int, cached: bool):
+    """jit(params, trie or None, enc_tokens [B, S]) -> BeamResult: encode + beam search."""
+    cfg = model.cfg
+
+    def search(params, trie, enc_tokens):
+        enc_out, enc_mask = model.apply(
+            {"params": params}, enc_tokens, method=EncoderDecoder.encode
+        )
+        if cached:
+            logits_fn, state = cached_logits_fn(params, vocab, cfg, enc_out, enc_mask, beam_size)
+        else:
+            logits_fn, state = make_logits_fn(model, params), (enc_out, enc_mask)
+        return beam_search(
+            logits_fn,
+            state,
+            batch_size=enc_tokens.shape[0],
+            beam_size=beam_size,
+            bos_id=BOS_ID,
+            level_offsets=vocab.level_offsets,
+            level_sizes=vocab.level_sizes,
+            trie=trie,
+            constrained=trie is not None,
+        )
+
+    return jax.jit(search)
+
+
+def ours_runner(search, params, trie, enc: np.ndarray):
+    def run():
+        out = jax.device_get(search(params, trie, enc))
+        return out.codes, out.valid
+
+    return run
+
+
+# ------------------------------------------------------------------------------------- peer
+def build_peer(vocab_size: int, seed: int = 0):
+    import torch
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(seed)
+    cfg = BartConfig(
+        vocab_size=vocab_size,
+        d_model=256,
+        encoder_layers=4,
+        decoder_layers=4,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=1024,
+        decoder_ffn_dim=1024,
+        max_position_embeddings=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        pad_token_id=PAD_ID,
+        eos_token_id=EOS_ID,
+        bos_token_id=BOS_ID,
+        decoder_start_token_id=BOS_ID,
+        forced_bos_token_id=None,
+        forced_eos_token_id=None,
+    )
+    model = BartForConditionalGeneration(cfg).eval()
+    return model
+
+
+def python_trie(sid_tokens: np.ndarray) -> dict:
+    """Nested dicts token -> children over the SIDs in vocabulary-token space."""
+    root: dict = {}
+    for row in sid_tokens.tolist():
+        node = root
+        for t in row:
+            node = node.setdefault(t, {})
+    return root
+
+
+def peer_runner(model, enc: np.ndarray, beams: int, trie_dict: dict | None):
+    import torch
+
+    def allowed(batch_id, sent):  # the usual PyTorch way: walk the prefix through a dict trie
+        del batch_id
+        node = trie_dict
+        for t in sent.tolist()[1:]:  # skip decoder_start
+            node = node.get(t)
+            if node is None:
+                return [EOS_ID]  # dead prefix (only reachable through a -inf beam)
+        return list(node)
+
+    ids = torch.from_numpy(enc.astype(np.int64))
+
+    def run():
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=ids != PAD_ID,
+                num_beams=beams,
+                num_return_sequences=beams,
+                max_new_tokens=5,
+                min_new_tokens=5,
+                do_sample=False,
+                early_stopping=False,
+                length_penalty=1.0,
+                no_repeat_ngram_size=0,
+                prefix_allowed_tokens_fn=allowed if trie_dict is not None else None,
+            )
+        return out[:, 1:].numpy()
+
+    return run
+
+
+# ------------------------------------------------------------------------------------ timing
+def systems_for(cached: bool):
+    """(name, cached decoder?, constrained?) of our systems."""
+    out = [("ours_constrained", False, True), ("ours_free", False, False)]
+    if cached:
+        out += [("ours_cached_constrained", True, True), ("ours_cached_free", True, False)]
+    return out
+
+
+def timed_interleaved(runners: dict, repeats: int, warm_up: bool = True):
+    """Median seconds per runner over `repeats` rounds; each round calls every runner once, so
+    load from other jobs on a shared machine hits all systems alike. Returns (times, last outputs).
+    """
+    outs = {name: run() for name, run in runners.items()} if warm_up else {}
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            t = time.perf_counter()
+            outs[name] = run()
+            times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(ts)) for name, ts in times.items()}, outs
+
+
+def check_cached(model, params, vocab, trie, enc):
+    """The cached logits_fn must reproduce make_logits_fn's beams."""
+    for tr in (trie, None):
+        ref = make_search(model, vocab, 16, cached=False)(params, tr, enc)
+        new = make_search(model, vocab, 16, cached=True)(params, tr, enc)
+        same = np.mean(np.asarray(ref.codes) == np.asarray(new.codes))
+        err = float(np.max(np.abs(np.asarray(ref.scores) - np.asarray(new.scores))))
+        if same < 0.99 or err > 1e-3:
+            raise AssertionError(
+                f"cached decoder disagrees: codes equal {same:.3f}, max |dscore| {err}"
+            )
+    return {"codes_equal_frac": float(same), "max_abs_score_diff": err}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument(
+        "--settings",
+        default=",".join(f"{b}x{k}" for b, k in SETTINGS),
+        help="batch x beams, comma separated",
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--big_at",
+        type=int,
+        default=4096,
+        help="batch*beams from which warm-up is compile-only / one-query",
+    )
+    parser.add_argument("--big_repeats", type=int, default=1, help="rounds for big settings")
+    parser.add_argument("--cached", action="store_true", help="also time the KV-cached decoder")
+    parser.add_argument("--no_peer", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    vocab = SidVocab(TEXT_VOCAB, LEVEL_SIZES)
+    codes = make_codes(args.items)
+    trie = SidTrie.build(codes, LEVEL_SIZES)
+    cfg = model_config(vocab.vocab_size)
+    model = build_model(cfg)
+    enc0 = queries(2, 0)
+    params = jax.jit(model.init)(jax.random.key(0), enc0, enc0[:, :5])["params"]
+    meta = {
+        "backend": jax.default_backend(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "items": args.items,
+        "unique_sids": trie.num_sids,
+        "level_sizes": LEVEL_SIZES,
+        "vocab_size": vocab.vocab_size,
+        "enc_len": ENC_LEN,
+        "ours_params": param_count(cfg),
+        "load_avg_start": os.getloadavg(),
+    }
+    if args.cached:
+        meta["cached_check"] = check_cached(model, params, vocab, trie, enc0)
+    if not args.no_peer:
+        import torch
+        import transformers
+
+        torch.set_num_threads(args.threads)
+        peer = build_peer(vocab.vocab_size)
+        trie_dict = python_trie(vocab.to_tokens(codes))
+        meta.update(
+            torch=torch.__version__,
+            transformers=transformers.__version__,
+            torch_threads=torch.get_num_threads(),
+            peer_params=sum(p.numel() for p in peer.parameters()),
+        )
+    print(json.dumps(meta), flush=True)
+    sid_set = {tuple(r) for r in codes.tolist()}
+
+    rows = []
+    for setting in args.settings.split(","):
+        batch, beams = (int(x) for x in setting.split("x"))
+        big = batch * beams >= args.big_at
+        repeats = args.big_repeats if big else args.repeats
+        enc = queries(batch, batch * 1000 + beams)
+        row = {"batch": batch, "beams": beams, "repeats": repeats, "full_call_warm_up": not big}
+        runners = {}
+        for name, cached, tr in systems_for(args.cached):
+            search = make_search(model, vocab, beams, cached)
+            trie_arg = trie if tr else None
+            # Ahead-of-time compile, timed calls go to the executable (for big settings the warm-up
+            # is this compile alone: a full call costs minutes there).
+            compiled = search.lower(params, trie_arg, enc).compile()
+            runners[name] = ours_runner(compiled, params, trie_arg, enc)
+        if not args.no_peer:
+            for name, td in (("peer_constrained", trie_dict), ("peer_free", None)):
+                runners[name] = peer_runner(peer, enc, beams, td)
+                if big:  # warm-up on one query of this setting (same code path, cheaper)
+                    peer_runner(peer, enc[:1], beams, td)()
+        times, outs = timed_interleaved(runners, repeats, warm_up=not big)
+        for name, t in times.items():
+            row[f"{name}_ms"] = 1e3 * t / batch
+            if name.startswith("peer"):
+                tok = outs[name].reshape(-1, len(LEVEL_SIZES)) - np.asarray(vocab.level_offsets)
+                ok = (tok >= 0).all(1) & (tok < np.asarray(LEVEL_SIZES)).all(1)
+                real = np.mean([bool(o) and tuple(c) in sid_set for o, c in zip(ok, tok.tolist())])
+            else:
+                real = np.mean(
+                    [
+                        tuple(c) in sid_set
+                        for c in outs[name][0].reshape(-1, len(LEVEL_SIZES)).tolist()
+                    ]
+                )
+            row[f"{name}_real_sid_rate"] = float(real)
+        row["ours_overhead"] = row["ours_constrained_ms"] / row["ours_free_ms"]
+        if args.cached:
+            row["ours_cached_overhead"] = (
+                row["ours_cached_constrained_ms"] / row["ours_cached_free_ms"]
+            )
+        if not args.no_peer:
+            row["peer_overhead"] = row["peer_constrained_ms"] / row["peer_free_ms"]
+            row["speedup_vs_peer"] = row["peer_constrained_ms"] / row["ours_constrained_ms"]
+            if args.cached:
+                row["cached_speedup_vs_peer"] = (
+                    row["peer_constrained_ms"] / row["ours_cached_constrained_ms"]
+                )
+        row["load_avg"] = os.getloadavg()[0]
+        rows.append(row)
+        print(
+            json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
+            flush=True,
+        )
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"meta": meta, "rows": rows}, f, indent=1)
+
+    print_table(rows, args.cached, not args.no_peer)
+
+
+def print_table(rows, cached: bool, peer: bool):
+    cols = [
+        ("setting", lambda r: f"b{r['batch']} x k{r['beams']}"),
+        ("ours con ms/q", lambda r: f"{r['ours_constrained_ms']:.2f}"),
+        ("ours free ms/q", lambda r: f"{r['ours_free_ms']:.2f}"),
+        ("ours ovh", lambda r: f"{r['ours_overhead']:.3f}x"),
+    ]
+    if peer:
+        cols += [
+            ("peer con ms/q", lambda r: f"{r['peer_constrained_ms']:.2f}"),
+            ("peer free ms/q", lambda r: f"{r['peer_free_ms']:.2f}"),
+            ("peer ovh", lambda r: f"{r['peer_overhead']:.3f}x"),
+            ("speedup (con)", lambda r: f"{r['speedup_vs_peer']:.2f}x"),
+        ]
+    if cached:
+        cols += [
+            ("cached con ms/q", lambda r: f"{r['ours_cached_constrained_ms']:.2f}"),
+            ("cached free ms/q", lambda r: f"{r['ours_cached_free_ms']:.2f}"),
+            ("cached ovh", lambda r: f"{r['ours_cached_overhead']:.3f}x"),
+        ]
+        if peer:
+            cols += [("cached speedup", lambda r: f"{r['cached_speedup_vs_peer']:.2f}x")]
+    print("| " + " | ".join(c for c, _ in cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f(r) for _, f in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
