@@ -18,7 +18,6 @@ A product_uid seen with two different titles keeps its first title ('conflicting
 from __future__ import annotations
 
 import csv
-import math
 import os
 from pathlib import Path
 from typing import Sequence, Union
@@ -26,7 +25,8 @@ from typing import Sequence, Union
 import numpy as np
 from absl import app, flags
 
-from onesearch_jax.data.real_catalog import JUDGMENT_COLUMNS, PRODUCT_COLUMNS, LoadReport
+from onesearch_jax.data.real_catalog import (JUDGMENT_COLUMNS, PRODUCT_COLUMNS, LoadReport,
+                                             parse_relevance)
 
 RAW_COLUMNS = ("id", "product_uid", "product_title", "search_term", "relevance")
 
@@ -77,11 +77,8 @@ def read_raw(path: Union[str, Path]) -> tuple[dict[str, str], list[tuple[str, st
             if not title:
                 report.add("empty_title", line)
                 continue
-            try:
-                relevance = float(rel_text)
-            except ValueError:
-                relevance = math.nan
-            if not math.isfinite(relevance):
+            relevance = parse_relevance(rel_text)
+            if relevance is None:
                 report.add("bad_relevance", line)
                 continue
             if (query, uid) in seen_pairs:

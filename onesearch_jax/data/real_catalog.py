@@ -115,6 +115,15 @@ def load_products(path: Union[str, Path], strict: bool = False) -> Products:
     return Products(ids, titles, report)
 
 
+def parse_relevance(text: str) -> float | None:
+    """A judgment's relevance as a finite float, or None (the row is then counted as bad)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
 def load_judgments(path: Union[str, Path], products: Optional[Products] = None,
                    strict: bool = False) -> Judgments:
     """Reads `query<TAB>product_uid<TAB>relevance` rows, grouped by query.
@@ -139,11 +148,8 @@ def load_judgments(path: Union[str, Path], products: Optional[Products] = None,
         if not uid:
             _problem(report, "empty_product_uid", line, strict, "product_uid is empty")
             continue
-        try:
-            relevance = float(rel_text)
-        except ValueError:
-            relevance = math.nan
-        if not math.isfinite(relevance):
+        relevance = parse_relevance(rel_text)
+        if relevance is None:
             _problem(report, "bad_relevance", line, strict,
                      f"relevance {rel_text!r} is not a finite number")
             continue
