@@ -42,7 +42,7 @@ def main(argv):
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. World: {m['num_items']:.0f} items, "
           f"{m['num_queries']:.0f} queries, {m['num_log_rows']:.0f} log rows; SID ICR {m['icr']:.4f}.")
     print(f"Everything is in {_WORKDIR.value} (metrics.json, tensorboard/, checkpoints/). Try:\n"
-          f"  python -m experiments.search {w} --query \"energy drink without caffeine\"")
+          f"  python -m experiments.search {w} --query \"sugar-free dark chocolate\"")
 
 
 if __name__ == "__main__":
