@@ -18,9 +18,9 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from onesearch_jax.data import text_tokenizer
+from onesearch_jax.data.text_tokenizer import BOS_ID, EOS_ID
 from onesearch_jax.sid.vocab import SidVocab
 
-BOS_ID, EOS_ID = 2, 3
 TASKS = ("item_to_sid", "query_to_keywords", "query_to_item", "qsid_to_item", "item_to_qsid",
          "personalized")
 

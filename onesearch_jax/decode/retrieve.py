@@ -10,12 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import beam_search
 from onesearch_jax.model.transformer import EncoderDecoder, make_logits_fn
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 
-BOS_ID = 2
 
 
 class SidRetriever:

@@ -7,10 +7,9 @@ import pytest
 from configs import world as world_configs
 from onesearch_jax.data import logs, sft_tasks, text_tokenizer
 from onesearch_jax.data.world import build_world
+from onesearch_jax.data.world_build import TASK_TOKENS
 from onesearch_jax.sid.vocab import SidVocab
 
-SPECIALS = ("[Q]", "[KW]", "[USR]", "[HIST]", "[TITLE]", "[TASK_ITEM]", "[TASK_KW]",
-            "[TASK_QSID]", "[TASK_ISID]")
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +17,7 @@ def setup():
     world = build_world(world_configs.get_config(
         "tiny,num_items=600,num_queries=200,num_users=100,events_per_day=150,num_days=4"))
     tok = text_tokenizer.train_text_tokenizer(
-        list(world.catalog.titles) + world.queries.texts, 800, extra_special_tokens=SPECIALS)
+        list(world.catalog.titles) + world.queries.texts, 800, extra_special_tokens=TASK_TOKENS)
     vocab = SidVocab(tok.get_vocab_size(), (8, 4, 4, 4, 4))
     rng = np.random.default_rng(0)
     item_codes = rng.integers(0, 4, (len(world.catalog), 5))
