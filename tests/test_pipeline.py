@@ -11,6 +11,7 @@ from configs import sft as sft_configs
 from configs import sids as sid_configs
 from configs import world as world_configs
 from onesearch_jax import workdir as wd
+from onesearch_jax.data.simulator import legacy_search_fn, simulate_traffic
 from onesearch_jax.data.world_build import build_world_workdir, evaluate_baselines
 from onesearch_jax.eval.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
@@ -81,3 +82,14 @@ def test_training_a_different_model_in_the_workdir_is_refused(trained):
     c.model.d_model = 32
     with pytest.raises(ValueError, match="model.d_model"):
         run_sft(c, workdir)
+
+
+def test_online_ab_of_the_searcher_against_the_legacy_engine(trained):
+    workdir, _ = trained
+    searcher = Searcher.from_workdir(workdir, beam_size=8)
+    world = searcher.bundle.world
+    result = simulate_traffic(lambda texts, users: searcher.search(list(texts), 10), world,
+                              num_events=60, seed=0, baseline_fn=legacy_search_fn(world),
+                              num_bootstrap=200)
+    assert 0.0 <= result["ctr"] <= 1.0 and 0.0 <= result["baseline/ctr"] <= 1.0
+    assert result["ctr_lift_ci_low"] <= result["ctr_lift"] <= result["ctr_lift_ci_high"]
