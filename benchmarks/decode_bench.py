@@ -5,7 +5,10 @@ Issue "OneSearch V1 baseline": 100k items with 5-token SIDs (clustered random co
 4 heads, mlp 1024, vocab 8192 text + 480 SID tokens), random init (speed only), encoder input
 length 32, CPU. Per setting (batch 1 / 64 x beams 16 / 128), ms per query = wall / batch:
 
-* ours-constrained: one ``jax.jit`` of encode + ``beam_search`` masked by the ``SidTrie``;
+* ours-constrained: one ``jax.jit`` of encode + ``beam_search`` masked by the ``SidTrie``, with
+  the model's KV-cached decoder (``make_cached_logits_fn``: one new token per step, the
+  self-attention cache in the beam state, cross-attention K/V once per query, logits over the
+  current level's tokens only) -- the serving path of ``SidRetriever``;
 * ours-free: the same with ``trie=None``;
 * peer: ``BartForConditionalGeneration.generate(num_beams=B, num_return_sequences=B,
   max_new_tokens=5, min_new_tokens=5, prefix_allowed_tokens_fn=...)`` whose fn walks a nested
@@ -13,11 +16,9 @@ length 32, CPU. Per setting (batch 1 / 64 x beams 16 / 128), ms per query = wall
   torch.no_grad, eval mode, torch.set_num_threads(--threads, default 2). On a 2-core machine
   shared with other jobs, 2 OpenMP threads stall on each other (b1 x k16 peer-free measured at
   0.4-3.6 s instead of ~0.1 s with 1 thread, load average ~7); --threads=1 is then the fair peer.
-* ``--cached`` adds ours-cached(-free): the same ``beam_search`` with a benchmark-local
-  ``logits_fn`` that decodes one token per step (self-attention KV cache in the beam state,
-  cross-attention K/V computed once per query instead of per beam and per step, output
-  projection over the current level's tokens only). It is checked against ``make_logits_fn``
-  (codes equal, scores within 1e-3) before timing. It prototypes the fix for the model's decoder.
+* ``--uncached`` adds ours-uncached(-free): the full-prefix decoder (``make_logits_fn``, the
+  whole prefix re-decoded each step over the full vocabulary), the path before the cache.
+  Before timing, the cached decoder is checked against it (codes equal, scores within 1e-3).
 
 Every setting is warmed up once (first call: compile), then timed in ``--repeats`` rounds
 (median), each round calling every system once so that load from other jobs hits all alike.
@@ -26,7 +27,7 @@ warm-up is the ahead-of-time compile for ours and a one-query call of the same b
 peer, and ``--big_repeats`` rounds are timed.
 
   pip install torch==2.13.0 && pip install transformers   # the `bench` extra
-  python -m benchmarks.decode_bench --cached --threads=1 --repeats=3 --big_repeats=1 \
+  python -m benchmarks.decode_bench --uncached --threads=1 --repeats=3 --big_repeats=1 \
       --out=/tmp/decode_bench.json                          # ~13 min on 2 loaded cores
 """
 
@@ -38,14 +39,18 @@ import os
 import platform
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from onesearch_jax.decode.beam_search import beam_search
 from onesearch_jax.model.presets import TransformerConfig, param_count
-from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_logits_fn
+from onesearch_jax.model.transformer import (
+    EncoderDecoder,
+    build_model,
+    make_cached_logits_fn,
+    make_logits_fn,
+)
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 
@@ -95,90 +100,19 @@ def queries(batch: int, seed: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------- ours
-def cached_logits_fn(
-    params, vocab: SidVocab, cfg: TransformerConfig, enc_out, enc_mask, beam_size: int
-):
-    """(logits_fn, initial state) decoding one new token per call, for ``beam_search``.
-
-    Same maths as ``EncoderDecoder.decode`` (pre-LN, tied, scaled output), but: the state holds
-    each row's self-attention K/V of the tokens so far (it grows by one position per step and
-    ``beam_search`` re-gathers it along the chosen parents); cross-attention K/V are computed once
-    per *query* (``enc_out`` is [B, S, D], not tiled per beam); logits are computed only over the
-    current level's token range and left-padded with zeros to ``offset + size`` so that
-    ``level_log_probs``' slice drops the padding (XLA removes slice(pad(x)) -> x).
-    """
-    p = nn.meta.unbox(params)
-    h, a, d = cfg.num_heads, cfg.attn_dim, cfg.d_model
-    hd = a // h
-    b, s, _ = enc_out.shape
-    emb = p["embed"]["embedding"]
-
-    def dense(x, q):
-        y = x @ q["kernel"]
-        return y + q["bias"] if "bias" in q else y
-
-    def ln(x, q):
-        mu = x.mean(-1, keepdims=True)
-        var = jnp.square(x - mu).mean(-1, keepdims=True)
-        return (x - mu) * jax.lax.rsqrt(var + 1e-6) * q["scale"] + q["bias"]
-
-    cross = []
-    for i in range(cfg.dec_layers):
-        c = p[f"dec_{i}"]["cross_attn"]
-        cross.append(
-            (
-                dense(enc_out, c["key"]).reshape(b, s, h, hd),
-                dense(enc_out, c["value"]).reshape(b, s, h, hd),
-            )
-        )
-    cross_bias = jnp.where(enc_mask, 0.0, -1e30)[:, None, None, :]  # [B,1,1,S]
-    scale = 1.0 / np.sqrt(hd)
-
-    def logits_fn(state, tokens, step):
-        n = tokens.shape[0]
-        x = emb[tokens[:, step]] + p["dec_pos"][step]
-        new_state = []
-        for i in range(cfg.dec_layers):
-            lp = p[f"dec_{i}"]
-            y = ln(x, lp["ln_self"])
-            sa = lp["self_attn"]
-            q = dense(y, sa["query"]).reshape(n, h, hd)
-            k_cache = jnp.concatenate([state[i][0], dense(y, sa["key"])[:, None]], axis=1)
-            v_cache = jnp.concatenate([state[i][1], dense(y, sa["value"])[:, None]], axis=1)
-            new_state.append((k_cache, v_cache))
-            t = k_cache.shape[1]
-            w = jax.nn.softmax(jnp.einsum("nhd,nthd->nht", q, k_cache.reshape(n, t, h, hd)) * scale)
-            x = x + dense(
-                jnp.einsum("nht,nthd->nhd", w, v_cache.reshape(n, t, h, hd)).reshape(n, a),
-                sa["out"],
-            )
-            y = ln(x, lp["ln_cross"])
-            ca = lp["cross_attn"]
-            q = dense(y, ca["query"]).reshape(b, beam_size, h, hd)
-            ck, cv = cross[i]
-            w = jax.nn.softmax(jnp.einsum("bkhd,bshd->bhks", q, ck) * scale + cross_bias)
-            x = x + dense(jnp.einsum("bhks,bshd->bkhd", w, cv).reshape(n, a), ca["out"])
-            y = ln(x, lp["ln_mlp"])
-            x = x + dense(jax.nn.gelu(dense(y, lp["mlp"]["wi"])), lp["mlp"]["wo"])
-        x = ln(x, p["dec_norm"])
-        off, size = vocab.level_offsets[step], vocab.level_sizes[step]
-        logits = (x @ emb[off : off + size].T) / np.sqrt(d)
-        return jnp.pad(logits, ((0, 0), (off, 0))), tuple(new_state)
-
-    empty = jnp.zeros((b * beam_size, 0, a), enc_out.dtype)
-    return logits_fn, tuple((empty, empty) for _ in range(cfg.dec_layers))
-
-
 def make_search(model: EncoderDecoder, vocab: SidVocab, beam_size: int, cached: bool):
-    """jit(params, trie or None, enc_tokens [B, S]) -> BeamResult: encode + beam search."""
-    cfg = model.cfg
+    """jit(params, trie or None, enc_tokens [B, S]) -> BeamResult: encode + beam search, with the
+    model's KV-cached decoder (the serving path, as in SidRetriever) or the full-prefix one."""
 
     def search(params, trie, enc_tokens):
         enc_out, enc_mask = model.apply(
             {"params": params}, enc_tokens, method=EncoderDecoder.encode
         )
         if cached:
-            logits_fn, state = cached_logits_fn(params, vocab, cfg, enc_out, enc_mask, beam_size)
+            ranges = zip(vocab.level_offsets, vocab.level_sizes)
+            logits_fn, state = make_cached_logits_fn(
+                model, params, enc_out, enc_mask, beam_size, ranges
+            )
         else:
             logits_fn, state = make_logits_fn(model, params), (enc_out, enc_mask)
         return beam_search(
@@ -191,6 +125,7 @@ def make_search(model: EncoderDecoder, vocab: SidVocab, beam_size: int, cached: 
             level_sizes=vocab.level_sizes,
             trie=trie,
             constrained=trie is not None,
+            level_logits=cached,
         )
 
     return jax.jit(search)
@@ -279,11 +214,11 @@ def peer_runner(model, enc: np.ndarray, beams: int, trie_dict: dict | None):
 
 
 # ------------------------------------------------------------------------------------ timing
-def systems_for(cached: bool):
+def systems_for(uncached: bool):
     """(name, cached decoder?, constrained?) of our systems."""
-    out = [("ours_constrained", False, True), ("ours_free", False, False)]
-    if cached:
-        out += [("ours_cached_constrained", True, True), ("ours_cached_free", True, False)]
+    out = [("ours_constrained", True, True), ("ours_free", True, False)]
+    if uncached:
+        out += [("ours_uncached_constrained", False, True), ("ours_uncached_free", False, False)]
     return out
 
 
@@ -302,7 +237,7 @@ def timed_interleaved(runners: dict, repeats: int, warm_up: bool = True):
 
 
 def check_cached(model, params, vocab, trie, enc):
-    """The cached logits_fn must reproduce make_logits_fn's beams."""
+    """The cached decoder must reproduce the full-prefix decoder's beams on this model."""
     for tr in (trie, None):
         ref = make_search(model, vocab, 16, cached=False)(params, tr, enc)
         new = make_search(model, vocab, 16, cached=True)(params, tr, enc)
@@ -331,7 +266,11 @@ def main():
         help="batch*beams from which warm-up is compile-only / one-query",
     )
     parser.add_argument("--big_repeats", type=int, default=1, help="rounds for big settings")
-    parser.add_argument("--cached", action="store_true", help="also time the KV-cached decoder")
+    parser.add_argument(
+        "--uncached",
+        action="store_true",
+        help="also time the full-prefix decoder (no KV cache; the path before the cache)",
+    )
     parser.add_argument("--no_peer", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -356,8 +295,7 @@ def main():
         "ours_params": param_count(cfg),
         "load_avg_start": os.getloadavg(),
     }
-    if args.cached:
-        meta["cached_check"] = check_cached(model, params, vocab, trie, enc0)
+    meta["cached_check"] = check_cached(model, params, vocab, trie, enc0)
     if not args.no_peer:
         import torch
         import transformers
@@ -382,7 +320,7 @@ def main():
         enc = queries(batch, batch * 1000 + beams)
         row = {"batch": batch, "beams": beams, "repeats": repeats, "full_call_warm_up": not big}
         runners = {}
-        for name, cached, tr in systems_for(args.cached):
+        for name, cached, tr in systems_for(args.uncached):
             search = make_search(model, vocab, beams, cached)
             trie_arg = trie if tr else None
             # Ahead-of-time compile, timed calls go to the executable (for big settings the warm-up
@@ -410,16 +348,16 @@ def main():
                 )
             row[f"{name}_real_sid_rate"] = float(real)
         row["ours_overhead"] = row["ours_constrained_ms"] / row["ours_free_ms"]
-        if args.cached:
-            row["ours_cached_overhead"] = (
-                row["ours_cached_constrained_ms"] / row["ours_cached_free_ms"]
+        if args.uncached:
+            row["ours_uncached_overhead"] = (
+                row["ours_uncached_constrained_ms"] / row["ours_uncached_free_ms"]
             )
         if not args.no_peer:
             row["peer_overhead"] = row["peer_constrained_ms"] / row["peer_free_ms"]
             row["speedup_vs_peer"] = row["peer_constrained_ms"] / row["ours_constrained_ms"]
-            if args.cached:
-                row["cached_speedup_vs_peer"] = (
-                    row["peer_constrained_ms"] / row["ours_cached_constrained_ms"]
+            if args.uncached:
+                row["uncached_speedup_vs_peer"] = (
+                    row["peer_constrained_ms"] / row["ours_uncached_constrained_ms"]
                 )
         row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
@@ -431,10 +369,10 @@ def main():
             with open(args.out, "w") as f:
                 json.dump({"meta": meta, "rows": rows}, f, indent=1)
 
-    print_table(rows, args.cached, not args.no_peer)
+    print_table(rows, args.uncached, not args.no_peer)
 
 
-def print_table(rows, cached: bool, peer: bool):
+def print_table(rows, uncached: bool, peer: bool):
     cols = [
         ("setting", lambda r: f"b{r['batch']} x k{r['beams']}"),
         ("ours con ms/q", lambda r: f"{r['ours_constrained_ms']:.2f}"),
@@ -448,14 +386,14 @@ def print_table(rows, cached: bool, peer: bool):
             ("peer ovh", lambda r: f"{r['peer_overhead']:.3f}x"),
             ("speedup (con)", lambda r: f"{r['speedup_vs_peer']:.2f}x"),
         ]
-    if cached:
+    if uncached:
         cols += [
-            ("cached con ms/q", lambda r: f"{r['ours_cached_constrained_ms']:.2f}"),
-            ("cached free ms/q", lambda r: f"{r['ours_cached_free_ms']:.2f}"),
-            ("cached ovh", lambda r: f"{r['ours_cached_overhead']:.3f}x"),
+            ("uncached con ms/q", lambda r: f"{r['ours_uncached_constrained_ms']:.2f}"),
+            ("uncached free ms/q", lambda r: f"{r['ours_uncached_free_ms']:.2f}"),
+            ("uncached ovh", lambda r: f"{r['ours_uncached_overhead']:.3f}x"),
         ]
         if peer:
-            cols += [("cached speedup", lambda r: f"{r['cached_speedup_vs_peer']:.2f}x")]
+            cols += [("uncached speedup", lambda r: f"{r['uncached_speedup_vs_peer']:.2f}x")]
     print("| " + " | ".join(c for c, _ in cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

@@ -60,6 +60,7 @@ def beam_search(
     constrained: bool = True,
     length_penalty: float | None = None,
     score_over: str = "level",
+    level_logits: bool = False,
 ) -> BeamResult:
     """Top-``beam_size`` SIDs per query by beam search. Meant to run inside ``jax.jit``; close
     over model params rather than putting them in ``state`` (state rows are re-gathered), e.g.
@@ -71,11 +72,13 @@ def beam_search(
     (fewer than ``beam_size`` allowed SIDs) have score -inf and ``valid`` False.
     ``length_penalty`` alpha divides scores by L**alpha (all SIDs have length L, so it rescales
     scores without changing the ranking; kept for score compatibility with length-normalised
-    decoders).
+    decoders). ``level_logits=True`` says ``logits_fn`` returns only the current level's logits
+    [N, level_size] (the KV-cached decoder, ``make_cached_logits_fn``).
     """
     level_offsets, level_sizes = sid_steps.check_sid_layout(
         level_offsets, level_sizes, trie, bos_id, score_over
     )
+    sid_steps.check_level_logits(level_logits, score_over)
     if batch_size <= 0 or beam_size <= 0:
         raise ValueError(
             f"batch_size and beam_size must be positive, got {batch_size}, {beam_size}"
@@ -95,7 +98,7 @@ def beam_search(
     for level in range(depth):
         logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
         logp = sid_steps.level_log_probs(
-            logits, level_offsets[level], level_sizes[level], score_over
+            logits, level_offsets[level], level_sizes[level], score_over, level_logits=level_logits
         )
         if use_mask:
             logp = jnp.where(trie_lib.allowed_mask(trie, node, level), logp, -jnp.inf)

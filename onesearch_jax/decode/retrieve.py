@@ -12,10 +12,9 @@ import numpy as np
 
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import beam_search
-from onesearch_jax.model.transformer import EncoderDecoder, make_logits_fn
+from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
-
 
 
 class SidRetriever:
@@ -40,9 +39,17 @@ class SidRetriever:
         enc_out, enc_mask = self.model.apply(
             {"params": params}, enc_tokens, method=EncoderDecoder.encode
         )
+        logits_fn, cache = make_cached_logits_fn(
+            self.model,
+            params,
+            enc_out,
+            enc_mask,
+            self.beam_size,
+            zip(self.vocab.level_offsets, self.vocab.level_sizes),
+        )
         return beam_search(
-            make_logits_fn(self.model, params),
-            (enc_out, enc_mask),
+            logits_fn,
+            cache,
             batch_size=enc_tokens.shape[0],
             beam_size=self.beam_size,
             bos_id=BOS_ID,
@@ -50,6 +57,7 @@ class SidRetriever:
             level_sizes=self.vocab.level_sizes,
             trie=trie,
             constrained=self.constrained,
+            level_logits=True,
         )
 
     def retrieve(self, enc_tokens: np.ndarray):

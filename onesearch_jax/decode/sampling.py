@@ -41,16 +41,19 @@ def sample_sids(
     trie: trie_lib.SidTrie | None = None,
     constrained: bool = True,
     score_over: str = "level",
+    level_logits: bool = False,
 ) -> SampleResult:
     """Draws ``group_size`` SIDs per query. Meant to run inside ``jax.jit``.
 
     ``state`` has leading axis batch_size (repeated per sample, rows b*G + g) or
     batch_size*group_size. ``trie`` with ``constrained=False`` samples freely and only fills
     ``valid``; with ``trie=None`` validity is unknown and ``valid`` is all True.
+    ``level_logits`` as in ``beam_search`` (a KV-cached ``logits_fn`` scoring one level).
     """
     level_offsets, level_sizes = sid_steps.check_sid_layout(
         level_offsets, level_sizes, trie, bos_id, score_over
     )
+    sid_steps.check_level_logits(level_logits, score_over)
     if batch_size <= 0 or group_size <= 0:
         raise ValueError(
             f"batch_size and group_size must be positive, got {batch_size}, {group_size}"
@@ -69,8 +72,10 @@ def sample_sids(
     for level, key in zip(range(depth), jax.random.split(rng, depth)):
         logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
         offset, size = level_offsets[level], level_sizes[level]
-        model_logp = sid_steps.level_log_probs(logits, offset, size, score_over)
-        draw_logits = logits[:, offset : offset + size].astype(jnp.float32)
+        model_logp = sid_steps.level_log_probs(
+            logits, offset, size, score_over, level_logits=level_logits
+        )
+        draw_logits = sid_steps.level_slice(logits, offset, size, level_logits).astype(jnp.float32)
         if use_mask:
             draw_logits = jnp.where(trie_lib.allowed_mask(trie, node, level), draw_logits, -jnp.inf)
         if temperature == 0.0:

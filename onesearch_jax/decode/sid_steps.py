@@ -49,7 +49,7 @@ def tile_rows(state, batch_size: int, copies: int):
 
     def tile(x):
         if x.shape[0] == batch_size * copies:
-            return x
+            return jnp.asarray(x)  # numpy leaves could not be gathered with traced indices
         if x.shape[0] == batch_size:
             return jnp.repeat(x, copies, axis=0)
         raise ValueError(
@@ -60,10 +60,39 @@ def tile_rows(state, batch_size: int, copies: int):
     return jax.tree_util.tree_map(tile, state)
 
 
+def check_level_logits(level_logits: bool, score_over: str) -> None:
+    if level_logits and score_over != "level":
+        raise ValueError(
+            "level_logits=True (a logits_fn that returns only the current level's logits) "
+            f"needs score_over='level', got {score_over!r}"
+        )
+
+
+def level_slice(logits: jax.Array, offset: int, size: int, level_logits: bool) -> jax.Array:
+    """The current level's logits [N, size]: from full-vocab logits, or as given."""
+    if level_logits:
+        if logits.ndim != 2 or logits.shape[1] != size:
+            raise ValueError(f"level logits must be [N, {size}], got {logits.shape}")
+        return logits
+    if logits.ndim != 2 or logits.shape[1] < offset + size:
+        raise ValueError(f"logits must be [N, V] with V >= {offset + size}, got {logits.shape}")
+    return logits[:, offset : offset + size]
+
+
 def level_log_probs(
-    logits: jax.Array, offset: int, size: int, score_over: str, temperature: float = 1.0
+    logits: jax.Array,
+    offset: int,
+    size: int,
+    score_over: str,
+    temperature: float = 1.0,
+    level_logits: bool = False,
 ) -> jax.Array:
-    """float32[N, size] log-probs of level codes from full-vocab ``logits`` float[N, V]."""
+    """float32[N, size] log-probs of level codes from full-vocab ``logits`` float[N, V] (or, with
+    ``level_logits``, from the level's own logits [N, size])."""
+    if level_logits:
+        return jax.nn.log_softmax(
+            level_slice(logits, offset, size, True).astype(jnp.float32) / temperature, axis=-1
+        )
     if logits.ndim != 2 or logits.shape[1] < offset + size:
         raise ValueError(f"logits must be [N, V] with V >= {offset + size}, got {logits.shape}")
     logits = logits.astype(jnp.float32) / temperature

@@ -28,7 +28,11 @@ def _init(init, *names):
 
 
 def _dense(
-    features: int, names: tuple[str, str], cfg: TransformerConfig, name: str, use_bias: bool = True
+    features: int,
+    names: tuple[str, str],
+    cfg: TransformerConfig,
+    name: str | None = None,
+    use_bias: bool = True,
 ) -> nn.Dense:
     return nn.Dense(
         features,
@@ -41,7 +45,7 @@ def _dense(
     )
 
 
-def _layer_norm(cfg: TransformerConfig, name: str) -> nn.LayerNorm:
+def _layer_norm(cfg: TransformerConfig, name: str | None = None) -> nn.LayerNorm:
     return nn.LayerNorm(
         dtype=jnp.dtype(cfg.dtype),
         param_dtype=jnp.dtype(cfg.param_dtype),
@@ -62,28 +66,44 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
 
 
 class Attention(nn.Module):
-    """Multi-head attention through jax.nn.dot_product_attention."""
+    """Multi-head attention through jax.nn.dot_product_attention.
+
+    Split into projections and `attend` so that incremental decoding can project the encoder's
+    keys/values once per query and keep the decoder's own keys/values in a cache.
+    """
 
     cfg: TransformerConfig
 
-    @nn.compact
-    def __call__(self, x, kv, mask=None, is_causal=False):
+    def setup(self):
         cfg = self.cfg
-        b, t, _ = x.shape
-        s = kv.shape[1]
-        h = cfg.num_heads
-        hd = cfg.attn_dim // h
-        q = _dense(cfg.attn_dim, ("embed", "heads"), cfg, "query")(x).reshape(b, t, h, hd)
+        self.query = _dense(cfg.attn_dim, ("embed", "heads"), cfg)
         # No key bias: it shifts every score of a query equally, so softmax ignores it and
         # its gradient is pure rounding noise (which Adam would amplify to full-size steps).
-        k = _dense(cfg.attn_dim, ("embed", "heads"), cfg, "key", use_bias=False)(kv).reshape(
-            b, s, h, hd
-        )
-        v = _dense(cfg.attn_dim, ("embed", "heads"), cfg, "value")(kv).reshape(b, s, h, hd)
+        self.key = _dense(cfg.attn_dim, ("embed", "heads"), cfg, use_bias=False)
+        self.value = _dense(cfg.attn_dim, ("embed", "heads"), cfg)
+        self.out = _dense(cfg.d_model, ("heads", "embed"), cfg)
+
+    def _heads(self, y):
+        return y.reshape(*y.shape[:-1], self.cfg.num_heads, self.cfg.attn_dim // self.cfg.num_heads)
+
+    def project_q(self, x):
+        """[B, T, D] -> [B, T, H, hd]."""
+        return self._heads(self.query(x))
+
+    def project_kv(self, kv):
+        """[B, S, D] -> keys and values [B, S, H, hd]."""
+        return self._heads(self.key(kv)), self._heads(self.value(kv))
+
+    def attend(self, q, k, v, mask=None, is_causal=False):
+        """Attention of projected q [B,T,H,hd] over k, v [B,S,H,hd], then the output projection."""
         out = jax.nn.dot_product_attention(
-            q, k, v, mask=mask, is_causal=is_causal, implementation=cfg.attention_impl
+            q, k, v, mask=mask, is_causal=is_causal, implementation=self.cfg.attention_impl
         )
-        return _dense(cfg.d_model, ("heads", "embed"), cfg, "out")(out.reshape(b, t, cfg.attn_dim))
+        return self.out(out.reshape(*out.shape[:2], self.cfg.attn_dim))
+
+    def __call__(self, x, kv, mask=None, is_causal=False):
+        k, v = self.project_kv(kv)
+        return self.attend(self.project_q(x), k, v, mask=mask, is_causal=is_causal)
 
 
 class Mlp(nn.Module):
@@ -115,21 +135,47 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     cfg: TransformerConfig
 
-    @nn.compact
+    def setup(self):
+        cfg = self.cfg
+        self.ln_self = _layer_norm(cfg)
+        self.self_attn = Attention(cfg)
+        self.ln_cross = _layer_norm(cfg)
+        self.cross_attn = Attention(cfg)
+        self.ln_mlp = _layer_norm(cfg)
+        self.mlp = Mlp(cfg)
+        self.drop = nn.Dropout(cfg.dropout_rate)
+
     def __call__(self, x, enc_out, cross_mask, train: bool):
-        drop = nn.Dropout(self.cfg.dropout_rate)
-        y = _layer_norm(self.cfg, "ln_self")(x)
-        x = x + drop(
-            Attention(self.cfg, name="self_attn")(y, y, is_causal=True), deterministic=not train
-        )
-        y = _layer_norm(self.cfg, "ln_cross")(x)
-        x = x + drop(
-            Attention(self.cfg, name="cross_attn")(y, enc_out, mask=cross_mask),
-            deterministic=not train,
-        )
-        y = _layer_norm(self.cfg, "ln_mlp")(x)
-        x = x + drop(Mlp(self.cfg, name="mlp")(y, train), deterministic=not train)
+        y = self.ln_self(x)
+        x = x + self.drop(self.self_attn(y, y, is_causal=True), deterministic=not train)
+        y = self.ln_cross(x)
+        x = x + self.drop(self.cross_attn(y, enc_out, mask=cross_mask), deterministic=not train)
+        y = self.ln_mlp(x)
+        x = x + self.drop(self.mlp(y, train), deterministic=not train)
         return nn.with_logical_constraint(x, ACT_AXES)
+
+    def cross_kv(self, enc_out):
+        """This layer's cross-attention keys/values [B, S, H, hd], computed once per query."""
+        return self.cross_attn.project_kv(enc_out)
+
+    def step(self, x, self_kv, cross_kv, cross_mask):
+        """One new position for N = B*R rows (R rows per query, consecutive), inference only.
+
+        x [N, D]; self_kv: keys/values [N, t, H, hd] of the positions so far; cross_kv: keys/values
+        [B, S, H, hd]; cross_mask bool[B, 1, 1, S]. Returns (x [N, D], self_kv grown to t + 1).
+        """
+        n, d = x.shape
+        b = cross_kv[0].shape[0]
+        y = self.ln_self(x)[:, None]
+        k, v = self.self_attn.project_kv(y)
+        k = jnp.concatenate([self_kv[0], k.astype(self_kv[0].dtype)], axis=1)
+        v = jnp.concatenate([self_kv[1], v.astype(self_kv[1].dtype)], axis=1)
+        x = x + self.self_attn.attend(self.self_attn.project_q(y), k, v)[:, 0]
+        # A query's R rows act as R query positions over that query's encoder output.
+        y = self.ln_cross(x).reshape(b, n // b, d)
+        q = self.cross_attn.project_q(y)
+        x = x + self.cross_attn.attend(q, *cross_kv, mask=cross_mask).reshape(n, d)
+        return x + self.mlp(self.ln_mlp(x), False), (k, v)
 
 
 class EncoderDecoder(nn.Module):
@@ -200,6 +246,34 @@ class EncoderDecoder(nn.Module):
         logits = self.embed.attend(x) / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
         return logits.astype(jnp.float32)
 
+    def cross_cache(self, enc_out):
+        """Per decoder layer, cross-attention keys/values [B, S, H, hd] (once per query)."""
+        return tuple(layer.cross_kv(enc_out) for layer in self.dec_layers)
+
+    def decode_step(self, tokens, step: int, self_cache, cross_cache, enc_mask, logit_range):
+        """Incremental decoding: logits of position `step` given the token at `step`.
+
+        tokens int32[N] (N = B*R rows, R per query, consecutive); `step` a Python int;
+        self_cache: per layer the keys/values [N, step, H, hd] of earlier positions;
+        cross_cache from `cross_cache`; enc_mask bool[B, S]. Only the vocabulary slice
+        `logit_range = (start, size)` is projected (a SID level's tokens), so a step costs
+        O(size) rather than O(vocab). Returns (float32 logits [N, size], self_cache grown by one).
+        Same maths as `decode` at inference (tests check parity).
+        """
+        x = self.embed(tokens) + self._positions("dec", step + 1)[step].astype(
+            jnp.dtype(self.cfg.dtype)
+        )
+        cross_mask = enc_mask[:, None, None, :]
+        new_cache = []
+        for layer, kv, ckv in zip(self.dec_layers, self_cache, cross_cache):
+            x, kv = layer.step(x, kv, ckv, cross_mask)
+            new_cache.append(kv)
+        x = self.dec_norm(x)
+        start, size = logit_range
+        table = jax.lax.dynamic_slice_in_dim(self.embed.embedding, start, size, axis=0)
+        logits = x @ table.astype(x.dtype).T / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
+        return logits.astype(jnp.float32), tuple(new_cache)
+
     def __call__(self, enc_tokens, dec_inputs, train: bool = False):
         enc_out, enc_mask = self.encode(enc_tokens, train)
         return self.decode(enc_out, enc_mask, dec_inputs, train)
@@ -213,6 +287,7 @@ def build_model(cfg: TransformerConfig) -> EncoderDecoder:
 
 
 DecodeState = tuple  # (enc_out [N,S,D], enc_mask bool[N,S])
+LogitRanges = tuple  # per decoding step, the (start, size) vocabulary slice to score
 
 
 def encode_for_beams(model: EncoderDecoder, params, enc_tokens, num_beams: int) -> DecodeState:
@@ -239,3 +314,40 @@ def make_logits_fn(model: EncoderDecoder, params) -> Callable:
         return last.astype(jnp.float32), state
 
     return logits_fn
+
+
+def make_cached_logits_fn(
+    model: EncoderDecoder, params, enc_out, enc_mask, rows_per_query: int, logit_ranges
+) -> tuple[Callable, tuple]:
+    """(logits_fn, initial state) for incremental decoding with a KV cache.
+
+    The serving path of beam search and sampling (`level_logits=True` there): each call embeds
+    only the newest token, attends over the self-attention cache carried in the state (which
+    the search re-gathers along the chosen beams), reuses cross-attention keys/values computed
+    once per query (closed over, never tiled per beam or re-gathered), and projects onto
+    `logit_ranges[step]` only, e.g. `zip(vocab.level_offsets, vocab.level_sizes)`.
+    enc_out [B, S, D] and enc_mask [B, S] are per query; rows are b*rows_per_query + r.
+    """
+    logit_ranges = tuple((int(a), int(b)) for a, b in logit_ranges)
+    cross = model.apply({"params": params}, enc_out, method=EncoderDecoder.cross_cache)
+    cfg = model.cfg
+    n = enc_out.shape[0] * rows_per_query
+    head_dim = cfg.attn_dim // cfg.num_heads
+    empty = jnp.zeros((n, 0, cfg.num_heads, head_dim), jnp.dtype(cfg.dtype))
+    state = tuple((empty, empty) for _ in range(cfg.dec_layers))
+
+    def logits_fn(self_cache, tokens, step: int):
+        if not isinstance(step, int) or not 0 <= step < len(logit_ranges):
+            raise ValueError(f"step must be a Python int in [0, {len(logit_ranges)}), got {step}")
+        return model.apply(
+            {"params": params},
+            tokens[:, step],
+            step,
+            self_cache,
+            cross,
+            enc_mask,
+            logit_ranges[step],
+            method=EncoderDecoder.decode_step,
+        )
+
+    return logits_fn, state

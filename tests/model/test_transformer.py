@@ -11,6 +11,7 @@ from onesearch_jax.model.transformer import (
     EncoderDecoder,
     build_model,
     encode_for_beams,
+    make_cached_logits_fn,
     make_logits_fn,
 )
 
@@ -115,6 +116,39 @@ def test_logits_fn_matches_full_decode(setup):
     # A prefix of exactly step+1 tokens gives the same answer.
     last, _ = logits_fn(state, tokens[:, :3], 2)
     np.testing.assert_allclose(last, full[:, 2], atol=1e-5)
+
+
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+def test_cached_decode_matches_full_decode(setup, positions):
+    """KV-cached incremental decoding reproduces `decode` on every row, step and vocab slice,
+    with R rows per query sharing that query's cross-attention keys/values."""
+    cfg, model, params, apply, enc, dec = setup
+    if positions == "sinusoidal":
+        cfg = _cfg(vocab_size=300, positions="sinusoidal")
+        model = build_model(cfg)
+        params = nn.unbox(jax.jit(model.init)(jax.random.key(4), enc, dec)["params"])
+    rows = 2
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(1, cfg.vocab_size, (B * rows, T)).astype(np.int32)
+    enc_out, enc_mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
+    full = np.asarray(
+        model.apply(
+            {"params": params},
+            jnp.repeat(enc_out, rows, 0),
+            jnp.repeat(enc_mask, rows, 0),
+            tokens,
+            method=EncoderDecoder.decode,
+        )
+    )
+    ranges = [(0, cfg.vocab_size), (10, 7), (250, 50), (0, 1), (3, 290), (299, 1)]
+    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, rows, ranges)
+    for step, (start, size) in enumerate(ranges):
+        logits, cache = jax.jit(logits_fn, static_argnums=2)(cache, tokens, step)
+        assert logits.shape == (B * rows, size)
+        assert cache[0][0].shape[1] == step + 1
+        np.testing.assert_allclose(logits, full[:, step, start : start + size], atol=2e-5)
+    with pytest.raises(ValueError, match="step must be"):
+        logits_fn(cache, tokens, len(ranges))
 
 
 def test_bfloat16_compute_and_sinusoidal_positions():
