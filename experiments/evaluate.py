@@ -1,11 +1,20 @@
-"""Evaluates a trained workdir on the world's test day and prints it beside the baselines.
+"""Evaluates a trained workdir: on the world's test day, or on a judgments file (real catalogs).
 
     python -m experiments.evaluate --workdir=W [--beam_size=64] [--noconstrained]
+    python -m experiments.evaluate --workdir=W --judgments=FILE --out=M.json [--min_relevance=2.67]
 
-Writes `hr@K`-style metrics for the three target kinds (`rel_`, `click_`, `order_`, with slices
-such as `/tail`, `/negation`) and `valid_sid_rate` into W/metrics.json. With `--noconstrained`
-the names get the prefix `free/` (the unconstrained-decoding ablation).
+World workdirs: writes `hr@K`-style metrics for the three target kinds (`rel_`, `click_`,
+`order_`, with slices such as `/tail`, `/negation`) and `valid_sid_rate` into W/metrics.json.
+With `--noconstrained` the names get the prefix `free/` (the unconstrained-decoding ablation).
+
+Real-catalog workdirs (trained with configs/homedepot.py) and `--judgments` (query, product_uid,
+relevance TSV): scores the generative model over the whole catalog, next to BM25 and their RRF
+fusion, and writes `recall@10`, `recall@100`, `ndcg@10`, `mrr@10`, `hr@10` (plus slices,
+`bm25/...`, `rrf_bm25/...`, latencies and failure examples) to --out.
 """
+import json
+import os
+
 from absl import app, flags
 
 from onesearch_jax import workdir as wd
@@ -16,10 +25,46 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=Tru
 _MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).")
 _BEAM = flags.DEFINE_integer("beam_size", None, "Beam width (default: the train config's eval one).")
 _CONSTRAINED = flags.DEFINE_boolean("constrained", True, "Constrain decoding to real items' SIDs.")
+_JUDGMENTS = flags.DEFINE_string("judgments", None, "Judgments TSV to score (real catalogs).")
+_OUT = flags.DEFINE_string("out", None, "With --judgments: where to write the metrics JSON "
+                           "(default W/judged_metrics.json).")
+_MIN_REL = flags.DEFINE_float("min_relevance", 2.67, "With --judgments: target threshold.")
+_MAX_QUERIES = flags.DEFINE_integer("max_queries", None, "With --judgments: a seeded sample.")
+_LATENCY = flags.DEFINE_integer("latency_queries", 100, "With --judgments: queries timed alone.")
+
+SYSTEMS = (("generative", ""), ("bm25", "bm25/"), ("generative+bm25 (RRF)", "rrf_bm25/"))
+
+
+def judged_table(metrics: dict) -> str:
+    cols = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10", "latency_ms")
+    lines = [f"| system | {' | '.join(cols)} |", "|---" * (len(cols) + 1) + "|"]
+    for name, prefix in SYSTEMS:
+        vals = " | ".join(f"{metrics[prefix + c]:.4f}" for c in cols)
+        lines.append(f"| {name} | {vals} |")
+    return "\n".join(lines)
 
 
 def main(argv):
     del argv
+    if _JUDGMENTS.value:
+        from onesearch_jax.eval.real_eval import evaluate_real_workdir
+
+        metrics = evaluate_real_workdir(
+            _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,
+            beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value)
+        out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
+        metrics["config"] = {"judgments": os.path.abspath(_JUDGMENTS.value),
+                             "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value}
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+        os.replace(tmp, out)
+        print(judged_table(metrics))
+        print(f"{metrics['num_queries']:.0f} queries ({metrics['num_queries_excluded']:.0f} "
+              f"without a target left out); valid_sid_rate {metrics['valid_sid_rate']:.4f}; "
+              f"wrote {out}")
+        return
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value)
     print(results_table(wd.read_metrics(_WORKDIR.value)))

@@ -18,14 +18,13 @@ titles and the embedder, so only the first run pays for embedding the corpus.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from typing import Callable, Sequence
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 from onesearch_jax.data.real_catalog import load_judgments, load_products, targets
 from onesearch_jax.eval.bm25 import BM25Index
@@ -34,6 +33,7 @@ from onesearch_jax.eval.metrics import aggregate, per_query_metrics
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
 from onesearch_jax.eval.rank_fusion import rrf
 from onesearch_jax.sid.embedder import make_embedder
+from onesearch_jax.sid.embedding_cache import embed_cached
 
 SYSTEMS = ("bm25", "dense", "rrf")
 REPORTED = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10")
@@ -50,30 +50,6 @@ flags.DEFINE_integer("depth", 100, "Results retrieved per query and system.")
 flags.DEFINE_float("rrf_k", 60.0, "Reciprocal-rank-fusion offset k.")
 flags.DEFINE_integer("latency_queries", 200,
                      "Queries timed one at a time (after a warm-up) for the latency numbers.")
-
-
-def embed_titles_cached(titles: Sequence[str], embedder_name: str, cache_dir: str,
-                        embed: Callable[[list[str]], np.ndarray],
-                        chunk: int = 4096) -> np.ndarray:
-    """Title embeddings, read from `cache_dir` when the same titles were embedded before."""
-    digest = hashlib.sha256("\n".join(titles).encode("utf-8")).hexdigest()[:16]
-    path = os.path.join(cache_dir, f"title_embeddings.{embedder_name}.{digest}.npy")
-    if os.path.exists(path):
-        cached = np.load(path)
-        if cached.shape[0] == len(titles):
-            logging.info("title embeddings from cache %s", path)
-            return cached
-    parts, start_time = [], time.time()
-    for start in range(0, len(titles), chunk):
-        parts.append(embed(list(titles[start:start + chunk])))
-        done = min(start + chunk, len(titles))
-        logging.info("embedded %d/%d titles (%.0f s)", done, len(titles), time.time() - start_time)
-    vectors = np.concatenate(parts).astype(np.float32)
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = path + ".tmp.npy"
-    np.save(tmp, vectors)
-    os.replace(tmp, path)
-    return vectors
 
 
 def ids_of(indices: np.ndarray, product_ids: Sequence[str]) -> list[list[str]]:
@@ -106,7 +82,7 @@ def run_baselines(product_ids: Sequence[str], titles: Sequence[str], queries: Se
     bm25 = BM25Index(titles) if needs_bm25 else None
     if needs_dense:
         embedder = make_embedder(embedder_name)
-        dense = DenseIndex(embed_titles_cached(titles, embedder_name, cache_dir, embedder.embed))
+        dense = DenseIndex(embed_cached(titles, embedder_name, cache_dir, embedder.embed))
 
     def bm25_search(batch):
         return ids_of(bm25.search(list(batch), depth)[0], product_ids)

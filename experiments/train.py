@@ -1,8 +1,11 @@
-"""Trains the OneSearch V1 baseline (the three SFT stages) on a workdir's world and SIDs.
+"""Trains the OneSearch V1 baseline (the SFT stages) on a workdir's world and SIDs, or on a real
+catalog with judgments.
 
     python -m experiments.build_world --config=configs/world.py:tiny --workdir=W
     python -m experiments.build_sids --config=configs/sids.py:tiny --workdir=W
     python -m experiments.train --config=configs/sft.py:tiny --workdir=W
+
+    python -m experiments.train --config=configs/homedepot.py --config.data_dir=DIR --workdir=W
 
 Resumes from W/checkpoints; writes TensorBoard events under W/tensorboard, W/metrics.jsonl and a
 progress line; evaluates on a sample of valid-day events every `train.eval_every` steps.
@@ -10,6 +13,7 @@ progress line; evaluates on a sample of valid-day events every `train.eval_every
 from absl import app, flags
 from ml_collections import config_flags
 
+from onesearch_jax.train.real_run import run_real_sft
 from onesearch_jax.train.sft_run import run_sft
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sft.py:tiny", "Training config.")
@@ -18,7 +22,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and 
 
 def main(argv):
     del argv
-    summary = run_sft(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    run = run_real_sft if config.get("stage") == "sft_real" else run_sft
+    summary = run(config, _WORKDIR.value)
     print("trained: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
 
 

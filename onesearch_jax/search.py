@@ -18,6 +18,7 @@ import numpy as np
 
 from onesearch_jax import artifacts
 from onesearch_jax import workdir as wd
+from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.sft_tasks import TaskBuilder
 from onesearch_jax.decode.retrieve import SidRetriever, items_from_beams
 from onesearch_jax.model.presets import TransformerConfig
@@ -26,6 +27,7 @@ from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train import sharding as sharding_lib
 from onesearch_jax.train.checkpoints import Checkpointer
+from onesearch_jax.train.real_run import real_builder
 from onesearch_jax.train.train_state import setup_train_state
 
 
@@ -53,38 +55,60 @@ def restore_params(model, config, workdir: str, step: int | None = None):
 
 @dataclasses.dataclass
 class ModelBundle:
-    """Everything a trained workdir holds, loaded once for search and evaluation."""
+    """Everything a trained workdir holds, loaded once for search and evaluation: a simulated
+    world's (`world` set) or a real catalog's (`world` None)."""
     config: ml_collections.ConfigDict
     world: object
     vocab: SidVocab
     item_codes: np.ndarray
     trie: SidTrie
-    builder: TaskBuilder
+    builder: object  # TaskBuilder or RealTaskBuilder: `query_inputs(texts)` is the serving input
     model: object
     params: object
+    product_ids: list
+    titles: list
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None) -> "ModelBundle":
         config = load_train_config(workdir)
+        if is_real_workdir(workdir):
+            catalog = load_real_catalog(workdir)
+            vocab, builder = real_builder(config, catalog)
+            _check_vocab(vocab, config)
+            model = build_model(TransformerConfig(**config.model.to_dict()))
+            params = restore_params(model, config, workdir, step)
+            return cls.for_real(config, catalog, vocab, builder, model, params)
         world = artifacts.load_world(workdir)
         tokenizer = artifacts.load_tokenizer(workdir)
         khqe, item_codes, query_codes = artifacts.load_sids(workdir)
         vocab = SidVocab(tokenizer.get_vocab_size(), khqe.level_sizes)
-        if vocab.vocab_size != int(config.model.vocab_size):
-            raise ValueError(f"workdir vocabulary ({vocab.vocab_size}) does not match the trained "
-                             f"model's ({config.model.vocab_size}); were the SIDs rebuilt?")
+        _check_vocab(vocab, config)
         builder = TaskBuilder(world, tokenizer, vocab, item_codes, query_codes,
                               enc_len=int(config.data.enc_len), dec_len=int(config.data.dec_len))
         model = build_model(TransformerConfig(**config.model.to_dict()))
         params = restore_params(model, config, workdir, step)
         trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
-        return cls(config, world, vocab, item_codes, trie, builder, model, params)
+        return cls(config, world, vocab, item_codes, trie, builder, model, params,
+                   list(world.catalog.product_ids), list(world.catalog.titles))
+
+    @classmethod
+    def for_real(cls, config, catalog, vocab, builder, model, params) -> "ModelBundle":
+        trie = SidTrie.build(catalog.item_codes, vocab.level_sizes,
+                             popularity=catalog.popularity(float(config.data.min_relevance)))
+        return cls(config, None, vocab, catalog.item_codes, trie, builder, model, params,
+                   list(catalog.products.product_ids), list(catalog.products.titles))
 
     def retriever(self, *, beam_size: int | None = None, constrained: bool = True,
                   batch_size: int = 32) -> SidRetriever:
         beam = int(beam_size or self.config.eval.beam_size)
         return SidRetriever(self.model, self.params, self.vocab, self.trie, beam_size=beam,
                             constrained=constrained, batch_size=batch_size)
+
+
+def _check_vocab(vocab: SidVocab, config) -> None:
+    if vocab.vocab_size != int(config.model.vocab_size):
+        raise ValueError(f"workdir vocabulary ({vocab.vocab_size}) does not match the trained "
+                         f"model's ({config.model.vocab_size}); were the SIDs rebuilt?")
 
 
 class Searcher:
@@ -111,5 +135,5 @@ class Searcher:
         return out
 
     def search(self, queries: list[str], k: int = 10) -> list[list[str]]:
-        ids = self.bundle.world.catalog.product_ids
+        ids = self.bundle.product_ids
         return [[ids[i] for i in items] for items in self.search_items(queries, k)]

@@ -60,6 +60,17 @@ def sid_targets(sid_tokens: np.ndarray, dec_len: int, weight=None) -> tuple[np.n
     return dec, w
 
 
+def keyword_targets(enc: np.ndarray, kw: np.ndarray, dec_len: int) -> TaskArrays:
+    """Keyword text tokens [n, <= dec_len-1] + EOS as targets; rows without keywords dropped."""
+    lengths = (kw > 0).sum(1)
+    dec = np.zeros((len(kw), dec_len), np.int32)
+    dec[:, :kw.shape[1]] = kw
+    dec[np.arange(len(kw)), lengths] = EOS_ID
+    weight = (np.arange(dec_len)[None, :] <= lengths[:, None]).astype(np.float32)
+    keep = lengths > 0
+    return TaskArrays(enc[keep], dec[keep], weight[keep])
+
+
 def decoder_inputs(dec: np.ndarray) -> np.ndarray:
     """BOS followed by the targets shifted right (teacher forcing)."""
     return np.concatenate([column(BOS_ID, len(dec)), dec[:, :-1]], axis=1)
@@ -138,14 +149,7 @@ class TaskBuilder:
         q = self.query_text_tokens()
         enc = compact(np.concatenate([column(self.special["[TASK_KW]"], len(q)), q], 1), self.enc_len)
         kw_texts = [", ".join(self.world.keywords(i)["category"]) for i in range(len(q))]
-        kw = self.text(kw_texts, self.dec_len - 1)
-        lengths = (kw > 0).sum(1)
-        dec = np.zeros((len(q), self.dec_len), np.int32)
-        dec[:, :kw.shape[1]] = kw
-        dec[np.arange(len(q)), lengths] = EOS_ID
-        weight = (np.arange(self.dec_len)[None, :] <= lengths[:, None]).astype(np.float32)
-        keep = lengths > 0
-        return TaskArrays(enc[keep], dec[keep], weight[keep])
+        return keyword_targets(enc, self.text(kw_texts, self.dec_len - 1), self.dec_len)
 
     def query_to_item(self, clicks: Mapping[str, np.ndarray]) -> TaskArrays:
         q = clicks["query_id"]
@@ -189,13 +193,13 @@ class Stage:
     mixture: Mapping[str, float]  # task -> sampling weight
 
 
-def parse_stages(stages_cfg) -> list[Stage]:
+def parse_stages(stages_cfg, tasks: Sequence[str] = TASKS) -> list[Stage]:
     """Config entries {name, fraction, mixture} -> Stages; unknown tasks are named."""
     out = []
     for s in stages_cfg:
-        bad = sorted(set(s["mixture"]) - set(TASKS))
+        bad = sorted(set(s["mixture"]) - set(tasks))
         if bad:
-            raise ValueError(f"stage {s['name']!r} names unknown tasks {bad}; valid: {TASKS}")
+            raise ValueError(f"stage {s['name']!r} names unknown tasks {bad}; valid: {tuple(tasks)}")
         out.append(Stage(s["name"], float(s["fraction"]), dict(s["mixture"])))
     total = sum(s.fraction for s in out)
     if not out or abs(total - 1.0) > 1e-6:

@@ -60,18 +60,27 @@ def build_sids_workdir(config, workdir: str, embedding_cache: str | None = None)
     items, queries = embed_world(world, config.embedder, config.keyword_enhance,
                                  embedding_cache or workdir_lib.sid_dir(workdir))
     embed_seconds = time.perf_counter() - start
-    cfg = KHQEConfig.from_dict(config.khqe.to_dict())
+    metrics = fit_and_save_sids(items, queries, config.khqe, workdir_lib.sid_dir(workdir))
+    metrics.update(embed_seconds=embed_seconds, seconds=time.perf_counter() - start)
+    workdir_lib.write_metrics(workdir, "sids", metrics, config)
+    return metrics
+
+
+def fit_and_save_sids(items: np.ndarray, queries: np.ndarray | None, khqe_config,
+                      out_dir: str) -> dict[str, float]:
+    """Fits KHQE on item embeddings, encodes items (and queries, if given) with the same
+    codebooks, writes out_dir/{khqe.npz, item_codes.npy[, query_codes.npy]}; returns CUR per
+    level, ICR, collision rate and reconstruction error."""
+    cfg = KHQEConfig.from_dict(khqe_config.to_dict() if hasattr(khqe_config, "to_dict")
+                               else dict(khqe_config))
     model, item_codes = fit_and_encode_khqe(items, cfg)
-    query_codes = model.encode(queries)
-    out_dir = workdir_lib.sid_dir(workdir)
     os.makedirs(out_dir, exist_ok=True)
     model.save(os.path.join(out_dir, "khqe.npz"))
     np.save(os.path.join(out_dir, "item_codes.npy"), item_codes)
-    np.save(os.path.join(out_dir, "query_codes.npy"), query_codes)
+    if queries is not None:
+        np.save(os.path.join(out_dir, "query_codes.npy"), model.encode(queries))
     cur = sid_metrics.codebook_utilization(item_codes, model.level_sizes, model.per_parent_levels)
     metrics = {f"cur/l{i + 1}": float(c) for i, c in enumerate(cur)}
     metrics.update(icr=sid_metrics.icr(item_codes), collision_rate=sid_metrics.collision_rate(item_codes),
-                   recon_error=sid_metrics.reconstruction_error(items, model.decode(item_codes)),
-                   embed_seconds=embed_seconds, seconds=time.perf_counter() - start)
-    workdir_lib.write_metrics(workdir, "sids", metrics, config)
+                   recon_error=sid_metrics.reconstruction_error(items, model.decode(item_codes)))
     return metrics

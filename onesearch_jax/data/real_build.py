@@ -1,0 +1,167 @@
+"""Prepares a workdir for a real catalog: the catalog itself, a keyword dictionary, a tokenizer,
+and KHQE semantic IDs of every product.
+
+Input (`config.data_dir`, the generic format): `products.tsv` (product_uid, title) and
+`judgments_train.tsv` (query, product_uid, relevance). Output, so that a workdir serves on its own:
+
+    W/catalog/products.tsv, W/catalog/judgments_train.tsv   the rows that loaded cleanly
+    W/catalog/keywords.json                                 mined dictionary (phrase -> type)
+    W/world/tokenizer.json                                  BPE over titles + train queries
+    W/sids/{khqe.npz, item_codes.npy}                       SIDs of the products, file order
+
+Malformed rows are counted and reported (see `real_catalog.LoadReport`), never fatal; a missing
+file or an empty catalog is. The stage is guarded like the world build: rerunning with another
+`data_dir` or SID config in the same workdir is refused, rerunning with the same one reuses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import ml_collections
+import numpy as np
+from absl import logging
+
+from onesearch_jax import workdir as wd
+from onesearch_jax.data import text_tokenizer
+from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
+from onesearch_jax.data.real_catalog import Judgments, Products, load_judgments, load_products
+from onesearch_jax.data.world_build import TASK_TOKENS
+from onesearch_jax.sid.build import fit_and_save_sids
+from onesearch_jax.sid.embedder import make_embedder
+from onesearch_jax.sid.embedding_cache import CachingEmbedder
+from onesearch_jax.sid.keyword_fusion import embed_with_keywords
+from onesearch_jax.sid.khqe import KHQE
+
+PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE = "products.tsv", "judgments_train.tsv"
+STAGE = "catalog"
+DONE_FILE = "CATALOG_DONE"
+
+
+def catalog_dir(workdir: str) -> str:
+    return os.path.join(workdir, "catalog")
+
+
+def is_real_workdir(workdir: str) -> bool:
+    return os.path.exists(os.path.join(catalog_dir(workdir), DONE_FILE))
+
+
+@dataclasses.dataclass
+class RealCatalog:
+    """What a prepared real workdir holds."""
+    products: Products
+    train: Judgments
+    keywords: CatalogKeywords
+    tokenizer: object
+    khqe: KHQE
+    item_codes: np.ndarray
+
+    def popularity(self, min_relevance: float = 2.33) -> np.ndarray:
+        """Per product, how many train queries judge it at least min_relevance (tie-breaks
+        colliding SIDs)."""
+        index = {uid: i for i, uid in enumerate(self.products.product_ids)}
+        counts = np.zeros(len(index), np.float32)
+        for judged in self.train.relevance:
+            for uid, rel in judged.items():
+                if rel >= min_relevance and uid in index:
+                    counts[index[uid]] += 1
+        return counts
+
+
+def _write_tsv(path: str, header: tuple[str, ...], rows) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for row in rows:
+            f.write("\t".join(str(x) for x in row) + "\n")
+    os.replace(tmp, path)
+
+
+def catalog_config(config) -> ml_collections.ConfigDict:
+    """The part of a real-data config that the prepared workdir depends on."""
+    sids = config.sids.to_dict()
+    sids.pop("embedding_cache", None)  # where embeddings are cached does not change the SIDs
+    return ml_collections.ConfigDict(dict(
+        data_dir=os.path.abspath(config.data_dir), tokenizer_vocab_size=config.tokenizer_vocab_size,
+        keywords=config.keywords.to_dict(), sids=sids))
+
+
+def build_real_workdir(config, workdir: str) -> dict[str, float]:
+    """Builds (or reuses) W/catalog, the tokenizer and the SIDs; returns their metrics."""
+    if not config.data_dir:
+        raise ValueError("config.data_dir is empty: set --config.data_dir to a folder with "
+                         f"{PRODUCTS_FILE} and {TRAIN_JUDGMENTS_FILE}")
+    for name in (PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE):
+        path = os.path.join(config.data_dir, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} is missing (config.data_dir must hold {PRODUCTS_FILE} "
+                                    f"and {TRAIN_JUDGMENTS_FILE})")
+    wd.guard_config(workdir, STAGE, catalog_config(config))
+    if is_real_workdir(workdir):
+        logging.info("reusing the prepared catalog in %s", catalog_dir(workdir))
+        return {}
+    start = time.perf_counter()
+    products = load_products(os.path.join(config.data_dir, PRODUCTS_FILE))
+    train = load_judgments(os.path.join(config.data_dir, TRAIN_JUDGMENTS_FILE), products)
+    for report in (products.report, train.report):
+        print(report.summary(), flush=True)
+    if not products.product_ids:
+        raise ValueError(f"no product loaded from {products.report.path}")
+    if not train.queries:
+        raise ValueError(f"no judgment loaded from {train.report.path}")
+
+    out = catalog_dir(workdir)
+    os.makedirs(out, exist_ok=True)
+    _write_tsv(os.path.join(out, PRODUCTS_FILE), ("product_uid", "title"),
+               zip(products.product_ids, products.titles))
+    _write_tsv(os.path.join(out, TRAIN_JUDGMENTS_FILE), ("query", "product_uid", "relevance"),
+               ((q, uid, rel) for q, judged in zip(train.queries, train.relevance)
+                for uid, rel in judged.items()))
+    kw = config.keywords
+    vocabulary = build_keyword_vocabulary(products.titles, kw.min_brand, kw.min_category)
+    with open(os.path.join(out, "keywords.json"), "w") as f:
+        json.dump(vocabulary, f, indent=0, sort_keys=True)
+    keywords = CatalogKeywords(vocabulary)
+
+    tok = text_tokenizer.train_text_tokenizer(
+        list(products.titles) + list(train.queries), vocab_size=int(config.tokenizer_vocab_size),
+        extra_special_tokens=TASK_TOKENS)
+    os.makedirs(os.path.dirname(wd.tokenizer_path(workdir)), exist_ok=True)
+    text_tokenizer.save_text_tokenizer(tok, wd.tokenizer_path(workdir))
+
+    sids = config.sids
+    embedder = CachingEmbedder(make_embedder(sids.embedder), sids.embedder,
+                               sids.embedding_cache or wd.sid_dir(workdir))
+    embed_start = time.perf_counter()
+    items = embed_with_keywords(embedder, list(products.titles), keywords.flat(products.titles),
+                                enabled=bool(sids.keyword_enhance))
+    metrics = fit_and_save_sids(items, None, sids.khqe, wd.sid_dir(workdir))
+    metrics.update(num_products=len(products.product_ids), num_train_queries=len(train.queries),
+                   num_keywords=len(vocabulary),
+                   embed_seconds=time.perf_counter() - embed_start,
+                   seconds=time.perf_counter() - start)
+    for report, name in ((products.report, "products"), (train.report, "train_judgments")):
+        metrics[f"{name}/rows_skipped"] = report.rows_read - report.rows_kept
+    wd.write_metrics(workdir, STAGE, metrics, catalog_config(config))
+    with open(os.path.join(out, DONE_FILE), "w") as f:
+        f.write("ok\n")
+    return metrics
+
+
+def load_real_catalog(workdir: str) -> RealCatalog:
+    if not is_real_workdir(workdir):
+        raise FileNotFoundError(f"{catalog_dir(workdir)} is not a prepared catalog; run "
+                                "experiments.train with a real-data config on this workdir first")
+    out = catalog_dir(workdir)
+    products = load_products(os.path.join(out, PRODUCTS_FILE))
+    train = load_judgments(os.path.join(out, TRAIN_JUDGMENTS_FILE), products)
+    with open(os.path.join(out, "keywords.json")) as f:
+        keywords = CatalogKeywords(json.load(f))
+    tok = text_tokenizer.load_text_tokenizer(wd.tokenizer_path(workdir))
+    khqe = KHQE.load(os.path.join(wd.sid_dir(workdir), "khqe.npz"))
+    codes = np.load(os.path.join(wd.sid_dir(workdir), "item_codes.npy"))
+    if len(codes) != len(products.product_ids):
+        raise ValueError(f"{len(codes)} SIDs for {len(products.product_ids)} products in {out}")
+    return RealCatalog(products, train, keywords, tok, khqe, codes)

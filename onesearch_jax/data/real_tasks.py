@@ -1,0 +1,83 @@
+"""SFT tasks for a real catalog with human judgments (products + query judgments, no logs).
+
+The V1 stages map onto what such data has:
+- alignment: `title_to_sid` (indexing: product title -> its SID) and `query_to_keywords`
+  (query -> its dictionary keywords, the keyword-CoT task with a dictionary as the "LLM");
+- co-occurrence: `query_to_sid` (train-split query -> SID of each product judged at least
+  `min_relevance`, weighted by relevance / 3: a 3 counts fully, a 2.33 about 0.78).
+Inputs use the same task tokens and layout as the world's tasks (`sft_tasks`), so the model,
+decoding and serving code are shared; `query_inputs` is the serving input.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from onesearch_jax.data import text_tokenizer
+from onesearch_jax.data.real_catalog import Judgments
+from onesearch_jax.data.sft_tasks import TaskArrays, column, compact, keyword_targets, sid_targets
+from onesearch_jax.sid.vocab import SidVocab
+
+REAL_TASKS = ("title_to_sid", "query_to_keywords", "query_to_sid")
+MAX_RELEVANCE = 3.0
+
+
+class RealTaskBuilder:
+    """Turns products (ids, titles), their SIDs and train judgments into TaskArrays."""
+
+    def __init__(self, product_ids: Sequence[str], titles: Sequence[str], tokenizer,
+                 vocab: SidVocab, item_codes: np.ndarray, keywords, *, enc_len: int,
+                 dec_len: int, query_len: int = 24, title_len: int = 40):
+        if len(product_ids) != len(titles) or len(titles) != len(item_codes):
+            raise ValueError(f"{len(product_ids)} product ids, {len(titles)} titles and "
+                             f"{len(item_codes)} SIDs must match")
+        self.product_ids, self.titles = list(product_ids), list(titles)
+        self.index = {uid: i for i, uid in enumerate(self.product_ids)}
+        self.tok, self.vocab, self.keywords = tokenizer, vocab, keywords
+        self.enc_len, self.dec_len = enc_len, dec_len
+        self.query_len, self.title_len = query_len, title_len
+        self.item_tokens = vocab.to_tokens(item_codes)
+        self.special = {t: tokenizer.token_to_id(t) for t in ("[Q]", "[TASK_ITEM]", "[TASK_KW]")}
+        missing = [t for t, i in self.special.items() if i is None]
+        if missing:
+            raise ValueError(f"tokenizer lacks special tokens {missing}")
+
+    def text(self, texts: Sequence[str], length: int) -> np.ndarray:
+        return text_tokenizer.encode_texts(self.tok, list(texts), length)
+
+    def _prefixed(self, token: str, toks: np.ndarray) -> np.ndarray:
+        return compact(np.concatenate([column(self.special[token], len(toks)), toks], 1),
+                       self.enc_len)
+
+    def query_inputs(self, texts: Sequence[str]) -> np.ndarray:
+        """[Q] query: the serving input for arbitrary text."""
+        return self._prefixed("[Q]", self.text(texts, self.query_len))
+
+    def title_to_sid(self) -> TaskArrays:
+        enc = self._prefixed("[TASK_ITEM]", self.text(self.titles, self.title_len))
+        return TaskArrays(enc, *sid_targets(self.item_tokens, self.dec_len))
+
+    def query_to_keywords(self, queries: Sequence[str]) -> TaskArrays:
+        enc = self._prefixed("[TASK_KW]", self.text(queries, self.query_len))
+        kw_texts = [", ".join(words) for words in self.keywords.flat(queries)]
+        return keyword_targets(enc, self.text(kw_texts, self.dec_len - 1), self.dec_len)
+
+    def query_to_sid(self, judgments: Judgments, min_relevance: float) -> TaskArrays:
+        queries, items, weights = [], [], []
+        for query, judged in zip(judgments.queries, judgments.relevance):
+            for uid, rel in judged.items():
+                if rel >= min_relevance and uid in self.index:
+                    queries.append(query)
+                    items.append(self.index[uid])
+                    weights.append(min(rel, MAX_RELEVANCE) / MAX_RELEVANCE)
+        if not queries:
+            raise ValueError(f"no train judgment reaches min_relevance {min_relevance}")
+        enc = self.query_inputs(queries)
+        return TaskArrays(enc, *sid_targets(self.item_tokens[np.asarray(items)], self.dec_len,
+                                            np.asarray(weights, np.float32)))
+
+    def build(self, judgments: Judgments, min_relevance: float) -> dict[str, TaskArrays]:
+        return {"title_to_sid": self.title_to_sid(),
+                "query_to_keywords": self.query_to_keywords(judgments.queries),
+                "query_to_sid": self.query_to_sid(judgments, min_relevance)}

@@ -1,0 +1,81 @@
+"""The V1 SFT run on a real catalog with judgments (configs/homedepot.py): prepare the workdir,
+build the real tasks, train with the generic loop, evaluate on held-out judgments periodically."""
+from __future__ import annotations
+
+import os
+
+from absl import logging
+
+from onesearch_jax import workdir as wd
+from onesearch_jax.data import sft_tasks
+from onesearch_jax.data.real_build import RealCatalog, build_real_workdir, load_real_catalog
+from onesearch_jax.data.real_tasks import REAL_TASKS, RealTaskBuilder
+from onesearch_jax.model.presets import TransformerConfig
+from onesearch_jax.model.transformer import build_model
+from onesearch_jax.sid.vocab import SidVocab
+from onesearch_jax.train.loop import train_loop
+
+EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
+
+
+def real_builder(config, catalog: RealCatalog) -> tuple[SidVocab, RealTaskBuilder]:
+    vocab = SidVocab(catalog.tokenizer.get_vocab_size(), catalog.khqe.level_sizes)
+    builder = RealTaskBuilder(
+        catalog.products.product_ids, catalog.products.titles, catalog.tokenizer, vocab,
+        catalog.item_codes, catalog.keywords, enc_len=int(config.data.enc_len),
+        dec_len=int(config.data.dec_len))
+    return vocab, builder
+
+
+def eval_judgments_path(config) -> str | None:
+    path = config.eval.judgments
+    if path and not os.path.isabs(path):
+        path = os.path.join(config.data_dir, path)
+    return path if path and os.path.exists(path) else None
+
+
+def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
+    """Prepares (or reuses) the workdir, trains (or resumes) to config.train.steps."""
+    from onesearch_jax.eval.real_eval import JudgedQueries, evaluate_generative
+    from onesearch_jax.search import ModelBundle
+
+    build_real_workdir(config, workdir)
+    catalog = load_real_catalog(workdir)
+    vocab, builder = real_builder(config, catalog)
+    config.model.vocab_size = vocab.vocab_size
+    wd.guard_config(workdir, "train", config)
+    tasks = builder.build(catalog.train, float(config.data.min_relevance))
+    for name, t in tasks.items():
+        logging.info("task %s: %d examples", name, len(t))
+    batches = sft_tasks.MixtureBatches(
+        tasks, sft_tasks.parse_stages(config.data.stages, REAL_TASKS),
+        total_steps=int(config.train.steps), batch_size=int(config.train.batch_size),
+        seed=int(config.train.seed))
+    model = build_model(TransformerConfig(**config.model.to_dict()))
+
+    eval_fn = None
+    path = eval_judgments_path(config)
+    if path is None:
+        logging.info("no eval judgments (config.eval.judgments=%r): no periodic evaluation",
+                     config.eval.judgments)
+    else:
+        judged = JudgedQueries.load(path, catalog.products, float(config.eval.min_relevance),
+                                    max_queries=int(config.eval.max_queries))
+        bundle = ModelBundle.for_real(config, catalog, vocab, builder, model, params=None)
+        retriever = None
+
+        def eval_fn(state, step):
+            del step
+            nonlocal retriever
+            if retriever is None:  # one compiled beam search, fed the current params each time
+                bundle.params = state.params
+                retriever = bundle.retriever()
+            retriever.params = state.params
+            scores = evaluate_generative(bundle, retriever, judged)
+            return {k: scores[k] for k in EVAL_KEYS}
+
+    result = train_loop(config, workdir, model, batches, eval_fn, stream=stream)
+    summary = {f"train/{k}": v for k, v in result.metrics.items()}
+    summary["train/steps"] = result.step
+    wd.write_metrics(workdir, "train", summary, config)
+    return summary
