@@ -110,9 +110,7 @@ def make_search(model: EncoderDecoder, vocab: SidVocab, beam_size: int, cached: 
         )
         if cached:
             ranges = zip(vocab.level_offsets, vocab.level_sizes)
-            logits_fn, state = make_cached_logits_fn(
-                model, params, enc_out, enc_mask, beam_size, ranges
-            )
+            logits_fn, state = make_cached_logits_fn(model, params, enc_out, enc_mask, ranges)
         else:
             logits_fn, state = make_logits_fn(model, params), (enc_out, enc_mask)
         return beam_search(

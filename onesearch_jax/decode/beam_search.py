@@ -87,24 +87,47 @@ def beam_search(
     n = b * k
     use_mask = trie is not None and constrained
 
-    state = sid_steps.tile_rows(state, b, k)
+    # Only beam 0 is live at the start, so when the state is still per query, step 0 runs once
+    # per query (not once per beam) and its top k seed the beams; otherwise every beam runs it
+    # and beams 1.. start at -inf so that identical beams cannot pick the same code.
+    state = jax.tree_util.tree_map(jnp.asarray, state)  # numpy leaves cannot take traced indices
+    leaves = jax.tree_util.tree_leaves(state)
+    first_per_query = k > 1 and all(x.shape[0] == b for x in leaves)
+    if not first_per_query:
+        state = sid_steps.tile_rows(state, b, k)
     tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
     codes = jnp.zeros((b, k, 0), dtype=jnp.int32)
-    # Only beam 0 is live at the start, so step 0 cannot pick the same code from identical beams.
     scores = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)[None, :].repeat(b, axis=0)
     node = trie_lib.root_state(trie, n) if use_mask else None
     row_base = (jnp.arange(b, dtype=jnp.int32) * k)[:, None]
 
     for level in range(depth):
-        logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
-        logp = sid_steps.level_log_probs(
-            logits, level_offsets[level], level_sizes[level], score_over, level_logits=level_logits
-        )
-        if use_mask:
-            logp = jnp.where(trie_lib.allowed_mask(trie, node, level), logp, -jnp.inf)
-        cand = scores[:, :, None] + logp.reshape(b, k, level_sizes[level])
-        scores, beam, code = _top_k_continuations(cand, k)
-        parent = (row_base + beam).reshape(n)
+        size = level_sizes[level]
+        if level == 0 and first_per_query:
+            logits, state = sid_steps.call_model(logits_fn, state, tokens[:b], 0, b)
+            logp = sid_steps.level_log_probs(
+                logits, level_offsets[0], size, score_over, level_logits=level_logits
+            )
+            if use_mask:
+                logp = jnp.where(
+                    trie_lib.allowed_mask(trie, trie_lib.root_state(trie, b), 0), logp, -jnp.inf
+                )
+            cand = logp[:, None, :]
+            if size < k:  # fewer first codes than beams: the rest stay dead (-inf)
+                cand = jnp.pad(cand, ((0, 0), (0, 0), (0, k - size)), constant_values=-jnp.inf)
+            scores, beam, code = _top_k_continuations(cand, k)
+            code = jnp.minimum(code, size - 1)
+            parent = jnp.repeat(jnp.arange(b, dtype=jnp.int32), k)
+        else:
+            logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
+            logp = sid_steps.level_log_probs(
+                logits, level_offsets[level], size, score_over, level_logits=level_logits
+            )
+            if use_mask:
+                logp = jnp.where(trie_lib.allowed_mask(trie, node, level), logp, -jnp.inf)
+            cand = scores[:, :, None] + logp.reshape(b, k, size)
+            scores, beam, code = _top_k_continuations(cand, k)
+            parent = (row_base + beam).reshape(n)
         state = jax.tree_util.tree_map(lambda x: x[parent], state)
         flat_code = code.reshape(n)
         tokens = jnp.concatenate([tokens[parent], (level_offsets[level] + flat_code)[:, None]], 1)

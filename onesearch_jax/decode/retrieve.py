@@ -44,7 +44,6 @@ class SidRetriever:
             params,
             enc_out,
             enc_mask,
-            self.beam_size,
             zip(self.vocab.level_offsets, self.vocab.level_sizes),
         )
         return beam_search(

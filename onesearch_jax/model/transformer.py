@@ -317,23 +317,23 @@ def make_logits_fn(model: EncoderDecoder, params) -> Callable:
 
 
 def make_cached_logits_fn(
-    model: EncoderDecoder, params, enc_out, enc_mask, rows_per_query: int, logit_ranges
+    model: EncoderDecoder, params, enc_out, enc_mask, logit_ranges
 ) -> tuple[Callable, tuple]:
     """(logits_fn, initial state) for incremental decoding with a KV cache.
 
     The serving path of beam search and sampling (`level_logits=True` there): each call embeds
     only the newest token, attends over the self-attention cache carried in the state (which
-    the search re-gathers along the chosen beams), reuses cross-attention keys/values computed
-    once per query (closed over, never tiled per beam or re-gathered), and projects onto
-    `logit_ranges[step]` only, e.g. `zip(vocab.level_offsets, vocab.level_sizes)`.
-    enc_out [B, S, D] and enc_mask [B, S] are per query; rows are b*rows_per_query + r.
+    the search tiles per beam and re-gathers along the chosen beams), reuses cross-attention
+    keys/values computed once per query (closed over, never tiled per beam or re-gathered), and
+    projects onto `logit_ranges[step]` only, e.g. `zip(vocab.level_offsets, vocab.level_sizes)`.
+    enc_out [B, S, D] and enc_mask [B, S] are per query; the initial (empty) cache has B rows and
+    any N = B*R rows (R per query, rows b*R + r) may be decoded.
     """
     logit_ranges = tuple((int(a), int(b)) for a, b in logit_ranges)
     cross = model.apply({"params": params}, enc_out, method=EncoderDecoder.cross_cache)
     cfg = model.cfg
-    n = enc_out.shape[0] * rows_per_query
     head_dim = cfg.attn_dim // cfg.num_heads
-    empty = jnp.zeros((n, 0, cfg.num_heads, head_dim), jnp.dtype(cfg.dtype))
+    empty = jnp.zeros((enc_out.shape[0], 0, cfg.num_heads, head_dim), jnp.dtype(cfg.dtype))
     state = tuple((empty, empty) for _ in range(cfg.dec_layers))
 
     def logits_fn(self_cache, tokens, step: int):

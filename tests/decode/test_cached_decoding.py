@@ -41,12 +41,12 @@ def setup():
     return vocab, model, params, enc, trie
 
 
-def _decoders(rows):
+def _decoders():
     vocab, model, params, enc, _ = setup()
     enc_out, enc_mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
     full = (make_logits_fn(model, params), (enc_out, enc_mask), False)
     ranges = zip(vocab.level_offsets, vocab.level_sizes)
-    cached_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, rows, ranges)
+    cached_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, ranges)
     return {"full": full, "cached": (cached_fn, cache, True)}
 
 
@@ -54,7 +54,7 @@ def _decoders(rows):
 def _beams(trie, beams, constrained):
     vocab = setup()[0]
     out = {}
-    for name, (fn, state, level_logits) in _decoders(beams).items():
+    for name, (fn, state, level_logits) in _decoders().items():
         out[name] = beam_search(
             fn,
             state,
@@ -102,7 +102,7 @@ def test_cached_sampling_equals_full_prefix_sampling():
                 trie=trie,
                 level_logits=level_logits,
             )
-            for name, (fn, state, level_logits) in _decoders(group).items()
+            for name, (fn, state, level_logits) in _decoders().items()
         }
 
     out = draw(jax.random.key(3))
@@ -125,7 +125,7 @@ def test_retriever_uses_cached_decoder_with_same_results():
 
 def test_level_logits_need_level_scoring():
     vocab, _, _, _, trie = setup()
-    fn, state, _ = _decoders(2)["cached"]
+    fn, state, _ = _decoders()["cached"]
     with pytest.raises(ValueError, match="score_over='level'"):
         beam_search(
             fn,

@@ -141,7 +141,8 @@ def test_cached_decode_matches_full_decode(setup, positions):
         )
     )
     ranges = [(0, cfg.vocab_size), (10, 7), (250, 50), (0, 1), (3, 290), (299, 1)]
-    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, rows, ranges)
+    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, ranges)
+    cache = jax.tree.map(lambda x: jnp.repeat(x, rows, axis=0), cache)  # as a search tiles it
     for step, (start, size) in enumerate(ranges):
         logits, cache = jax.jit(logits_fn, static_argnums=2)(cache, tokens, step)
         assert logits.shape == (B * rows, size)
