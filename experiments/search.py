@@ -1,6 +1,8 @@
 """Answers a query from a trained workdir and prints the ranked product titles.
 
     python -m experiments.search --workdir=W --query "energy drink without caffeine" [--k=10]
+
+Works for simulated-world and real-catalog (configs/homedepot.py) workdirs alike.
 """
 from absl import app, flags
 
@@ -14,14 +16,13 @@ _K = flags.DEFINE_integer("k", 10, "Results per query.")
 def main(argv):
     del argv
     searcher = Searcher.from_workdir(_WORKDIR.value)
-    catalog = searcher.bundle.world.catalog
-    index = searcher.bundle.world.product_index()
+    title_of = dict(zip(searcher.bundle.product_ids, searcher.bundle.titles))
     for query, results in zip(_QUERY.value, searcher.search(_QUERY.value, _K.value)):
         print(f"query: {query!r}")
         if not results:
             print("  (no results)")
         for rank, pid in enumerate(results, 1):
-            print(f"  {rank:2d}. {pid}  {catalog.titles[index[pid]]}")
+            print(f"  {rank:2d}. {pid}  {title_of[pid]}")
 
 
 if __name__ == "__main__":

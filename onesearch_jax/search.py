@@ -4,7 +4,8 @@
     searcher = Searcher.from_workdir("W")
     searcher.search(["vitamin b without sugar"], k=10)  # -> [["p0001234", ...]]
 
-The workdir holds everything needed (world catalog, tokenizer, SIDs, train config, checkpoint).
+The workdir holds everything needed (the simulated world's or a real catalog's products,
+tokenizer, SIDs, train config, checkpoint).
 """
 from __future__ import annotations
 
