@@ -5,7 +5,9 @@ same module shards over any ('data', 'fsdp', 'tensor') mesh through the config's
 `logical_axis_rules`. Kernels stay 2-D (q/k/v project to heads*head_dim and are
 reshaped), which keeps logical partitioning working in flax 0.12.
 
-Token 0 is padding. The decoder reads BOS + target[:-1] and predicts target.
+Token 0 is padding. The decoder reads BOS + target[:-1] and predicts target. Serving decodes
+incrementally (`decode_step` with a KV cache, `make_cached_logits_fn`); `make_logits_fn` is the
+full-prefix reference it is tested against.
 """
 
 from __future__ import annotations
@@ -302,7 +304,8 @@ def make_logits_fn(model: EncoderDecoder, params) -> Callable:
     `logits_fn(state, tokens, step) -> (float32[N, V], state)` where tokens are
     int32[N, L >= step+1] (BOS + SID tokens so far, anything after `step` ignored
     thanks to the causal mask) and the logits are those at position `step`.
-    `step` may be a traced integer. No KV cache: SIDs are 5 tokens.
+    `step` may be a traced integer. No KV cache: the whole prefix is re-decoded over the full
+    vocabulary each step (the reference path; serving uses `make_cached_logits_fn`).
     """
 
     def logits_fn(state: DecodeState, tokens, step):
