@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 from absl import app, flags
@@ -32,6 +31,7 @@ from onesearch_jax.eval.dense import DenseIndex
 from onesearch_jax.eval.metrics import aggregate, per_query_metrics
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
 from onesearch_jax.eval.rank_fusion import rrf
+from onesearch_jax.eval.real_eval import median_latency_ms
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.embedding_cache import embed_cached
 
@@ -55,18 +55,6 @@ flags.DEFINE_integer("latency_queries", 200,
 def ids_of(indices: np.ndarray, product_ids: Sequence[str]) -> list[list[str]]:
     """Index rows -> product-id lists, dropping the -1 padding of short result lists."""
     return [[product_ids[i] for i in row if i >= 0] for row in indices]
-
-
-def median_latency_ms(search_one: Callable[[str], object], queries: Sequence[str]) -> dict:
-    """Times `search_one` on each query alone (serving latency, not batch throughput)."""
-    for q in queries:  # warm-up: every jit shape bucket is compiled before timing
-        search_one(q)
-    times = []
-    for q in queries:
-        start = time.perf_counter()
-        search_one(q)
-        times.append((time.perf_counter() - start) * 1000.0)
-    return {"latency_ms": float(np.median(times)), "latency_ms_p95": float(np.percentile(times, 95))}
 
 
 def run_baselines(product_ids: Sequence[str], titles: Sequence[str], queries: Sequence[str],
