@@ -13,7 +13,7 @@ from onesearch_jax.data.real_tasks import REAL_TASKS, RealTaskBuilder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.vocab import SidVocab
-from onesearch_jax.train.loop import train_loop
+from onesearch_jax.train.sft_run import train_and_record
 
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
 
@@ -74,8 +74,4 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
             scores = evaluate_generative(bundle, retriever, judged)
             return {k: scores[k] for k in EVAL_KEYS}
 
-    result = train_loop(config, workdir, model, batches, eval_fn, stream=stream)
-    summary = {f"train/{k}": v for k, v in result.metrics.items()}
-    summary["train/steps"] = result.step
-    wd.write_metrics(workdir, "train", summary, config)
-    return summary
+    return train_and_record(config, workdir, model, batches, eval_fn, stream)

@@ -71,6 +71,11 @@ def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
         scores = generative_eval.evaluate_events(retriever, builder, events, targets)
         return {k: scores[k] for k in EVAL_KEYS}
 
+    return train_and_record(config, workdir, model, batches, eval_fn, stream)
+
+
+def train_and_record(config, workdir: str, model, batches, eval_fn, stream=None) -> dict:
+    """Runs the generic loop and merges its last train metrics into W/metrics.json."""
     result = train_loop(config, workdir, model, batches, eval_fn, stream=stream)
     summary = {f"train/{k}": v for k, v in result.metrics.items()}
     summary["train/steps"] = result.step
