@@ -7,7 +7,8 @@ Launch (the folder holds products.tsv and judgments_train.tsv, optionally judgme
       --judgments=../shared/data/homedepot/judgments_dev.tsv --out=W/dev_metrics.json
 
 Presets (the model and optimiser sizes of configs/sft.py): tiny (CPU tests), small (default),
-base. The first run prepares W (catalog copy, keyword dictionary, tokenizer, KHQE SIDs of every
+base, minilm (encoder initialised from the pretrained MiniLM-L6, decoder from scratch, MiniLM's
+WordPiece tokenizer; its encoder learns at train.lr * train.pretrained_lr_scale). The first run prepares W (catalog copy, keyword dictionary, tokenizer, KHQE SIDs of every
 product from MiniLM title embeddings, keyword-enhanced); `--config.sids.embedding_cache=DIR`
 shares the title embeddings between workdirs (embedding 55k titles takes ~30 min on 2 CPU cores).
 Ablations: `--config.sids.keyword_enhance=False` (plain title SIDs).
@@ -23,6 +24,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c = sft.get_config(name)
     c.stage = "sft_real"
     c.data_dir = ""  # required: folder with products.tsv and judgments_train.tsv
+    # 'bpe': trained on titles + train queries (tokenizer_vocab_size); 'minilm': MiniLM's own.
+    c.tokenizer = "minilm" if name == "minilm" else "bpe"
     c.tokenizer_vocab_size = 8000 if name != "tiny" else 600
     c.keywords = ml_collections.ConfigDict(dict(min_brand=5, min_category=10))
     c.sids = ml_collections.ConfigDict()

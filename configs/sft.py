@@ -4,7 +4,9 @@ Launch:
   python -m experiments.train --config=configs/sft.py:tiny --workdir=W
   python -m experiments.train --config=configs/sft.py:small --workdir=W --config.train.steps=20000
 
-Presets: tiny (CPU CI: loss falls within a few hundred steps), small, base (BART-base-like).
+Presets: tiny (CPU CI: loss falls within a few hundred steps), small, base (BART-base-like),
+minilm (pretrained MiniLM-L6 encoder + decoder from scratch; needs MiniLM's tokenizer, so only
+the real-catalog config configs/homedepot.py:minilm prepares data for it).
 `model.vocab_size` is set by the data pipeline (text tokens + SID tokens).
 """
 
@@ -19,6 +21,7 @@ _TRAIN = {
     "tiny": dict(steps=1000, batch_size=64, lr=3e-3, warmup=50),
     "small": dict(steps=20000, batch_size=256, lr=1e-3, warmup=1000),
     "base": dict(steps=100000, batch_size=1024, lr=5e-4, warmup=2000),
+    "minilm": dict(steps=20000, batch_size=128, lr=1e-3, warmup=1000),
 }
 
 
@@ -53,6 +56,8 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
             checkpoint_every=250 if name == "tiny" else 1000,
             keep=3,
             seed=0,
+            # Learning-rate multiplier of the pretrained encoder (minilm preset).
+            pretrained_lr_scale=0.1 if name == "minilm" else 1.0,
         )
     )
 

@@ -6,7 +6,8 @@ Input (`config.data_dir`, the generic format): `products.tsv` (product_uid, titl
 
     W/catalog/products.tsv, W/catalog/judgments_train.tsv   the rows that loaded cleanly
     W/catalog/keywords.json                                 mined dictionary (phrase -> type)
-    W/world/tokenizer.json                                  BPE over titles + train queries
+    W/world/tokenizer.json                                  BPE over titles + train queries,
+                                                            or MiniLM's WordPiece (tokenizer)
     W/sids/{khqe.npz, item_codes.npy}                       SIDs of the products, file order
 
 Malformed rows are counted and reported (see `real_catalog.LoadReport`), never fatal; a missing
@@ -27,6 +28,7 @@ from absl import logging
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
+from onesearch_jax.data.minilm_tokenizer import minilm_text_tokenizer
 from onesearch_jax.data.real_catalog import Judgments, Products, load_judgments, load_products
 from onesearch_jax.data.world_build import TASK_TOKENS
 from onesearch_jax.sid.build import fit_and_save_sids
@@ -84,8 +86,22 @@ def catalog_config(config) -> ml_collections.ConfigDict:
     sids = config.sids.to_dict()
     sids.pop("embedding_cache", None)  # where embeddings are cached does not change the SIDs
     return ml_collections.ConfigDict(dict(
-        data_dir=os.path.abspath(config.data_dir), tokenizer_vocab_size=config.tokenizer_vocab_size,
+        data_dir=os.path.abspath(config.data_dir), tokenizer=config.tokenizer,
+        tokenizer_vocab_size=config.tokenizer_vocab_size,
         keywords=config.keywords.to_dict(), sids=sids))
+
+
+TOKENIZERS = ("bpe", "minilm")
+
+
+def make_tokenizer(config, texts: list[str]):
+    """The workdir's text tokenizer: BPE learned on `texts`, or MiniLM's WordPiece."""
+    if config.tokenizer not in TOKENIZERS:
+        raise ValueError(f"config.tokenizer must be one of {TOKENIZERS}, got {config.tokenizer!r}")
+    if config.tokenizer == "minilm":
+        return minilm_text_tokenizer(TASK_TOKENS)
+    return text_tokenizer.train_text_tokenizer(
+        texts, vocab_size=int(config.tokenizer_vocab_size), extra_special_tokens=TASK_TOKENS)
 
 
 def build_real_workdir(config, workdir: str) -> dict[str, float]:
@@ -125,9 +141,7 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
         json.dump(vocabulary, f, indent=0, sort_keys=True)
     keywords = CatalogKeywords(vocabulary)
 
-    tok = text_tokenizer.train_text_tokenizer(
-        list(products.titles) + list(train.queries), vocab_size=int(config.tokenizer_vocab_size),
-        extra_special_tokens=TASK_TOKENS)
+    tok = make_tokenizer(config, list(products.titles) + list(train.queries))
     os.makedirs(os.path.dirname(wd.tokenizer_path(workdir)), exist_ok=True)
     text_tokenizer.save_text_tokenizer(tok, wd.tokenizer_path(workdir))
 

@@ -32,6 +32,19 @@ PRESETS: dict[str, dict] = {
         max_enc_len=128,
         max_dec_len=16,
     ),
+    # Encoder = the pretrained all-MiniLM-L6-v2 (BERT, 6 layers, width 384, loaded at init;
+    # MINILM_L6 below), decoder from scratch at the encoder's width. Needs MiniLM's tokenizer.
+    "minilm": dict(
+        vocab_size=31000,
+        d_model=384,
+        num_heads=6,
+        mlp_dim=1536,
+        enc_layers=6,
+        dec_layers=4,
+        max_enc_len=128,
+        max_dec_len=16,
+        encoder="minilm",
+    ),
     # BART-base-like.
     "base": dict(
         vocab_size=32768,
@@ -44,6 +57,19 @@ PRESETS: dict[str, dict] = {
         max_dec_len=16,
     ),
 }
+
+
+# The architecture of all-MiniLM-L6-v2 (its config.json), fixed by the pretrained weights.
+MINILM_L6 = dict(
+    hidden_size=384,
+    num_layers=6,
+    num_heads=12,
+    intermediate_size=1536,
+    max_position_embeddings=512,
+    type_vocab_size=2,
+    layer_norm_eps=1e-12,
+)
+ENCODERS = ("scratch", "minilm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +90,9 @@ class TransformerConfig:
     dtype: str = "float32"  # compute dtype, e.g. 'bfloat16'
     param_dtype: str = "float32"
     attention_impl: str | None = None  # passed to jax.nn.dot_product_attention
+    # 'scratch': the pre-LN encoder above; 'minilm': MiniLM-L6's post-LN BERT encoder
+    # (MINILM_L6; enc_layers must say 6), weights loaded by model/pretrained.py.
+    encoder: str = "scratch"
 
     def __post_init__(self):
         for name in (
@@ -87,6 +116,15 @@ class TransformerConfig:
             raise ValueError(
                 f"model.positions must be 'learned' or 'sinusoidal', got {self.positions!r}"
             )
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"model.encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder == "minilm":
+            if self.enc_layers != MINILM_L6["num_layers"]:
+                raise ValueError(f"model.enc_layers={self.enc_layers}, but the minilm encoder has "
+                                 f"{MINILM_L6['num_layers']} layers")
+            if self.max_enc_len > MINILM_L6["max_position_embeddings"]:
+                raise ValueError(f"model.max_enc_len={self.max_enc_len} exceeds MiniLM's "
+                                 f"{MINILM_L6['max_position_embeddings']} positions")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 
@@ -94,6 +132,14 @@ class TransformerConfig:
     def attn_dim(self) -> int:
         """heads * head_dim: width of the q/k/v projections."""
         return self.num_heads * (self.head_dim or self.d_model // self.num_heads)
+
+    @property
+    def encoder_dims(self) -> tuple[int, int, int]:
+        """(width, attention width, MLP width) of an encoder layer."""
+        if self.encoder == "minilm":
+            h = MINILM_L6["hidden_size"]
+            return h, h, MINILM_L6["intermediate_size"]
+        return self.d_model, self.attn_dim, self.mlp_dim
 
     @classmethod
     def from_dict(cls, d) -> "TransformerConfig":
@@ -121,7 +167,9 @@ def train_flops_per_example(cfg: TransformerConfig, enc_len: int, dec_len: int) 
     """
     d, a, m, v = cfg.d_model, cfg.attn_dim, cfg.mlp_dim, cfg.vocab_size
     s, t = enc_len, dec_len
-    enc_layer = s * (2 * 4 * d * a + 2 * 2 * d * m) + 2 * 2 * s * s * a
+    ed, ea, em = cfg.encoder_dims
+    enc_layer = s * (2 * 4 * ed * ea + 2 * 2 * ed * em) + 2 * 2 * s * s * ea
+    enc_proj = s * 2 * ed * d if ed != d else 0
     dec_layer = (
         t * (2 * 4 * d * a + 2 * 2 * d * m)
         + 2 * 2 * t * t * a  # self-attn + MLP
@@ -129,7 +177,7 @@ def train_flops_per_example(cfg: TransformerConfig, enc_len: int, dec_len: int) 
         + s * 2 * 2 * d * a  # cross q,o on dec; k,v on enc
         + 2 * 2 * t * s * a
     )  # cross scores and values
-    forward = cfg.enc_layers * enc_layer + cfg.dec_layers * dec_layer + t * 2 * d * v
+    forward = cfg.enc_layers * enc_layer + enc_proj + cfg.dec_layers * dec_layer + t * 2 * d * v
     return 3.0 * forward
 
 
@@ -144,7 +192,14 @@ def param_count(cfg: TransformerConfig) -> int:
     ln = 2 * d
     attn = 4 * d * a + 2 * a + d  # no key bias
     mlp = 2 * d * m + m + d
-    pos = (cfg.max_enc_len + cfg.max_dec_len) * d if cfg.positions == "learned" else 0
-    enc = cfg.enc_layers * (2 * ln + attn + mlp) + ln
-    dec = cfg.dec_layers * (3 * ln + 2 * attn + mlp) + ln
-    return cfg.vocab_size * d + pos + enc + dec
+    learned = cfg.positions == "learned"
+    dec = cfg.dec_layers * (3 * ln + 2 * attn + mlp) + ln + (cfg.max_dec_len * d if learned else 0)
+    if cfg.encoder == "minilm":  # BERT: key bias, its own embeddings, post-LN, no final norm
+        h, e = MINILM_L6["hidden_size"], MINILM_L6["intermediate_size"]
+        layer = 4 * h * h + 4 * h + 2 * h + 2 * h * e + e + h + 2 * h
+        table = (cfg.vocab_size + MINILM_L6["max_position_embeddings"]
+                 + MINILM_L6["type_vocab_size"]) * h + 2 * h
+        enc = cfg.enc_layers * layer + table + (h * d + d if h != d else 0)
+    else:
+        enc = cfg.enc_layers * (2 * ln + attn + mlp) + ln + (cfg.max_enc_len * d if learned else 0)
+    return cfg.vocab_size * d + enc + dec

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from onesearch_jax.model.presets import TransformerConfig
+from onesearch_jax.model.presets import MINILM_L6, TransformerConfig
+from onesearch_jax.sid.minilm import MiniLMEncoder
 
 PAD_ID = 0
 ACT_AXES = ("batch", "length", "embed")  # logical names of the residual stream
@@ -181,7 +182,12 @@ class DecoderLayer(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    """The OneSearch seq2seq model: query tokens in, SID-token logits out."""
+    """The OneSearch seq2seq model: query tokens in, SID-token logits out.
+
+    With `cfg.encoder == 'minilm'` the encoder is MiniLM-L6's BERT (params under 'encoder', its
+    own word-embedding table over the whole vocabulary, projected to d_model if the widths
+    differ); the decoder and its tied embedding table are the same either way.
+    """
 
     cfg: TransformerConfig
 
@@ -194,17 +200,35 @@ class EncoderDecoder(nn.Module):
             param_dtype=jnp.dtype(cfg.param_dtype),
             embedding_init=_init(nn.initializers.normal(stddev=1.0), "vocab", "embed"),
         )
+        pretrained = cfg.encoder == "minilm"
         if cfg.positions == "learned":
             pos_init = _init(nn.initializers.normal(stddev=0.02), "length", "embed")
-            self.enc_pos = self.param(
-                "enc_pos", pos_init, (cfg.max_enc_len, cfg.d_model), jnp.dtype(cfg.param_dtype)
-            )
+            if not pretrained:
+                self.enc_pos = self.param(
+                    "enc_pos", pos_init, (cfg.max_enc_len, cfg.d_model), jnp.dtype(cfg.param_dtype)
+                )
             self.dec_pos = self.param(
                 "dec_pos", pos_init, (cfg.max_dec_len, cfg.d_model), jnp.dtype(cfg.param_dtype)
             )
-        self.enc_layers = [EncoderLayer(cfg, name=f"enc_{i}") for i in range(cfg.enc_layers)]
+        if pretrained:
+            self.encoder = MiniLMEncoder(
+                vocab_size=cfg.vocab_size,
+                hidden_size=MINILM_L6["hidden_size"],
+                num_layers=cfg.enc_layers,
+                num_heads=MINILM_L6["num_heads"],
+                intermediate_size=MINILM_L6["intermediate_size"],
+                max_position_embeddings=MINILM_L6["max_position_embeddings"],
+                type_vocab_size=MINILM_L6["type_vocab_size"],
+                layer_norm_eps=MINILM_L6["layer_norm_eps"],
+                dropout_rate=cfg.dropout_rate,
+                dtype=jnp.dtype(cfg.dtype),
+            )
+            if MINILM_L6["hidden_size"] != cfg.d_model:
+                self.enc_proj = _dense(cfg.d_model, (None, "embed"), cfg, "enc_proj")
+        else:
+            self.enc_layers = [EncoderLayer(cfg, name=f"enc_{i}") for i in range(cfg.enc_layers)]
+            self.enc_norm = _layer_norm(cfg, "enc_norm")
         self.dec_layers = [DecoderLayer(cfg, name=f"dec_{i}") for i in range(cfg.dec_layers)]
-        self.enc_norm = _layer_norm(cfg, "enc_norm")
         self.dec_norm = _layer_norm(cfg, "dec_norm")
         self.dropout = nn.Dropout(cfg.dropout_rate)
 
@@ -229,6 +253,11 @@ class EncoderDecoder(nn.Module):
         if enc_tokens.ndim != 2:
             raise ValueError(f"enc_tokens must be [batch, length], got shape {enc_tokens.shape}")
         enc_mask = enc_tokens != PAD_ID
+        if self.cfg.encoder == "minilm":
+            x = self.encoder(enc_tokens, enc_mask.astype(jnp.int32), deterministic=not train)
+            if MINILM_L6["hidden_size"] != self.cfg.d_model:
+                x = self.enc_proj(x)
+            return nn.with_logical_constraint(x, ACT_AXES), enc_mask
         key_mask = enc_mask[:, None, None, :]
         x = self._embed(enc_tokens, "enc", train)
         for layer in self.enc_layers:

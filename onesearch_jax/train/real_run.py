@@ -39,6 +39,9 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     from onesearch_jax.eval.real_eval import JudgedQueries, evaluate_generative
     from onesearch_jax.search import ModelBundle
 
+    if config.model.encoder == "minilm" and config.tokenizer != "minilm":
+        raise ValueError(f"model.encoder='minilm' reads MiniLM's word pieces, but "
+                         f"config.tokenizer={config.tokenizer!r}; set --config.tokenizer=minilm")
     build_real_workdir(config, workdir)
     catalog = load_real_catalog(workdir)
     vocab, builder = real_builder(config, catalog)
@@ -74,4 +77,4 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
             scores = evaluate_generative(bundle, retriever, judged)
             return {k: scores[k] for k in EVAL_KEYS}
 
-    return train_and_record(config, workdir, model, batches, eval_fn, stream)
+    return train_and_record(config, workdir, model, batches, eval_fn, stream, catalog.tokenizer)

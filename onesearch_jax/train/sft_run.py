@@ -10,6 +10,7 @@ from onesearch_jax.data import sft_tasks
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.model.presets import TransformerConfig
+from onesearch_jax.model.pretrained import pretrained_init
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
@@ -71,12 +72,16 @@ def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
         scores = generative_eval.evaluate_events(retriever, builder, events, targets)
         return {k: scores[k] for k in EVAL_KEYS}
 
-    return train_and_record(config, workdir, model, batches, eval_fn, stream)
+    return train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok)
 
 
-def train_and_record(config, workdir: str, model, batches, eval_fn, stream=None) -> dict:
-    """Runs the generic loop and merges its last train metrics into W/metrics.json."""
-    result = train_loop(config, workdir, model, batches, eval_fn, stream=stream)
+def train_and_record(config, workdir: str, model, batches, eval_fn, stream=None,
+                     tokenizer=None) -> dict:
+    """Runs the generic loop (a `minilm` encoder starts from MiniLM's weights, read through
+    `tokenizer`) and merges its last train metrics into W/metrics.json."""
+    init_params = pretrained_init(model.cfg, tokenizer)
+    result = train_loop(config, workdir, model, batches, eval_fn, stream=stream,
+                        init_params=init_params)
     summary = {f"train/{k}": v for k, v in result.metrics.items()}
     summary["train/steps"] = result.step
     wd.write_metrics(workdir, "train", summary, config)

