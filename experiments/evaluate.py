@@ -9,7 +9,7 @@ With `--noconstrained` the names get the prefix `free/` (the unconstrained-decod
 
 Real-catalog workdirs (trained with configs/homedepot.py) and `--judgments` (query, product_uid,
 relevance TSV): scores the generative model over the whole catalog, next to BM25 and their RRF
-fusion, and writes `recall@10`, `recall@100`, `ndcg@10`, `mrr@10`, `hr@10` (plus slices,
+fusion (`--systems` adds dense MiniLM and the other fusions), and writes `recall@10`, `recall@100`, `ndcg@10`, `mrr@10`, `hr@10` (plus slices,
 `bm25/...`, `rrf_bm25/...`, latencies and failure examples) to --out.
 """
 import json
@@ -31,16 +31,25 @@ _OUT = flags.DEFINE_string("out", None, "With --judgments: where to write the me
 _MIN_REL = flags.DEFINE_float("min_relevance", 2.67, "With --judgments: target threshold.")
 _MAX_QUERIES = flags.DEFINE_integer("max_queries", None, "With --judgments: a seeded sample.")
 _LATENCY = flags.DEFINE_integer("latency_queries", 100, "With --judgments: queries timed alone.")
+_SYSTEMS = flags.DEFINE_list(
+    "systems", ["generative", "bm25", "rrf_bm25"],
+    "With --judgments: systems to score, from generative, bm25, rrf_bm25 (generative+BM25), "
+    "dense (MiniLM), rrf_bm25_dense, rrf_all.")
+_EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
+                                 "folder of cached title embeddings (default: the workdir's).")
 
-SYSTEMS = (("generative", ""), ("bm25", "bm25/"), ("generative+bm25 (RRF)", "rrf_bm25/"))
+NAMES = {"generative": "generative", "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",
+         "dense": "dense MiniLM", "rrf_bm25_dense": "RRF(BM25, dense)",
+         "rrf_all": "RRF(generative, BM25, dense)"}
 
 
-def judged_table(metrics: dict) -> str:
+def judged_table(metrics: dict, systems) -> str:
     cols = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10", "latency_ms")
     lines = [f"| system | {' | '.join(cols)} |", "|---" * (len(cols) + 1) + "|"]
-    for name, prefix in SYSTEMS:
+    for name in systems:
+        prefix = "" if name == "generative" else name + "/"
         vals = " | ".join(f"{metrics[prefix + c]:.4f}" for c in cols)
-        lines.append(f"| {name} | {vals} |")
+        lines.append(f"| {NAMES[name]} | {vals} |")
     return "\n".join(lines)
 
 
@@ -51,16 +60,18 @@ def main(argv):
 
         metrics = evaluate_real_workdir(
             _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,
-            beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value)
+            beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value,
+            systems=_SYSTEMS.value, embedding_cache=_EMB_CACHE.value)
         out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
         metrics["config"] = {"judgments": os.path.abspath(_JUDGMENTS.value),
-                             "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value}
+                             "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value,
+                             "systems": list(_SYSTEMS.value)}
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = out + ".tmp"
         with open(tmp, "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
         os.replace(tmp, out)
-        print(judged_table(metrics))
+        print(judged_table(metrics, _SYSTEMS.value))
         print(f"{metrics['num_queries']:.0f} queries ({metrics['num_queries_excluded']:.0f} "
               f"without a target left out); valid_sid_rate {metrics['valid_sid_rate']:.4f}; "
               f"wrote {out}")

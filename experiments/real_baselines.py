@@ -25,19 +25,12 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags
 
-from onesearch_jax.data.real_catalog import load_judgments, load_products, targets
-from onesearch_jax.eval.bm25 import BM25Index
-from onesearch_jax.eval.dense import DenseIndex
-from onesearch_jax.eval.metrics import aggregate, per_query_metrics
+from onesearch_jax.data.real_catalog import load_products
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
-from onesearch_jax.eval.rank_fusion import rrf
-from onesearch_jax.eval.real_eval import median_latency_ms
-from onesearch_jax.sid.embedder import make_embedder
-from onesearch_jax.sid.embedding_cache import embed_cached
+from onesearch_jax.eval.real_eval import (BASELINES, REPORTED, JudgedQueries, baseline_systems,
+                                          score_systems)
 
-SYSTEMS = ("bm25", "dense", "rrf")
-REPORTED = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10")
-KS = (10, 100)
+SYSTEMS = BASELINES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("products", None, "products.tsv (product_uid, title).")
@@ -52,53 +45,18 @@ flags.DEFINE_integer("latency_queries", 200,
                      "Queries timed one at a time (after a warm-up) for the latency numbers.")
 
 
-def ids_of(indices: np.ndarray, product_ids: Sequence[str]) -> list[list[str]]:
-    """Index rows -> product-id lists, dropping the -1 padding of short result lists."""
-    return [[product_ids[i] for i in row if i >= 0] for row in indices]
-
-
-def run_baselines(product_ids: Sequence[str], titles: Sequence[str], queries: Sequence[str],
-                  query_targets: Sequence[set], systems: Sequence[str], embedder_name: str,
-                  cache_dir: str, depth: int = 100, rrf_k: float = 60.0,
-                  latency_queries: int = 200) -> dict[str, float]:
+def run_baselines(product_ids: Sequence[str], titles: Sequence[str], judged: JudgedQueries,
+                  systems: Sequence[str], embedder_name: str, cache_dir: str, depth: int = 100,
+                  rrf_k: float = 60.0, latency_queries: int = 200) -> dict[str, float]:
     """Flat metrics 'system/metric' (and '/slice' suffixes) for queries with a target."""
-    unknown = sorted(set(systems) - set(SYSTEMS))
-    if unknown or not systems:
-        raise ValueError(f"systems must be a non-empty subset of {list(SYSTEMS)}, got {systems}")
-    needs_bm25 = "bm25" in systems or "rrf" in systems
-    needs_dense = "dense" in systems or "rrf" in systems
-    bm25 = BM25Index(titles) if needs_bm25 else None
-    if needs_dense:
-        embedder = make_embedder(embedder_name)
-        dense = DenseIndex(embed_cached(titles, embedder_name, cache_dir, embedder.embed))
-
-    def bm25_search(batch):
-        return ids_of(bm25.search(list(batch), depth)[0], product_ids)
-
-    def dense_search(batch):
-        return ids_of(dense.search(embedder.embed(list(batch)), depth)[0], product_ids)
-
-    def rrf_search(batch):
-        return rrf([bm25_search(batch), dense_search(batch)], k=rrf_k, top=depth)
-
-    search = {"bm25": bm25_search, "dense": dense_search, "rrf": rrf_search}
-    slices = real_query_slices(queries, title_vocabulary(titles))
-    metrics: dict[str, float] = {"num_queries": float(len(queries))}
-    for name, mask in slices.items():
+    if not systems:
+        raise ValueError(f"systems must be a non-empty subset of {list(SYSTEMS)}")
+    search = baseline_systems(product_ids, titles, systems, embedder_name=embedder_name,
+                              cache_dir=cache_dir, depth=depth, rrf_k=rrf_k)
+    metrics: dict[str, float] = {"num_queries": float(len(judged.queries))}
+    for name, mask in real_query_slices(judged.queries, title_vocabulary(titles)).items():
         metrics[f"num_queries/{name}"] = float(mask.sum())
-    timed = list(queries[:latency_queries])
-    for system in SYSTEMS:
-        if system not in systems:
-            continue
-        ranked = search[system](queries)
-        per_query = per_query_metrics(ranked, query_targets, ks=KS)
-        summary = aggregate(per_query, slices)
-        for metric in REPORTED:
-            metrics[f"{system}/{metric}"] = summary[metric]
-        for name in slices:
-            metrics[f"{system}/recall@10/{name}"] = summary[f"recall@10/{name}"]
-        for key, value in median_latency_ms(lambda q: search[system]([q]), timed).items():
-            metrics[f"{system}/{key}"] = value
+    metrics.update(score_systems(search, judged, titles, latency_queries))
     return metrics
 
 
@@ -124,20 +82,16 @@ def main(argv: Sequence[str]) -> None:
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
     products = load_products(FLAGS.products)
-    judgments = load_judgments(FLAGS.judgments, products)
-    for report in (products.report, judgments.report):
+    judged = JudgedQueries.load(FLAGS.judgments, products, FLAGS.min_relevance)
+    for report in (products.report, judged.report):
         print(report.summary())
-    all_targets = targets(judgments, FLAGS.min_relevance)
-    keep = [i for i, t in enumerate(all_targets) if t]
-    excluded = len(all_targets) - len(keep)
-    print(f"{excluded} of {len(all_targets)} queries have no product judged >= "
-          f"{FLAGS.min_relevance} and are excluded")
-    queries = [judgments.queries[i] for i in keep]
+    print(f"{judged.num_excluded} of {judged.num_excluded + len(judged.queries)} queries have no "
+          f"product judged >= {FLAGS.min_relevance} and are excluded")
     metrics = run_baselines(
-        products.product_ids, products.titles, queries, [all_targets[i] for i in keep],
-        FLAGS.systems, FLAGS.embedder, os.path.dirname(os.path.abspath(FLAGS.out)),
-        depth=FLAGS.depth, rrf_k=FLAGS.rrf_k, latency_queries=FLAGS.latency_queries)
-    metrics["num_queries_excluded"] = float(excluded)
+        products.product_ids, products.titles, judged, FLAGS.systems, FLAGS.embedder,
+        os.path.dirname(os.path.abspath(FLAGS.out)), depth=FLAGS.depth, rrf_k=FLAGS.rrf_k,
+        latency_queries=FLAGS.latency_queries)
+    metrics["num_queries_excluded"] = float(judged.num_excluded)
     print(format_table(metrics, FLAGS.systems))
     config = {name: FLAGS[name].value for name in (
         "products", "judgments", "embedder", "min_relevance", "systems", "depth", "rrf_k",

@@ -11,7 +11,7 @@ from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_v
 from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
 from onesearch_jax.data.real_catalog import load_judgments, load_products
 from onesearch_jax.data.real_tasks import RealTaskBuilder
-from onesearch_jax.eval.real_eval import evaluate_real_workdir
+from onesearch_jax.eval.real_eval import REAL_SYSTEMS, JudgedQueries, evaluate_real_workdir
 from onesearch_jax.search import Searcher
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train.real_run import run_real_sft
@@ -155,12 +155,13 @@ def test_searcher_answers_over_the_whole_catalog(trained):
     assert len(set(out[2])) == len(out[2]) == 5
 
 
-def test_evaluate_judgments_scores_generative_bm25_and_fusion(trained):
+def test_evaluate_judgments_scores_every_system_in_one_run(trained, tmp_path):
     data, workdir, _, _ = trained
-    m = evaluate_real_workdir(workdir, str(data / "judgments_dev.tsv"), latency_queries=2)
+    m = evaluate_real_workdir(workdir, str(data / "judgments_dev.tsv"), latency_queries=2,
+                              systems=REAL_SYSTEMS, embedding_cache=str(tmp_path))
     assert m["num_queries"] == len(CATEGORIES)
     assert m["valid_sid_rate"] == 1.0
-    for prefix in ("", "bm25/", "rrf_bm25/"):
+    for prefix in ("", "bm25/", "rrf_bm25/", "dense/", "rrf_bm25_dense/", "rrf_all/"):
         for name in ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10"):
             assert 0.0 <= m[prefix + name] <= 1.0
         assert m[prefix + "latency_ms"] > 0
@@ -168,6 +169,24 @@ def test_evaluate_judgments_scores_generative_bm25_and_fusion(trained):
     # recall@100 of the whole catalog is 1 for any system that lists the catalog.
     assert m["bm25/hr@10"] == 1.0  # "black ceiling fan" matches its titles word for word
     assert isinstance(m["examples"], list)
+    with pytest.raises(ValueError, match="splade"):
+        evaluate_real_workdir(workdir, str(data / "judgments_dev.tsv"),
+                              systems=("generative", "splade"))
+
+
+def test_real_baselines_score_bm25_dense_and_their_fusion(tmp_path):
+    from experiments.real_baselines import run_baselines
+
+    make_catalog(tmp_path)
+    products = load_products(tmp_path / "products.tsv")
+    judged = JudgedQueries.load(str(tmp_path / "judgments_dev.tsv"), products, 2.67)
+    m = run_baselines(products.product_ids, products.titles, judged,
+                      ("bm25", "dense", "rrf_bm25_dense"), "hash", str(tmp_path / "cache"),
+                      latency_queries=2)
+    assert m["bm25/hr@10"] == 1.0 and m["num_queries"] == len(CATEGORIES)
+    for system in ("bm25", "dense", "rrf_bm25_dense"):
+        assert 0.0 <= m[f"{system}/recall@100"] <= 1.0 and m[f"{system}/latency_ms"] > 0
+    assert os.listdir(tmp_path / "cache")  # title embeddings cached for the next run
 
 
 def test_bad_input_is_named(tmp_path, trained):

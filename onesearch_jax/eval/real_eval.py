@@ -101,20 +101,94 @@ def failure_examples(ranked: Sequence[Sequence[str]], other: Sequence[Sequence[s
     return out
 
 
+def id_lists(indices: np.ndarray, product_ids: Sequence[str]) -> list[list[str]]:
+    """Index rows -> product-id lists, dropping the -1 padding of short result lists."""
+    return [[product_ids[i] for i in row if i >= 0] for row in indices]
+
+
+SearchFn = Callable[[Sequence[str]], list]  # queries -> product-id lists, best first
+BASELINES = ("bm25", "dense", "rrf_bm25_dense")
+
+
+def baseline_systems(product_ids: Sequence[str], titles: Sequence[str], names: Sequence[str], *,
+                     embedder_name: str = "minilm", cache_dir: str | None = None,
+                     depth: int = 100, rrf_k: float = 60.0) -> dict[str, SearchFn]:
+    """Search functions of the non-generative systems: BM25 over titles, exact-cosine dense
+    retrieval over title embeddings (cached in `cache_dir`; query embedding counted in its
+    latency), and their reciprocal-rank fusion. Built only when asked for."""
+    from onesearch_jax.eval.bm25 import BM25Index
+    from onesearch_jax.eval.dense import DenseIndex
+    from onesearch_jax.eval.rank_fusion import rrf
+    from onesearch_jax.sid.embedder import make_embedder
+    from onesearch_jax.sid.embedding_cache import embed_cached
+
+    unknown = sorted(set(names) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown systems {unknown}; valid: {list(BASELINES)}")
+    out: dict[str, SearchFn] = {}
+    if {"bm25", "rrf_bm25_dense"} & set(names):
+        bm25 = BM25Index(titles)
+        out["bm25"] = lambda queries: id_lists(bm25.search(list(queries), depth)[0], product_ids)
+    if {"dense", "rrf_bm25_dense"} & set(names):
+        if not cache_dir:
+            raise ValueError("dense retrieval needs a cache_dir for the title embeddings")
+        embedder = make_embedder(embedder_name)
+        dense = DenseIndex(embed_cached(list(titles), embedder_name, cache_dir, embedder.embed))
+        out["dense"] = lambda queries: id_lists(
+            dense.search(embedder.embed(list(queries)), depth)[0], product_ids)
+    if "rrf_bm25_dense" in names:
+        lexical, semantic = out["bm25"], out["dense"]
+        out["rrf_bm25_dense"] = lambda queries: rrf([lexical(queries), semantic(queries)],
+                                                    k=rrf_k, top=depth)
+    return {name: out[name] for name in names}
+
+
+def score_systems(systems: dict[str, SearchFn], judged: JudgedQueries, titles: Sequence[str],
+                  latency_queries: int, prefixes: dict[str, str] | None = None,
+                  ranked: dict[str, list] | None = None) -> dict[str, float]:
+    """Each system's metrics under `prefixes[name]` (default 'name/') and its single-query
+    latency. `ranked` passes in rankings already computed (they are filled in otherwise)."""
+    ranked = {} if ranked is None else ranked
+    metrics: dict[str, float] = {}
+    timed = list(judged.queries[:latency_queries])
+    for name, search in systems.items():
+        prefix = (prefixes or {}).get(name, f"{name}/")
+        if name not in ranked:
+            ranked[name] = search(judged.queries)
+        metrics.update(score_rankings(ranked[name], judged, titles, prefix=prefix))
+        if timed:
+            for key, value in median_latency_ms(lambda q: search([q]), timed).items():
+                metrics[prefix + key] = value
+    return metrics
+
+
+REAL_SYSTEMS = ("generative", "bm25", "rrf_bm25", "dense", "rrf_bm25_dense", "rrf_all")
+DEFAULT_SYSTEMS = ("generative", "bm25", "rrf_bm25")
+PREFIXES = {"generative": ""}  # the generative model's metrics keep plain names
+
+
 def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: float = 2.67,
                           beam_size: int | None = None, rrf_k: float = 60.0,
-                          latency_queries: int = 100, max_queries: int | None = None) -> dict:
-    """The trained generative retriever of `workdir` on a judgments file, next to BM25 over the
-    same catalog and the RRF fusion of the two, with single-query latency of each.
+                          latency_queries: int = 100, max_queries: int | None = None,
+                          systems: Sequence[str] = DEFAULT_SYSTEMS,
+                          embedding_cache: str | None = None) -> dict:
+    """The trained generative retriever of `workdir` on a judgments file, next to the baselines
+    over the same catalog, each with its single-query latency, in one run.
 
-    Returns flat metrics: the generative system's under plain names (`recall@10`, ...), BM25's
-    under `bm25/`, the fusion's under `rrf_bm25/`, plus counts, `valid_sid_rate`, latencies,
-    and `examples`: queries the generative model misses in its top 10 while BM25 finds a target.
+    Systems (REAL_SYSTEMS): `generative` (metrics under plain names: `recall@10`, ...), `bm25`,
+    `rrf_bm25` (generative + BM25), `dense` (MiniLM title embeddings, read from
+    `embedding_cache`, default the workdir's SID cache), `rrf_bm25_dense`, `rrf_all` (all three),
+    each under `name/`. Also counts, `valid_sid_rate`, and `examples`: queries the generative
+    model misses in its top 10 while BM25 finds a target.
     """
-    from onesearch_jax.eval.bm25 import BM25Index
+    from onesearch_jax import workdir as wd
     from onesearch_jax.eval.rank_fusion import rrf
     from onesearch_jax.search import ModelBundle
 
+    unknown = sorted(set(systems) - set(REAL_SYSTEMS))
+    if unknown or "generative" not in systems:
+        raise ValueError(f"systems must include 'generative' and come from {list(REAL_SYSTEMS)}; "
+                         f"got {list(systems)}")
     bundle = ModelBundle.from_workdir(workdir)
     if bundle.world is not None:
         raise ValueError(f"{workdir} is a simulated-world workdir; --judgments needs a workdir "
@@ -123,33 +197,35 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     judged = JudgedQueries.load(judgments_path, products, min_relevance, max_queries=max_queries)
     depth = max(KS)
     retriever = bundle.retriever(beam_size=beam_size)
+    single = bundle.retriever(beam_size=beam_size, batch_size=1)
     gen, rate = generative_rankings(bundle, retriever, judged.queries, depth)
-    bm25 = BM25Index(bundle.titles)
 
-    def bm25_search(queries):
-        idx = bm25.search(list(queries), depth)[0]
-        return [[bundle.product_ids[i] for i in row if i >= 0] for row in idx]
+    def generative(queries):
+        if len(queries) == 1:  # serving: one query at a time, batch-1 compiled search
+            return generative_rankings(bundle, single, queries, depth)[0]
+        return generative_rankings(bundle, retriever, queries, depth)[0]
 
-    lexical = bm25_search(judged.queries)
-    fused = rrf([gen, lexical], k=rrf_k, top=depth)
+    needs = {"bm25": {"bm25", "rrf_bm25", "rrf_all"}, "dense": {"dense", "rrf_all"},
+             "rrf_bm25_dense": {"rrf_bm25_dense"}}
+    cache = embedding_cache or bundle.config.sids.get("embedding_cache") or wd.sid_dir(workdir)
+    base = baseline_systems(
+        bundle.product_ids, bundle.titles, [n for n in BASELINES if needs[n] & set(systems)],
+        embedder_name=bundle.config.sids.embedder, cache_dir=cache, depth=depth, rrf_k=rrf_k)
+    fusions = {"rrf_bm25": ("generative", "bm25"), "rrf_all": ("generative", "bm25", "dense")}
+    search: dict[str, SearchFn] = {"generative": generative, **base}
+    ranked = {"generative": gen}
+    ranked.update({name: fn(judged.queries) for name, fn in base.items()})
+    for name, parts in fusions.items():
+        if name in systems:
+            search[name] = lambda q, parts=parts: rrf([search[p](q) for p in parts], k=rrf_k,
+                                                      top=depth)
+            ranked[name] = rrf([ranked[p] for p in parts], k=rrf_k, top=depth)
     metrics = {"num_queries": float(len(judged.queries)),
                "num_queries_excluded": float(judged.num_excluded),
                "valid_sid_rate": rate, "beam_size": float(retriever.beam_size)}
-    metrics.update(score_rankings(gen, judged, bundle.titles))
-    metrics.update(score_rankings(lexical, judged, bundle.titles, prefix="bm25/"))
-    metrics.update(score_rankings(fused, judged, bundle.titles, prefix="rrf_bm25/"))
-
-    single = bundle.retriever(beam_size=beam_size, batch_size=1)
-    timed = judged.queries[:latency_queries]
-
-    def gen_one(q):
-        return generative_rankings(bundle, single, [q], depth)
-
-    for prefix, fn in (("", gen_one), ("bm25/", lambda q: bm25_search([q])),
-                       ("rrf_bm25/", lambda q: rrf([gen_one(q)[0], bm25_search([q])], k=rrf_k,
-                                                   top=depth))):
-        for key, value in median_latency_ms(fn, timed).items():
-            metrics[prefix + key] = value
-    titles_of = dict(zip(bundle.product_ids, bundle.titles))
-    metrics["examples"] = failure_examples(gen, lexical, judged, titles_of)
+    metrics.update(score_systems({n: search[n] for n in systems}, judged, bundle.titles,
+                                 latency_queries, PREFIXES, ranked))
+    if "bm25" in ranked:
+        titles_of = dict(zip(bundle.product_ids, bundle.titles))
+        metrics["examples"] = failure_examples(gen, ranked["bm25"], judged, titles_of)
     return metrics

@@ -14,12 +14,13 @@ from typing import Callable, Iterable, Mapping
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 from onesearch_jax.train import sharding as sharding_lib
 from onesearch_jax.train.losses import weighted_cross_entropy
-from onesearch_jax.train.train_state import StateSetup, learning_rate_schedule
+from onesearch_jax.train.train_state import PRETRAINED_KEY, StateSetup, learning_rate_schedule
 
 BATCH_KEYS = ("enc_tokens", "dec_inputs", "dec_targets", "dec_weights")
 
@@ -76,19 +77,30 @@ def train_step(
     schedule: optax.Schedule | None = None,
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
+    frozen: tuple[str, ...] = (),
 ):
-    """One AdamW update. Returns (new_state, metrics of the batch before the update)."""
+    """One AdamW update. Returns (new_state, metrics of the batch before the update).
+
+    `frozen` top-level param subtrees are not differentiated (zero gradients, and no backward
+    pass through them: a frozen pretrained encoder costs its forward pass only).
+    """
     dropout_rng = jax.random.fold_in(rng, state.step)
-    grad_fn = jax.value_and_grad(sft_loss, has_aux=True)
-    (_, metrics), grads = grad_fn(
-        state.params,
-        model,
-        batch,
-        dropout_rng,
-        train=True,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-    )
+    fixed = {k: v for k, v in state.params.items() if k in frozen}
+    trainable = {k: v for k, v in state.params.items() if k not in frozen}
+
+    def loss_fn(trainable_params):
+        return sft_loss(
+            {**trainable_params, **fixed},
+            model,
+            batch,
+            dropout_rng,
+            train=True,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+        )
+
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+    grads = {**grads, **jax.tree.map(jnp.zeros_like, fixed)}
     metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
     if schedule is not None:
         metrics["learning_rate"] = schedule(state.step)
@@ -140,8 +152,14 @@ def make_train_step(model: nn.Module, config, setup: StateSetup) -> Callable:
         schedule=learning_rate_schedule(config.train),
         label_smoothing=float(config.train.get("label_smoothing", 0.0)),
         z_loss=float(config.train.get("z_loss", 0.0)),
+        frozen=frozen_subtrees(config.train),
     )
     return jit_step(step, setup, has_rng=True, donate=True)
+
+
+def frozen_subtrees(train_cfg) -> tuple[str, ...]:
+    """pretrained_lr_scale = 0 freezes the pretrained encoder (see make_optimizer)."""
+    return (PRETRAINED_KEY,) if float(train_cfg.get("pretrained_lr_scale", 1.0)) == 0.0 else ()
 
 
 def make_eval_fn(
