@@ -8,8 +8,9 @@ Launch (the folder holds products.tsv and judgments_train.tsv, optionally judgme
 
 Presets (the model and optimiser sizes of configs/sft.py): tiny (CPU tests), small (default),
 base, minilm (encoder initialised from the pretrained MiniLM-L6, decoder from scratch, MiniLM's
-WordPiece tokenizer; its encoder learns at train.lr * train.pretrained_lr_scale). The first run prepares W (catalog copy, keyword dictionary, tokenizer, KHQE SIDs of every
-product from MiniLM title embeddings, keyword-enhanced); `--config.sids.embedding_cache=DIR`
+WordPiece tokenizer; its encoder learns at train.lr * train.pretrained_lr_scale). The first run
+prepares W (catalog copy, keyword dictionary, tokenizer, KHQE SIDs of every product from MiniLM
+title embeddings, keyword-enhanced); `--config.sids.embedding_cache=DIR`
 shares the title embeddings between workdirs (embedding 55k titles takes ~30 min on 2 CPU cores).
 Ablations: `--config.sids.keyword_enhance=False` (plain title SIDs).
 """

@@ -205,13 +205,14 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
             return generative_rankings(bundle, single, queries, depth)[0]
         return generative_rankings(bundle, retriever, queries, depth)[0]
 
-    needs = {"bm25": {"bm25", "rrf_bm25", "rrf_all"}, "dense": {"dense", "rrf_all"},
-             "rrf_bm25_dense": {"rrf_bm25_dense"}}
+    # Fusions are scored from their parts' rankings; timing re-runs the parts per query.
+    fusions = {"rrf_bm25": ("generative", "bm25"), "rrf_bm25_dense": ("bm25", "dense"),
+               "rrf_all": ("generative", "bm25", "dense")}
+    needed = set(systems).union(*(fusions[n] for n in systems if n in fusions))
     cache = embedding_cache or bundle.config.sids.get("embedding_cache") or wd.sid_dir(workdir)
     base = baseline_systems(
-        bundle.product_ids, bundle.titles, [n for n in BASELINES if needs[n] & set(systems)],
+        bundle.product_ids, bundle.titles, [n for n in ("bm25", "dense") if n in needed],
         embedder_name=bundle.config.sids.embedder, cache_dir=cache, depth=depth, rrf_k=rrf_k)
-    fusions = {"rrf_bm25": ("generative", "bm25"), "rrf_all": ("generative", "bm25", "dense")}
     search: dict[str, SearchFn] = {"generative": generative, **base}
     ranked = {"generative": gen}
     ranked.update({name: fn(judged.queries) for name, fn in base.items()})

@@ -14,15 +14,13 @@ import numpy as np
 
 from onesearch_jax.data.minilm_tokenizer import pretrained_rows
 from onesearch_jax.model.presets import MINILM_L6
-from onesearch_jax.sid.minilm import load_minilm_params
+from onesearch_jax.sid.minilm import MiniLMEncoder, load_minilm_params
 
 
 def _check_architecture(hf_config: dict) -> None:
-    expected = dict(hidden_size=MINILM_L6["hidden_size"], num_hidden_layers=MINILM_L6["num_layers"],
-                    num_attention_heads=MINILM_L6["num_heads"],
-                    intermediate_size=MINILM_L6["intermediate_size"],
-                    max_position_embeddings=MINILM_L6["max_position_embeddings"])
-    wrong = {k: (hf_config.get(k), v) for k, v in expected.items() if hf_config.get(k) != v}
+    installed = MiniLMEncoder.from_hf_config(hf_config)
+    wrong = {k: (getattr(installed, k), v) for k, v in MINILM_L6.items()
+             if getattr(installed, k) != v}
     if wrong:
         raise ValueError(f"installed MiniLM weights do not match MINILM_L6 "
                          f"(key: (installed, expected)): {wrong}")

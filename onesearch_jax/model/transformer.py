@@ -211,17 +211,12 @@ class EncoderDecoder(nn.Module):
                 "dec_pos", pos_init, (cfg.max_dec_len, cfg.d_model), jnp.dtype(cfg.param_dtype)
             )
         if pretrained:
+            # MINILM_L6 holds MiniLMEncoder's field names; cfg.enc_layers is validated == 6.
             self.encoder = MiniLMEncoder(
                 vocab_size=cfg.vocab_size,
-                hidden_size=MINILM_L6["hidden_size"],
-                num_layers=cfg.enc_layers,
-                num_heads=MINILM_L6["num_heads"],
-                intermediate_size=MINILM_L6["intermediate_size"],
-                max_position_embeddings=MINILM_L6["max_position_embeddings"],
-                type_vocab_size=MINILM_L6["type_vocab_size"],
-                layer_norm_eps=MINILM_L6["layer_norm_eps"],
                 dropout_rate=cfg.dropout_rate,
                 dtype=jnp.dtype(cfg.dtype),
+                **MINILM_L6,
             )
             if MINILM_L6["hidden_size"] != cfg.d_model:
                 self.enc_proj = _dense(cfg.d_model, (None, "embed"), cfg, "enc_proj")
