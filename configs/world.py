@@ -16,7 +16,7 @@ of negation result slots with tier-0 items, ~36% with items containing the exclu
 """
 import ml_collections
 
-from onesearch_jax.data.world import default_config, validate_config  # noqa: F401 (re-export)
+from onesearch_jax.world.world import default_config, validate_config  # noqa: F401 (re-export)
 
 PRESETS = ("tiny", "small", "base")
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from onesearch_jax import workdir as wd
-from onesearch_jax.data import event_dataset, text_tokenizer
-from onesearch_jax.data.world import World
+from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
+from onesearch_jax.world.world import World
 from onesearch_jax.sid.khqe import KHQE
 
 
@@ -32,6 +32,20 @@ def load_sids(workdir: str) -> tuple[KHQE, np.ndarray, np.ndarray]:
     _require(os.path.join(d, "item_codes.npy"), "build_sids")
     return (KHQE.load(os.path.join(d, "khqe.npz")), np.load(os.path.join(d, "item_codes.npy")),
             np.load(os.path.join(d, "query_codes.npy")))
+
+
+def load_query_keywords(workdir: str) -> dict[str, dict]:
+    """query text -> keyword fields, for the queries of the training logs (user-free rows)."""
+    path = _require(wd.query_keywords_path(workdir), "build_world")
+    rows = keywords_io.read_keywords_jsonl(path)
+    return {text: fields for (text, user), fields in rows.items() if user is None}
+
+
+def load_query_event_counts(workdir: str) -> dict[str, np.ndarray]:
+    """Events per query id on the train days and on the test day."""
+    path = _require(os.path.join(wd.world_dir(workdir), "query_event_counts.npz"), "build_world")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
 
 
 def load_train_clicks(workdir: str) -> dict[str, np.ndarray]:

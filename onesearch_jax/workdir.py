@@ -100,6 +100,11 @@ def tokenizer_path(workdir: str) -> str:
     return os.path.join(world_dir(workdir), "tokenizer.json")
 
 
+def query_keywords_path(workdir: str) -> str:
+    """Keyword CoT of the training-log queries (keywords_io JSONL)."""
+    return os.path.join(world_dir(workdir), "query_keywords.jsonl")
+
+
 def sid_dir(workdir: str) -> str:
     return os.path.join(workdir, "sids")
 

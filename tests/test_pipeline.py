@@ -11,8 +11,8 @@ from configs import sft as sft_configs
 from configs import sids as sid_configs
 from configs import world as world_configs
 from onesearch_jax import workdir as wd
-from onesearch_jax.data.simulator import legacy_search_fn, simulate_traffic
-from onesearch_jax.data.world_build import build_world_workdir, evaluate_baselines
+from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
+from onesearch_jax.world.build import build_world_workdir, evaluate_baselines
 from onesearch_jax.eval.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
 from onesearch_jax.search import Searcher

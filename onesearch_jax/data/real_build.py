@@ -30,7 +30,7 @@ from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
 from onesearch_jax.data.minilm_tokenizer import minilm_text_tokenizer
 from onesearch_jax.data.real_catalog import Judgments, Products, load_judgments, load_products
-from onesearch_jax.data.world_build import TASK_TOKENS
+from onesearch_jax.data.text_tokenizer import TASK_TOKENS
 from onesearch_jax.sid.build import fit_and_save_sids
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.embedding_cache import CachingEmbedder

@@ -2,7 +2,7 @@
 
 Tasks (V1, PARS stages):
   1. semantic alignment: `item_to_sid` (title -> item SID), `query_to_keywords` (query -> its
-     category keywords, as text);
+     category keywords, as text; only queries of the training logs have keywords);
   2. co-occurrence: `query_to_item` (query -> clicked/ordered item SID), `qsid_to_item` and
      `item_to_qsid` (query SID <-> item SID);
   3. personalisation: `personalized` (query + user profile + SIDs of recent clicks -> item SID).
@@ -94,8 +94,10 @@ class TaskBuilder:
 
     def __init__(self, world, tokenizer, vocab: SidVocab, item_codes: np.ndarray,
                  query_codes: np.ndarray, *, enc_len: int, dec_len: int, query_len: int = 24,
-                 title_len: int = 40, profile_len: int = 12):
+                 title_len: int = 40, profile_len: int = 12,
+                 query_keywords: Mapping[str, Mapping] | None = None):
         self.world, self.tok, self.vocab = world, tokenizer, vocab
+        self.query_keywords = query_keywords  # text -> keyword fields (training-log queries only)
         self.enc_len, self.dec_len = enc_len, dec_len
         self.query_len, self.title_len, self.profile_len = query_len, title_len, profile_len
         self.item_tokens = vocab.to_tokens(item_codes)
@@ -146,9 +148,13 @@ class TaskBuilder:
         return TaskArrays(enc, *sid_targets(self.item_tokens, self.dec_len))
 
     def query_to_keywords(self) -> TaskArrays:
-        q = self.query_text_tokens()
+        """Query -> its category keywords, for the queries that have keywords (training logs)."""
+        if self.query_keywords is None:
+            raise ValueError("query_to_keywords needs query_keywords (artifacts.load_query_keywords)")
+        texts = [t for t in self.world.queries.texts if t in self.query_keywords]
+        q = self.text(texts, self.query_len)
         enc = compact(np.concatenate([column(self.special["[TASK_KW]"], len(q)), q], 1), self.enc_len)
-        kw_texts = [", ".join(self.world.keywords(i)["category"]) for i in range(len(q))]
+        kw_texts = [", ".join(self.query_keywords[t].get("category", [])) for t in texts]
         return keyword_targets(enc, self.text(kw_texts, self.dec_len - 1), self.dec_len)
 
     def query_to_item(self, clicks: Mapping[str, np.ndarray]) -> TaskArrays:

@@ -20,6 +20,9 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 BASE_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, SEP_ID, MASK_ID = range(6)
+# Special tokens every model input uses; fixed ids right after [PAD] [UNK] [BOS] [EOS] [SEP] [MASK].
+TASK_TOKENS = ("[Q]", "[KW]", "[USR]", "[HIST]", "[TITLE]", "[TASK_ITEM]", "[TASK_KW]",
+               "[TASK_QSID]", "[TASK_ISID]")
 
 
 def train_text_tokenizer(texts: Iterable[str], vocab_size: int,

@@ -16,7 +16,8 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     bundle = ModelBundle.from_workdir(workdir)
     events = artifacts.load_events(workdir, "test", max_events)
     targets = world_eval.WorldTargets(bundle.world, events,
-                                      artifacts.load_train_clicks(workdir)["item"])
+                                      artifacts.load_train_clicks(workdir)["item"],
+                                      artifacts.load_query_event_counts(workdir)["train"])
     retriever = bundle.retriever(beam_size=beam_size, constrained=constrained)
     start = time.perf_counter()
     metrics = generative_eval.evaluate_events(retriever, bundle.builder, events, targets)

@@ -111,9 +111,12 @@ def aggregate(
     per_query: Mapping[str, np.ndarray],
     slices: Optional[Mapping[str, np.ndarray]] = None,
     prefix: str = "",
+    intervals: Sequence[str] = (),
 ) -> dict[str, float]:
     """Means of per-query metrics, overall and per slice, under flat names.
 
+    For each metric named in `intervals`, `..._ci95` is the half-width of its normal-approximation
+    95% interval (1.96 * std / sqrt(n)), e.g. 'rel_hr@10/tail_ci95'.
     Names are `prefix + metric` (e.g. 'rel_hr@10') and `prefix + metric + '/' + slice`
     (e.g. 'click_mrr@10/negation'), plus `prefix + 'count'` and `prefix + 'count/' + slice`: the
     number of queries that were scored (some metric not NaN). A slice with no scored query gives NaN.
@@ -134,6 +137,9 @@ def aggregate(
         for name, a in arrays.items():
             vals = a[mask & ~np.isnan(a)]
             res[f"{prefix}{name}{suffix}"] = float(vals.mean()) if vals.size else float("nan")
+            if name in intervals:
+                res[f"{prefix}{name}{suffix}_ci95"] = (
+                    float(1.96 * vals.std(ddof=1) / np.sqrt(vals.size)) if vals.size > 1 else float("nan"))
         res[f"{prefix}count{suffix}"] = float(np.sum(mask & scored))
         return res
 

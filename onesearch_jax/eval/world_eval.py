@@ -4,10 +4,11 @@ One row per test search event (so head queries weigh by their traffic, as online
 kinds, named as in DESIGN.md: `click_` (items the user clicked in that event), `order_` (items
 ordered) and `rel_` (the query's tier-3 items: ground truth, immune to the legacy engine's bias;
 `rel_ndcg@K` uses graded gains 2^tier - 1 over tiers 2 and 3). `negation_violation@K` is the share of
-a negation query's top K that contains the excluded component (what a lexical engine gets wrong).
+a negation query's top K that contains an excluded component or sits in an excluded category (what
+a lexical engine gets wrong).
 Slices: head / torso / tail,
-query type (negation, need, ...), typo'd queries, and cold (the event's clicked items were never
-clicked in training).
+query type (negation, need, ...), typo'd queries, cold (the event's clicked items were never
+clicked in training) and unseen (the query text never occurs in the training logs).
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from onesearch_jax.eval import metrics as metrics_lib
+from onesearch_jax.world.relevance import excluded
 
 KS = (10,)
+INTERVAL_METRICS = ("hr@10",)  # metrics reported with a 95% interval half-width (`..._ci95`)
 TABLE_COLUMNS = ("click_hr@10", "rel_hr@10", "rel_hr@10/tail", "rel_hr@10/negation",
                  "negation_violation@10")
 SYSTEMS = (("BM25", "bm25/"), ("log memorisation", "memorization/"), ("OneSearch V1", ""),
@@ -28,7 +31,8 @@ class WorldTargets:
     """Target sets and slices of a batch of events, computed once and reused for every system."""
 
     def __init__(self, world, events: Mapping[str, np.ndarray],
-                 train_clicked_items: np.ndarray | None = None):
+                 train_clicked_items: np.ndarray | None = None,
+                 train_query_events: np.ndarray | None = None):
         self.query_ids = np.asarray(events["query_id"])
         items, clicks, orders = events["items"], events["clicks"], events["orders"]
         self.click = [set(row[c > 0].tolist()) for row, c in zip(items, clicks)]
@@ -40,12 +44,15 @@ class WorldTargets:
             graded = np.flatnonzero(tiers >= 2)
             gain_maps[q] = dict(zip(graded.tolist(), (2.0 ** tiers[graded] - 1).tolist()))
         self.rel = [rel_sets[q] for q in self.query_ids]
-        self.exclude = np.array([world.queries.intents[q].exclude for q in self.query_ids], np.int64)
-        self.contains = {int(c): world.catalog.contains(int(c)) for c in np.unique(self.exclude[self.exclude >= 0])}
+        self.violating = {}  # query id -> bool per item: excluded by the query (negation queries only)
+        for q in np.unique(self.query_ids):
+            intent = world.queries.intents[int(q)]
+            if intent.exclude or intent.exclude_group >= 0:
+                self.violating[int(q)] = excluded(world.catalog, intent, np.arange(len(world.catalog)))
         self.rel_gains = [gain_maps[q] for q in self.query_ids]
-        self.slices = self._slices(world, train_clicked_items)
+        self.slices = self._slices(world, train_clicked_items, train_query_events)
 
-    def _slices(self, world, train_clicked_items) -> dict[str, np.ndarray]:
+    def _slices(self, world, train_clicked_items, train_query_events) -> dict[str, np.ndarray]:
         q = world.queries
         out = {s: q.slice[self.query_ids] == s for s in ("head", "torso", "tail")}
         for t in np.unique(q.qtype):
@@ -55,6 +62,8 @@ class WorldTargets:
             seen = np.zeros(len(world.catalog), bool)
             seen[np.asarray(train_clicked_items, dtype=np.int64)] = True
             out["cold"] = np.array([bool(c) and not any(seen[i] for i in c) for c in self.click])
+        if train_query_events is not None:  # the query text never occurs in the training logs
+            out["unseen"] = np.asarray(train_query_events)[self.query_ids] == 0
         return out
 
     def __len__(self):
@@ -76,18 +85,19 @@ def score_rankings(targets: WorldTargets, ranked: Sequence[Sequence[int]],
             graded = metrics_lib.per_query_metrics(ranked, sets, ks=ks, gains=gains)
             for k in ks:
                 per_query[f"ndcg@{k}"] = graded[f"ndcg@{k}"]
-        out.update(metrics_lib.aggregate(per_query, targets.slices, prefix=prefix))
+        out.update(metrics_lib.aggregate(per_query, targets.slices, prefix=prefix,
+                                         intervals=INTERVAL_METRICS))
     out.update(negation_violations(targets, ranked, ks))
     return out
 
 
 def negation_violations(targets: WorldTargets, ranked: Sequence[Sequence[int]],
                         ks: Sequence[int] = KS) -> dict[str, float]:
-    """Mean share of the top K that contains the component a negation query excludes."""
-    rows = np.flatnonzero(targets.exclude >= 0)
+    """Mean share of the top K that a negation query excludes (component or category)."""
+    rows = [r for r, q in enumerate(targets.query_ids) if int(q) in targets.violating]
     out = {}
     for k in ks:
-        shares = [float(np.mean(targets.contains[int(targets.exclude[r])][ranked[r][:k]]))
+        shares = [float(np.mean(targets.violating[int(targets.query_ids[r])][ranked[r][:k]]))
                   for r in rows if len(ranked[r])]
         out[f"negation_violation@{k}"] = float(np.mean(shares)) if shares else float("nan")
     return out

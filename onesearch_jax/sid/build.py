@@ -14,30 +14,25 @@ import numpy as np
 
 from onesearch_jax import artifacts
 from onesearch_jax import workdir as workdir_lib
-from onesearch_jax.data.world import World
+from onesearch_jax.world.world import World
 from onesearch_jax.sid import sid_metrics
+from onesearch_jax.world import text_keywords
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.keyword_fusion import embed_with_keywords
 from onesearch_jax.sid.khqe import KHQEConfig, fit_and_encode_khqe
 
 
-def query_keywords(world: World) -> list[list[str]]:
-    """The keyword CoT of each query (all four fields, deduplicated) for keyword enhancement."""
-    out = []
-    for q in range(len(world.queries)):
-        kw = world.keywords(q)
-        out.append(list(dict.fromkeys(k for field in ("intent", "category", "attribute", "topic")
-                                      for k in kw[field])))
-    return out
-
-
 def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_dir: str):
     """Item and query embeddings (keyword-enhanced or not), cached on disk by content.
 
+    Keywords are text-derived, as a company would have them (world/text_keywords.py): items from
+    title + noisy attribute sheet, queries from the dictionary extractor over the query text.
     Embedding is the slow part (MiniLM on a CPU); refitting codebooks should not redo it."""
-    item_keywords = [world.catalog.item_keywords(i) for i in range(len(world.catalog))]
+    item_keywords = text_keywords.item_keywords(world.catalog, int(world.config.seed),
+                                                float(world.config.get("item_keyword_noise", 0.2)))
+    query_keywords = text_keywords.text_keywords(world.queries.texts)
     key = hashlib.sha256(json.dumps([embedder_name, bool(keyword_enhance), world.catalog.titles,
-                                     item_keywords, world.queries.texts]).encode()).hexdigest()[:16]
+                                     item_keywords, world.queries.texts, query_keywords]).encode()).hexdigest()[:16]
     path = os.path.join(cache_dir, f"embeddings-{embedder_name}-{key}.npz")
     if os.path.exists(path):
         with np.load(path) as f:
@@ -45,7 +40,7 @@ def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_d
     embedder = make_embedder(embedder_name)
     items = embed_with_keywords(embedder, list(world.catalog.titles), item_keywords,
                                 enabled=bool(keyword_enhance))
-    queries = embed_with_keywords(embedder, list(world.queries.texts), query_keywords(world),
+    queries = embed_with_keywords(embedder, list(world.queries.texts), query_keywords,
                                   enabled=bool(keyword_enhance))
     os.makedirs(cache_dir, exist_ok=True)
     np.savez(path, items=items, queries=queries)

@@ -34,6 +34,7 @@ def prepare(config, workdir: str):
         query_codes,
         enc_len=int(config.data.enc_len),
         dec_len=int(config.data.dec_len),
+        query_keywords=artifacts.load_query_keywords(workdir),
     )
     return world, vocab, item_codes, builder
 

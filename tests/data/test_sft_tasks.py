@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from configs import world as world_configs
-from onesearch_jax.data import logs, sft_tasks, text_tokenizer
-from onesearch_jax.data.world import build_world
-from onesearch_jax.data.world_build import TASK_TOKENS
+from onesearch_jax.data import sft_tasks, text_tokenizer
+from onesearch_jax.world import logs
+from onesearch_jax.world.keyword_llm import KeywordWriter
+from onesearch_jax.world.world import build_world
+from onesearch_jax.data.text_tokenizer import TASK_TOKENS
 from onesearch_jax.sid.vocab import SidVocab
 
 
@@ -27,7 +29,11 @@ def setup():
     weight = events["clicks"].astype(np.float32) + events["orders"]
     e, p = np.nonzero(weight > 0)
     clicks = {"query_id": events["query_id"][e], "item": events["items"][e, p], "weight": weight[e, p]}
-    builder = sft_tasks.TaskBuilder(world, tok, vocab, item_codes, query_codes, enc_len=48, dec_len=8)
+    writer = KeywordWriter(world.config, world.catalog)
+    logged = {world.queries.texts[q] for q in np.unique(events["query_id"])}
+    keywords = {t: kws for t in sorted(logged) if (kws := writer.write(t)) is not None}
+    builder = sft_tasks.TaskBuilder(world, tok, vocab, item_codes, query_codes, enc_len=48, dec_len=8,
+                                    query_keywords=keywords)
     return builder, builder.build(clicks, events), events, item_codes, vocab
 
 
@@ -43,6 +49,16 @@ def test_tasks_have_fixed_shapes_and_sid_targets(setup):
     lengths = (kw.dec > 0).sum(1)
     assert (kw.dec[np.arange(len(kw)), lengths - 1] == sft_tasks.EOS_ID).all()
     assert (kw.weight.sum(1) == lengths).all()
+    # Only queries with keywords (those of the logs given) become examples: none of the others.
+    assert len(kw) == len(builder.query_keywords) < len(builder.world.queries)
+
+
+def test_query_to_keywords_needs_keywords(setup):
+    builder = setup[0]
+    bare = sft_tasks.TaskBuilder(builder.world, builder.tok, builder.vocab, np.zeros((3, 5), int),
+                                 np.zeros((3, 5), int), enc_len=48, dec_len=8)
+    with pytest.raises(ValueError, match="query_keywords"):
+        bare.query_to_keywords()
 
 
 def test_personalized_input_holds_query_profile_and_history_sids(setup):

@@ -12,18 +12,19 @@ SUGAR = np.array([False, False, True, True, False, False])
 
 
 class FakeCatalog:
+    components = np.where(SUGAR, 1 << 4, 1 << 2).astype(np.int32)  # sugar is component 4
+    leaf = np.zeros(6, np.int32)
+
     def __len__(self):
         return 6
-
-    def contains(self, c):
-        return SUGAR if c == 4 else ~SUGAR
 
 
 def fake_world():
     queries = types.SimpleNamespace(
         slice=np.array(["tail", "head"]), qtype=np.array(["negation", "category_attr"]),
         is_typo=np.array([False, False]),
-        intents=[types.SimpleNamespace(exclude=4), types.SimpleNamespace(exclude=-1)])
+        intents=[types.SimpleNamespace(exclude=(4,), exclude_group=-1),
+                 types.SimpleNamespace(exclude=(), exclude_group=-1)])
     return types.SimpleNamespace(queries=queries, catalog=FakeCatalog(),
                                  relevance=lambda q: TIERS[int(q)])
 

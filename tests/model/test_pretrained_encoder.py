@@ -12,7 +12,7 @@ from flax.training.train_state import TrainState
 
 from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.minilm_tokenizer import minilm_text_tokenizer, pretrained_rows
-from onesearch_jax.data.world_build import TASK_TOKENS
+from onesearch_jax.data.text_tokenizer import TASK_TOKENS
 from onesearch_jax.model import presets
 from onesearch_jax.model.pretrained import init_from_minilm, pretrained_init
 from onesearch_jax.model.transformer import EncoderDecoder, build_model

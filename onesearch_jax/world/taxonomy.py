@@ -558,3 +558,44 @@ def get_taxonomy() -> Taxonomy:
                     np.asarray(brand_top, np.int32), list(ATTRIBUTE_TYPES), attr_values,
                     attr_allowed, component_names, comp_prob, function_names, leaf_fn,
                     scenario_names, scenario_leaves)
+
+
+# --- World v2: how shoppers phrase needs and exclusions ------------------------------------------
+# A need query wraps one of a need's core phrases (FUNCTIONS[...]['phrases']) in a template. The
+# held-out templates are never logged: queries phrased with them appear only on the test day, so a
+# model must generalise from the core phrase, as a keyword-writing LLM does.
+NEED_TEMPLATES = ("{p}", "something for {p}", "what helps with {p}", "best products for {p}",
+                  "{p} remedy", "need help with {p}", "{p} solutions", "top rated {p} products")
+HELDOUT_NEED_TEMPLATES = ("any recommendations for {p}", "looking for {p} ideas",
+                          "what should i buy for {p}", "{p} must haves")
+
+# Exclusions stated without naming the component: cue -> components the items must not contain.
+IMPLICIT_EXCLUSIONS = {
+    "safe in pregnancy": ("caffeine", "alcohol"), "pregnancy safe": ("caffeine", "alcohol"),
+    "for celiac": ("gluten",), "celiac friendly": ("gluten",),
+    "diabetic friendly": ("sugar",), "for diabetics": ("sugar",),
+    "for lactose intolerance": ("dairy",), "for nut allergy": ("nuts",), "nut allergy safe": ("nuts",),
+    "for dogs with allergies": ("gluten", "dairy"),
+}
+
+# Category exclusions ("better sleep, no supplements"): word -> the leaves or mids it excludes.
+CATEGORY_EXCLUSIONS = {
+    "supplements": ["vitamins", "minerals", "herbal supplements", "sports nutrition",
+                    "digestive health", "pet vitamins"],
+    "pills": ["vitamins", "minerals", "herbal supplements"],
+    "drinks": ["beverages", "tea & coffee"],
+    "gadgets": ["phone accessories", "audio", "computer accessories", "smart home", "wearables",
+                "massage devices", "white noise machine"],
+    "clothes": ["tops", "bottoms", "outerwear", "sleepwear"],
+}
+CATEGORY_EXCLUSION_TEMPLATES = ("{p}, no {g}", "{p} but no {g}", "{p} not {g}",
+                                "{p} without {g}")
+
+
+@functools.lru_cache(maxsize=1)
+def category_exclusion_leaves() -> dict:
+    """Category-exclusion word -> sorted tuple of the leaf ids it excludes."""
+    t = get_taxonomy()
+    return {word: tuple(sorted({leaf for name in names for leaf in
+                                _resolve_leaves(name, t.leaf_names, t.leaf_mid, t.mid_names)}))
+            for word, names in CATEGORY_EXCLUSIONS.items()}

@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 
 from configs.world import get_config
-from onesearch_jax.data import click_model
-from onesearch_jax.data import taxonomy as tx
-from onesearch_jax.data.catalog import Catalog
-from onesearch_jax.data.keyword_oracle import FIELDS, clean_keywords
-from onesearch_jax.data.logs import iter_event_chunks, iter_search_events, split_of_day
-from onesearch_jax.data.queries import Intent, make_typo, slices_from_freq
-from onesearch_jax.data.relevance import relevance_tiers
-from onesearch_jax.data.world import World, build_world, validate_config
+from onesearch_jax.world import click_model
+from onesearch_jax.world import taxonomy as tx
+from onesearch_jax.world.catalog import Catalog
+from onesearch_jax.world.keyword_fields import render_keywords
+from onesearch_jax.world.logs import iter_event_chunks, iter_search_events, split_of_day
+from onesearch_jax.world.queries import Intent, make_typo, slices_from_freq
+from onesearch_jax.world.relevance import relevance_tiers
+from onesearch_jax.world.world import World, build_world, validate_config
 
 SMALL = "tiny,num_items=800,num_queries=300,num_users=200,num_days=4,events_per_day=300"
 
@@ -36,8 +36,8 @@ def test_unknown_config_key_names_valid_ones():
 
 
 def test_config_override_parses_types():
-    cfg = get_config("small,num_items=1234,keyword_noise_rate=0.25")
-    assert cfg.num_items == 1234 and cfg.keyword_noise_rate == 0.25 and cfg.preset == "small"
+    cfg = get_config("small,num_items=1234,new_query_share=0.25")
+    assert cfg.num_items == 1234 and cfg.new_query_share == 0.25 and cfg.preset == "small"
 
 
 # --- determinism --------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def _hand_catalog():
 
 def test_negation_violation_is_tier0_and_met_constraints_tier3():
     cat, ids = _hand_catalog()
-    intent = Intent("negation", (ids["energy"],), exclude=ids["caffeine"])
+    intent = Intent("negation", (ids["energy"],), exclude=(ids["caffeine"],))
     # caffeinated energy drink -> 0; caffeine-free ones -> 3; sparkling water (same mid) -> 1;
     # herbal tea (other mid of food & drinks) -> 0.
     np.testing.assert_array_equal(relevance_tiers(cat, intent), [0, 3, 3, 1, 0])
@@ -143,22 +143,11 @@ def test_relevant_items_clicked_more_at_equal_position():
 
 
 # --- keywords -----------------------------------------------------------------------------------
-def test_keyword_fields_present_and_short(world):
-    for qid in range(0, len(world.queries), 7):
-        for user in (None, qid % len(world.users)):
-            kws = world.keywords(qid, user_id=user)
-            assert set(kws) == set(FIELDS)
-            assert all(len(v) <= 5 for v in kws.values())
-    a = world.keywords(3, 5, rng=np.random.default_rng(1), noise_rate=0.5)
-    b = world.keywords(3, 5, rng=np.random.default_rng(1), noise_rate=0.5)
-    assert a == b
-
-
 def test_negation_keywords_name_the_excluded_component(world):
     t = tx.get_taxonomy()
     intent = Intent("negation", (t.leaf_index("energy drinks"),),
-                    exclude=t.component_names.index("caffeine"))
-    kws = clean_keywords(world, intent)
+                    exclude=(t.component_names.index("caffeine"),))
+    kws = render_keywords(intent)
     assert kws["attribute"] == ["caffeine-free"]
     assert kws["intent"][0] == "caffeine-free" and "energy drinks" in kws["category"]
     assert "natural energy" in kws["topic"]

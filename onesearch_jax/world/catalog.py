@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from onesearch_jax.data import taxonomy as tx
+from onesearch_jax.world import taxonomy as tx
 
 ARRAY_FIELDS = ("leaf", "brand", "attrs", "functions", "components", "price", "price_band",
                 "popularity", "quality")
@@ -33,6 +33,10 @@ class Catalog:
         return len(self.leaf)
 
     @property
+    def median_price(self) -> float:
+        return float(np.median(self.price))
+
+    @property
     def ingredients(self):
         """Alias of `components` (bitmask of what the item contains)."""
         return self.components
@@ -51,22 +55,16 @@ class Catalog:
     def contains(self, c: int) -> np.ndarray:
         return (self.components >> np.int32(c)) & 1 == 1
 
-    def item_keywords(self, i: int) -> list:
-        """Category names + attribute values + needs + price band: the item's keyword list."""
-        t = tx.get_taxonomy()
-        leaf = int(self.leaf[i])
-        kws = [t.top_names[t.leaf_top[leaf]], t.mid_names[t.leaf_mid[leaf]], t.leaf_names[leaf],
-               t.brand_names[int(self.brand[i])]]
-        kws += [t.attr_values[a][v] for a, v in enumerate(self.attrs[i]) if v >= 0]
-        kws += [name for f, name in enumerate(t.function_names) if (int(self.functions[i]) >> f) & 1]
-        kws += [f"{name}-free" for c, name in enumerate(t.component_names)
-                if t.leaf_component_prob[leaf, c] > 0 and not (int(self.components[i]) >> c) & 1]
-        kws.append(tx.PRICE_BANDS[int(self.price_band[i])])
-        return list(dict.fromkeys(kws))
-
     def index_of(self) -> dict:
         """product id -> item index."""
         return {pid: i for i, pid in enumerate(self.product_ids)}
+
+
+def popularity_percentile(popularity: np.ndarray) -> np.ndarray:
+    """(N,) rank of each item's popularity scaled to [0, 1]."""
+    ranks = np.empty(len(popularity), np.int64)
+    ranks[np.argsort(popularity, kind="stable")] = np.arange(len(popularity))
+    return (ranks / max(len(ranks) - 1, 1)).astype(np.float32)
 
 
 def _bitmask(bools: np.ndarray, dtype) -> np.ndarray:

@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from onesearch_jax.data import taxonomy as tx
+from onesearch_jax.world import taxonomy as tx
 
 
 @dataclasses.dataclass

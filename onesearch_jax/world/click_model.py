@@ -9,7 +9,8 @@ price-sensitive users. All functions are pure numpy over (events, positions) arr
 """
 import numpy as np
 
-from onesearch_jax.data.taxonomy import get_taxonomy
+from onesearch_jax.world.catalog import popularity_percentile  # noqa: F401 (re-export)
+from onesearch_jax.world.taxonomy import get_taxonomy
 
 
 def examine_probs(num_positions: int, eta: float) -> np.ndarray:
@@ -36,11 +37,17 @@ def click_probs(attract: np.ndarray, eta: float) -> np.ndarray:
     return attract * examine_probs(attract.shape[1], eta)[None, :]
 
 
-def order_probs(tiers, quality, price_band, price_sensitivity, config) -> np.ndarray:
-    """(E, P) P(order | click): tier and quality raise it; premium prices deter sensitive users."""
+def order_probs(tiers, quality, price_band, price_sensitivity, config, price_ratio=None) -> np.ndarray:
+    """(E, P) P(order | click): tier and quality raise it; premium prices deter sensitive users,
+    within a leaf (price band) and across leaves: orders scale with (price / median price) **
+    (-price_elasticity * sensitivity), so showing pricier items pays in GMV only for users who
+    do not mind the price."""
     base = np.asarray(config.order_by_tier, np.float64)[tiers]
-    price_factor = np.exp(-float(config.price_aversion) * price_sensitivity[:, None]
-                          * (price_band.astype(np.float64) - 1.0))
+    sens = price_sensitivity[:, None].astype(np.float64)
+    price_factor = np.exp(-float(config.price_aversion) * sens * (price_band.astype(np.float64) - 1.0))
+    if price_ratio is not None:
+        price_factor = price_factor * np.asarray(price_ratio, np.float64) ** (
+            -float(config.get("price_elasticity", 0.0)) * sens)
     return np.clip(base * (0.5 + quality) * price_factor, 0.0, 1.0)
 
 
@@ -63,15 +70,28 @@ def page_probs(catalog, users, config, user_ids, qtypes, items, tiers, shallow, 
                              tier0_boosts(qtypes, config), config)
     p_click = np.where(valid, click_probs(attract, config.examine_eta), 0.0)
     p_order = order_probs(tiers, catalog.quality[it], catalog.price_band[it],
-                          users.price_sensitivity[user_ids], config)
+                          users.price_sensitivity[user_ids], config,
+                          catalog.price[it] / catalog.median_price)
     return p_click, np.where(valid, p_order, 0.0)
 
 
-def popularity_percentile(popularity: np.ndarray) -> np.ndarray:
-    """(N,) rank of each item's popularity scaled to [0, 1]."""
-    ranks = np.empty(len(popularity), np.int64)
-    ranks[np.argsort(popularity, kind="stable")] = np.arange(len(popularity))
-    return (ranks / max(len(ranks) - 1, 1)).astype(np.float32)
+def perturbed_config(config, seed: int, scale: float = 0.25):
+    """A copy of the world config with the click and order model's parameters redrawn: each
+    multiplied by lognormal(0, scale) noise (tier attractiveness kept increasing), so an A/B
+    result can be checked on users who behave somewhat differently from the logged ones."""
+    rng = np.random.default_rng([int(seed), 808])
+    c = config.copy_and_resolve_references()
+
+    def jitter(x):
+        return float(x) * float(np.exp(scale * rng.standard_normal()))
+    c.attract_by_tier = tuple(np.maximum.accumulate([jitter(x) for x in config.attract_by_tier]))
+    c.order_by_tier = tuple(np.maximum.accumulate([jitter(x) for x in config.order_by_tier]))
+    for key in ("examine_eta", "shallow_bonus", "brand_affinity_boost", "audience_boost",
+                "popularity_boost", "price_aversion", "price_elasticity"):
+        c[key] = jitter(config[key])
+    for key in config.qtype_tier0_boost:
+        c.qtype_tier0_boost[key] = jitter(config.qtype_tier0_boost[key])
+    return c
 
 
 def sample_clicks_orders(p_click, p_order, u_click, u_order):

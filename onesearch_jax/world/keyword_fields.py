@@ -1,17 +1,18 @@
-"""Keyword CoT oracle: what a good LLM would write for a query, derived from its latent intent.
+"""The paper's four keyword fields (intent, category, attribute, topic) rendered from an intent.
 
-Four fields as in the paper (intent, category, attribute, topic), at most 5 keywords each. With a
-user, keywords are calibrated to the profile (audience, price band, a favourite brand) when they
-fit the intent. A noise rate drops keywords and adds wrong ones from the vocabulary, standing in
-for LLM mistakes. Example: "energy drinks without caffeine" -> intent ['caffeine-free',
-'energy drinks'], category ['energy drinks', 'beverages'], attribute ['caffeine-free'],
-topic ['natural energy', 'food & drinks'].
+One renderer serves both sides: the ground-truth keywords of a query are `render_keywords(its
+latent intent)` (what a perfect LLM would write: used only to score keyword writers), and the
+LLM stand-in (keyword_llm.py) renders the intent it *read from the text*, errors included. With a
+user, `calibrate` adds the profile's audience, price band and a favourite brand when they fit.
+`add_noise` drops keywords and adds wrong ones from the field's vocabulary. Example: "energy
+drinks without caffeine" -> intent ['caffeine-free', 'energy drinks'], category ['energy drinks',
+'beverages'], attribute ['caffeine-free'], topic ['natural energy', 'food & drinks'].
 """
 import functools
 
 import numpy as np
 
-from onesearch_jax.data import taxonomy as tx
+from onesearch_jax.world import taxonomy as tx
 
 FIELDS = ("intent", "category", "attribute", "topic")
 MAX_KEYWORDS = 5
@@ -35,8 +36,8 @@ def field_vocabularies() -> dict:
     }
 
 
-def clean_keywords(world, intent, leaf_counts=None) -> dict:
-    """Noise-free, user-free keywords of an intent."""
+def render_keywords(intent, leaf_counts=None) -> dict:
+    """Noise-free, user-free keywords of an intent (leaf_counts: items per leaf, to order leaves)."""
     t = tx.get_taxonomy()
     leaves = list(intent.leaves)
     if leaf_counts is not None and len(leaves) > 1:  # most stocked leaves first
@@ -48,7 +49,9 @@ def clean_keywords(world, intent, leaf_counts=None) -> dict:
     attribute = list(attr_words)
     if intent.price_band >= 0:
         attribute.append(tx.PRICE_BANDS[intent.price_band])
-    free = f"{t.component_names[intent.exclude]}-free" if intent.exclude >= 0 else ""
+    frees = [f"{t.component_names[c]}-free" for c in intent.exclude]
+    if intent.exclude_group >= 0:
+        frees.append(f"no {list(tx.CATEGORY_EXCLUSIONS)[intent.exclude_group]}")
     fn = t.function_names[intent.function] if intent.function >= 0 else ""
     brand = t.brand_names[intent.brand] if intent.brand >= 0 else ""
     topics = [tx.FUNCTIONS[fn]["topic"]] if fn else []
@@ -62,7 +65,7 @@ def clean_keywords(world, intent, leaf_counts=None) -> dict:
     if qtype == "need":
         intent_words = [fn] + leaf_names[:2]
     elif qtype == "negation":
-        intent_words = [free, fn] + leaf_names[:1]
+        intent_words = frees + [fn] + leaf_names[:1]
     elif qtype == "scenario":
         intent_words = [scenario, "gift" if "gift" in scenario else ""] + leaf_names[:2]
     elif qtype == "substitute":
@@ -72,8 +75,7 @@ def clean_keywords(world, intent, leaf_counts=None) -> dict:
         intent_words = [brand] + leaf_names[:1]
     else:
         intent_words = [" ".join(attr_words + leaf_names[:1])] if attr_words else leaf_names[:1]
-    if free:
-        attribute.append(free)
+    attribute += frees
     if brand:
         attribute.insert(0, brand)
     category = leaf_names[:4] + mids[:1] if len(leaves) > 1 else leaf_names + mids[:1]
@@ -123,27 +125,3 @@ def add_noise(keywords: dict, rng, noise_rate: float) -> dict:
             kept.append(vocab[field][int(rng.integers(len(vocab[field])))])
         out[field] = _dedupe(kept)[:MAX_KEYWORDS]
     return out
-
-
-def oracle_keywords(world, query_id: int, user_id=None, rng=None, noise_rate=None) -> dict:
-    """dict field -> list of <= 5 keywords for a query (optionally calibrated to a user).
-
-    Deterministic given rng; without rng, a generator seeded by (world seed, query, user)."""
-    q = world.queries
-    if not 0 <= int(query_id) < len(q):
-        raise ValueError(f"query_id {query_id} out of range [0, {len(q)})")
-    if user_id is not None and not 0 <= int(user_id) < len(world.users):
-        raise ValueError(f"user_id {user_id} out of range [0, {len(world.users)})")
-    if noise_rate is None:
-        noise_rate = float(world.config.keyword_noise_rate)
-    if rng is None:
-        rng = np.random.default_rng([int(world.config.seed), 505, int(query_id),
-                                     0 if user_id is None else int(user_id) + 1])
-    if "leaf_counts" not in world._cache:
-        world._cache["leaf_counts"] = np.bincount(world.catalog.leaf,
-                                                  minlength=len(tx.get_taxonomy().leaf_names))
-    intent = q.intents[int(query_id)]
-    kws = clean_keywords(world, intent, world._cache["leaf_counts"])
-    if user_id is not None:
-        kws = calibrate(kws, intent, world.users, int(user_id))
-    return add_noise(kws, rng, noise_rate) if noise_rate > 0 else kws

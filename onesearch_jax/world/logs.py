@@ -3,11 +3,12 @@
 Events are generated day by day in vectorised chunks and never held in memory as a whole. Users'
 click histories evolve as the days go by (each event sees the history as of its chunk's start).
 Protocol (the paper's): train on days [0, num_days - 2), valid = day num_days - 2, test = last day.
+New queries (`Queries.is_new`) are issued on the test day only: the test day has never-logged texts.
 """
 import numpy as np
 
-from onesearch_jax.data import click_model
-from onesearch_jax.data.legacy_engine import personalised_top
+from onesearch_jax.world import click_model
+from onesearch_jax.world.legacy_engine import personalised_top
 
 EVENT_FIELDS = ("event_id", "day", "user_id", "query_id", "items", "clicks", "orders", "history")
 
@@ -27,11 +28,20 @@ def days_of_split(split: str, num_days: int) -> list:
     return [d for d in range(num_days) if split_of_day(d, num_days) == split]
 
 
-def sample_traffic(world, rng, n: int):
-    """(user_ids, query_ids) of n searches: queries by frequency, users by activity, biased so a
-    query in a top category is usually issued by a user who favours that category."""
+def day_query_freq(queries, day: int, num_days: int) -> np.ndarray:
+    """Query frequencies on a day: new queries (never logged) are issued on the test day only."""
+    if split_of_day(day, num_days) == "test":
+        return queries.freq
+    return np.where(queries.is_new, 0.0, queries.freq)
+
+
+def sample_traffic(world, rng, n: int, day: int):
+    """(user_ids, query_ids) of n searches on a day: queries by that day's frequency, users by
+    activity, biased so a query in a top category is usually issued by a user who favours it."""
     q = world.queries
-    query_ids = np.searchsorted(np.cumsum(q.freq), rng.random(n) * q.freq.sum()).astype(np.int64)
+    freq = day_query_freq(q, int(day), int(world.config.num_days))
+    query_ids = np.searchsorted(np.cumsum(freq), rng.random(n) * freq.sum(), side="right")
+    query_ids = query_ids.astype(np.int64)
     query_ids = np.minimum(query_ids, len(q) - 1)
     users = world.users
     cum_all = np.cumsum(users.activity)
@@ -76,7 +86,7 @@ def iter_event_chunks(world, days=None, seed=None):
         for c, lo in enumerate(range(0, per_day, chunk)):
             n = min(chunk, per_day - lo)
             rng = np.random.default_rng([seed, 404, day, c])
-            user_ids, query_ids = sample_traffic(world, rng, n)
+            user_ids, query_ids = sample_traffic(world, rng, n, day)
             order = personalised_top(cand_scores[query_ids], world.catalog.brand[
                 np.maximum(cand_items[query_ids], 0)], world.users.brands[user_ids],
                 valid=cand_items[query_ids] >= 0, k=k, bonus=float(cfg.legacy_brand_bonus))

@@ -12,14 +12,13 @@ import os
 import ml_collections
 import numpy as np
 
-from onesearch_jax.data import catalog as catalog_lib
-from onesearch_jax.data import click_model
-from onesearch_jax.data import keyword_oracle
-from onesearch_jax.data import queries as queries_lib
-from onesearch_jax.data import users as users_lib
-from onesearch_jax.data.legacy_engine import LegacyEngine
-from onesearch_jax.data.relevance import relevance_tiers
-from onesearch_jax.data.taxonomy import get_taxonomy
+from onesearch_jax.world import catalog as catalog_lib
+from onesearch_jax.world import keyword_llm
+from onesearch_jax.world import queries as queries_lib
+from onesearch_jax.world import users as users_lib
+from onesearch_jax.world.legacy_engine import LegacyEngine
+from onesearch_jax.world.relevance import relevance_tiers
+from onesearch_jax.world.taxonomy import get_taxonomy
 
 USER_FIELDS = [f.name for f in dataclasses.fields(users_lib.Users)]
 
@@ -36,8 +35,10 @@ class World:
     def relevance(self, query_id: int, item_ids=None) -> np.ndarray:
         return relevance_tiers(self.catalog, self.queries.intents[int(query_id)], item_ids)
 
-    def keywords(self, query_id: int, user_id=None, rng=None, noise_rate=None) -> dict:
-        return keyword_oracle.oracle_keywords(self, query_id, user_id, rng, noise_rate)
+    def oracle_ranking(self, query_id: int, k: int) -> list:
+        """The k items of highest true relevance tier, most popular first within a tier."""
+        tiers = self.relevance(query_id)
+        return np.lexsort((-self.catalog.popularity, -tiers))[:k].tolist()
 
     def stats(self) -> dict:
         t = get_taxonomy()
@@ -84,7 +85,7 @@ class World:
 
     def popularity_percentile(self) -> np.ndarray:
         if "pop_pct" not in self._cache:
-            self._cache["pop_pct"] = click_model.popularity_percentile(self.catalog.popularity)
+            self._cache["pop_pct"] = catalog_lib.popularity_percentile(self.catalog.popularity)
         return self._cache["pop_pct"]
 
     def users_by_top(self) -> dict:
@@ -115,6 +116,7 @@ class World:
                     "query_id": i, "text": q.texts[i], "qtype": str(q.qtype[i]),
                     "is_typo": bool(q.is_typo[i]), "typo_of": int(q.typo_of[i]),
                     "slice": str(q.slice[i]), "freq": float(q.freq[i]), "top": int(q.top[i]),
+                    "is_new": bool(q.is_new[i]),
                     "intent": dataclasses.asdict(q.intents[i])}) + "\n")
         np.savez(os.path.join(directory, "users.npz"),
                  **{k: getattr(self.users, k) for k in USER_FIELDS})
@@ -138,7 +140,8 @@ class World:
             slice=np.array([r["slice"] for r in qrows]),
             freq=np.array([r["freq"] for r in qrows], np.float64),
             top=np.array([r["top"] for r in qrows], np.int32),
-            intents=[queries_lib.Intent.from_dict(r["intent"]) for r in qrows])
+            intents=[queries_lib.Intent.from_dict(r["intent"]) for r in qrows],
+            is_new=np.array([r.get("is_new", False) for r in qrows], bool))
         uarr = np.load(os.path.join(directory, "users.npz"))
         users = users_lib.Users(**{k: uarr[k] for k in USER_FIELDS})
         return World(saved, cat, q, users)
@@ -196,8 +199,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.brands_per_user = 3
     c.user_zipf = 0.8           # activity skew
     c.user_top_affinity = 0.6   # chance a query is issued by a user who prefers its category
-    # Keyword oracle (stand-in for the LLM's keyword CoT).
-    c.keyword_noise_rate = 0.1
+    c.new_query_share = 0.1     # share of distinct queries never logged, issued on the test day only
+    # The LLM stand-in that writes keyword CoT from query text (world/keyword_llm.py).
+    c.keywords = keyword_llm.default_keyword_config()
+    c.item_keyword_noise = 0.2  # attribute sheet: share of entries missing, half as many wrong
     # Legacy engine.
     c.legacy_pop_weight = 3.0   # score = bm25 + w * log(popularity)
     c.legacy_brand_bonus = 1.0  # light personalisation by brand affinity
@@ -211,6 +216,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.popularity_boost = 0.05
     c.order_by_tier = (0.004, 0.015, 0.04, 0.1)    # P(order | click) per tier, before adjustments
     c.price_aversion = 0.6                        # price-sensitive users order less when pricey
+    c.price_elasticity = 1.0                      # orders ~ (price / median) ** (-this * sensitivity)
     return c
 
 
@@ -220,6 +226,11 @@ def validate_config(config) -> None:
     unknown = sorted(set(config.keys()) - set(known.keys()))
     if unknown:
         raise ValueError(f"unknown world config keys {unknown}; valid keys: {', '.join(sorted(known.keys()))}")
+    if "keywords" in config:
+        keyword_llm.validate_keyword_config(config.keywords)
+    for key in ("new_query_share", "item_keyword_noise"):
+        if key in config and not 0.0 <= float(config[key]) <= 1.0:
+            raise ValueError(f"{key} must be in [0, 1], got {config[key]}")
     for key in ("query_type_mix", "qtype_tier0_boost"):
         bad = sorted(set(config[key].keys()) - set(known[key].keys()))
         if bad:

@@ -4,16 +4,22 @@ Types: category, category_attr, brand, need, negation, scenario, substitute, plu
 (is_typo, same intent). Composed queries (more constraints) get lower traffic, so the tail is made
 of rare compositions such as multi-attribute + negation. Attribute and negation queries are built
 from a real item's properties, so every such query has at least one fully relevant item.
+
+Need queries wrap a need's core phrase in a template, optionally with a price word and an audience
+("something for trouble falling asleep for seniors"); negation queries exclude a named component
+("energy drinks without caffeine"), imply it ("dark chocolate for diabetics": sugar-free) or exclude
+a category ("better sleep, no supplements"). Some queries are new: never logged, issued only on
+the test day (`is_new`), among them every query phrased with a held-out need template.
 """
 import dataclasses
 
 import numpy as np
 
-from onesearch_jax.data import taxonomy as tx
+from onesearch_jax.world import taxonomy as tx
 
 QUERY_TYPES = ("category", "category_attr", "brand", "need", "negation", "scenario", "substitute")
 SLICES = ("head", "torso", "tail")
-TYPE_TRAFFIC_BONUS = dict(category=2.0, category_attr=0.0, brand=1.5, need=0.5, negation=0.0,
+TYPE_TRAFFIC_BONUS = dict(category=2.0, category_attr=0.0, brand=1.5, need=2.5, negation=2.0,
                           scenario=0.5, substitute=-0.5)
 
 NEGATION_TEMPLATES = ("{leaf} without {comp}", "{comp}-free {leaf}", "{comp} free {leaf}",
@@ -31,7 +37,8 @@ class Intent:
     brand: int = -1           # required brand
     not_brand: int = -1       # substitute: any brand but this one
     function: int = -1        # required need the item must serve
-    exclude: int = -1         # component the item must not contain
+    exclude: tuple = ()       # components the item must not contain
+    exclude_group: int = -1   # index into taxonomy.CATEGORY_EXCLUSIONS: leaves it must not be in
     price_band: int = -1
     scenario: int = -1
 
@@ -40,6 +47,8 @@ class Intent:
         d = dict(d)
         d["leaves"] = tuple(d["leaves"])
         d["attrs"] = tuple(tuple(p) for p in d["attrs"])
+        ex = d.get("exclude", ())
+        d["exclude"] = (ex,) if isinstance(ex, int) and ex >= 0 else () if isinstance(ex, int) else tuple(ex)
         return Intent(**d)
 
 
@@ -53,6 +62,11 @@ class Queries:
     freq: np.ndarray       # (Q,) float64 probability a search event issues this query
     top: np.ndarray        # (Q,) int32 main top category (-1 if mixed), used to pick users
     intents: list          # Intent per query
+    is_new: np.ndarray = None  # (Q,) bool: never logged, issued only on the test day
+
+    def __post_init__(self):
+        if self.is_new is None:
+            self.is_new = np.zeros(len(self.texts), bool)
 
     def __len__(self):
         return len(self.texts)
@@ -128,13 +142,47 @@ def _make_one(rng, qtype, t, catalog, cache):
     if qtype == "need":
         f = int(rng.integers(len(t.function_names)))
         leaves = tuple(np.flatnonzero(t.leaf_functions[:, f]).tolist())
-        text = _pick(rng, tx.FUNCTIONS[t.function_names[f]]["phrases"])
+        heldout = rng.random() < 0.25
+        template = _pick(rng, tx.HELDOUT_NEED_TEMPLATES if heldout else tx.NEED_TEMPLATES)
+        text = template.format(p=_pick(rng, tx.FUNCTIONS[t.function_names[f]]["phrases"]))
+        attrs, band, complexity = (), -1, 1 + (template != "{p}")
+        a_aud = t.attr_type_index("audience")
+        fits = np.flatnonzero(t.attr_allowed[a_aud][list(leaves)].any(0))
+        if rng.random() < 0.2 and len(fits):
+            v = int(_pick(rng, fits))
+            text, attrs, complexity = f"{text} for {t.attr_values[a_aud][v]}", ((a_aud, v),), complexity + 1
         if rng.random() < 0.2:
             band = int(rng.integers(3))
-            text = f"{_pick(rng, tx.PRICE_BAND_QUERY_WORDS[band])} {text}"
-            return text, Intent(qtype, leaves, function=f, price_band=band), 2
-        return text, Intent(qtype, leaves, function=f), 1
+            text, complexity = f"{_pick(rng, tx.PRICE_BAND_QUERY_WORDS[band])} {text}", complexity + 1
+        return text, Intent(qtype, leaves, attrs, function=f, price_band=band), complexity, heldout
     if qtype == "negation":
+        u = rng.random()
+        if u < 0.15:  # category exclusion: a need, minus the categories a word names
+            groups = tx.category_exclusion_leaves()
+            g = int(rng.integers(len(groups)))
+            word, banned = list(groups)[g], groups[list(groups)[g]]
+            f = int(rng.integers(len(t.function_names)))
+            serving = np.flatnonzero(t.leaf_functions[:, f])
+            kept = tuple(int(x) for x in serving if x not in banned)
+            if len(kept) == len(serving) or not kept:
+                return None
+            phrase = _pick(rng, tx.FUNCTIONS[t.function_names[f]]["phrases"])
+            text = _pick(rng, tx.CATEGORY_EXCLUSION_TEMPLATES).format(p=phrase, g=word)
+            return text, Intent(qtype, kept, function=f, exclude_group=g), 2, False
+        if u < 0.4:  # implicit exclusion: the cue names no component
+            cue = _pick(rng, list(tx.IMPLICIT_EXCLUSIONS))
+            comps = tuple(sorted(t.component_names.index(c) for c in tx.IMPLICIT_EXCLUSIONS[cue]))
+            mask = sum(1 << c for c in comps)
+            key = ("implicit", cue)
+            if key not in cache:  # items free of all the cue's components, in leaves that can have one
+                can = (t.leaf_component_prob[catalog.leaf][:, list(comps)] > 0).any(1)
+                cache[key] = np.flatnonzero(can & ((catalog.components & mask) == 0))
+            if len(cache[key]) == 0:
+                return None
+            i = int(_pick(rng, cache[key]))
+            leaf = t.leaf_names[int(catalog.leaf[i])]
+            text = f"{cue} {leaf}" if cue.endswith(("friendly", "safe")) else f"{leaf} {cue}"
+            return text, Intent(qtype, (int(catalog.leaf[i]),), exclude=comps), 2, False
         c = int(rng.integers(len(t.component_names)))
         comp = t.component_names[c]
         if ("fns", c) not in cache:  # needs served by leaves that can contain c
@@ -145,7 +193,7 @@ def _make_one(rng, qtype, t, catalog, cache):
             f = int(_pick(rng, fns))
             leaves = tuple(np.flatnonzero(t.leaf_functions[:, f]).tolist())
             phrase = _pick(rng, tx.FUNCTIONS[t.function_names[f]]["phrases"])
-            return f"{phrase} without {comp}", Intent(qtype, leaves, function=f, exclude=c), 2
+            return f"{phrase} without {comp}", Intent(qtype, leaves, function=f, exclude=(c,)), 2, False
         if ("neg", c) not in cache:  # items a "without c" query can be built from
             cache["neg", c] = np.flatnonzero((t.leaf_component_prob[catalog.leaf, c] > 0)
                                              & ~catalog.contains(c))
@@ -157,7 +205,7 @@ def _make_one(rng, qtype, t, catalog, cache):
         attrs = _item_attrs(rng, catalog, i, n_attr - 1) if rng.random() < 0.35 else ()
         leaf_text = _attr_phrase(t, attrs, t.leaf_names[leaf], -1, rng)
         text = _pick(rng, NEGATION_TEMPLATES).format(leaf=leaf_text, comp=comp)
-        return text, Intent(qtype, (leaf,), attrs, exclude=c), 1 + len(attrs)
+        return text, Intent(qtype, (leaf,), attrs, exclude=(c,)), 1 + len(attrs), False
     if qtype == "scenario":
         s = int(rng.integers(len(t.scenario_names)))
         text = _pick(rng, tx.SCENARIOS[t.scenario_names[s]]["phrases"])
@@ -207,7 +255,7 @@ def build_queries(config, catalog) -> Queries:
     types, probs = list(mix), np.array([mix[k] for k in mix], float)
     probs /= probs.sum()
 
-    texts, intents, complexity, seen, cache = [], [], [], set(), {}
+    texts, intents, complexity, heldout, seen, cache = [], [], [], [], set(), {}
     attempts = 0
     type_draws, misses = [], np.zeros(len(types), np.int64)
     while len(texts) < num_base:
@@ -231,6 +279,7 @@ def build_queries(config, catalog) -> Queries:
         texts.append(made[0])
         intents.append(made[1])
         complexity.append(made[2])
+        heldout.append(len(made) > 3 and bool(made[3]))
 
     # Short generic queries (a category, a brand) dominate the head; compositions fill the tail.
     type_bonus = np.array([TYPE_TRAFFIC_BONUS[it.qtype] for it in intents])
@@ -240,9 +289,15 @@ def build_queries(config, catalog) -> Queries:
     rank[np.argsort(-score, kind="stable")] = np.arange(1, num_base + 1)
     freq = rank ** -float(config.query_zipf)
 
+    # New queries: every held-out phrasing plus a share of each type, drawn by its own generator so
+    # the rest of the world does not move when the share changes.
+    new_rng = np.random.default_rng([int(config.seed), 203])
+    is_new = np.asarray(heldout, bool) | (new_rng.random(num_base) < float(config.new_query_share))
+
     typo_of = [-1] * num_base
     typo_freq = []
-    head_half = np.argsort(-freq)[: max(1, num_base // 2)]
+    logged = np.flatnonzero(~is_new)
+    head_half = logged[np.argsort(-freq[logged])][: max(1, len(logged) // 2)]
     tries = 0
     while len(typo_of) < num_total and tries < 50 * num_typos + 100:
         tries += 1
@@ -259,10 +314,11 @@ def build_queries(config, catalog) -> Queries:
     freq = freq / freq.sum()
 
     typo_of = np.asarray(typo_of, np.int32)
+    is_new = np.concatenate([is_new, np.zeros(len(texts) - num_base, bool)])
     tops = []
     for it in intents:
         leaf_tops = set(t.leaf_top[list(it.leaves)].tolist()) if it.leaves else set()
         tops.append(leaf_tops.pop() if len(leaf_tops) == 1 else -1)
     return Queries(texts=texts, qtype=np.array([it.qtype for it in intents]),
                    is_typo=typo_of >= 0, typo_of=typo_of, slice=slices_from_freq(freq), freq=freq,
-                   top=np.asarray(tops, np.int32), intents=intents)
+                   top=np.asarray(tops, np.int32), intents=intents, is_new=is_new)

@@ -9,14 +9,16 @@ Rules, for every query type:
     usually serves the need but this item does not, ...).
   * tier 1: related: same mid category as one of the intent's leaves, or (need queries) the item
     serves the requested need from another category, or (brand queries) the brand in another leaf.
-  * tier 0: anything else, and ANY item that contains the component a negation query excludes.
+  * tier 0: anything else, and ANY item that contains a component a negation query excludes
+    (named, "without caffeine", or implied, "safe in pregnancy") or sits in an excluded category
+    ("better sleep, no supplements").
 So "energy drinks without caffeine": caffeine-free energy drinks 3, caffeinated ones 0, sparkling
 water (same mid) 1; "alternative to VitaPeak multivitamins": other brands' multivitamins 3,
 VitaPeak's own 2.
 """
 import numpy as np
 
-from onesearch_jax.data import taxonomy as tx
+from onesearch_jax.world import taxonomy as tx
 
 
 def _catalog_of(world_or_catalog):
@@ -35,6 +37,21 @@ def constraint_masks(catalog, intent, items) -> list:
     if intent.price_band >= 0:
         masks.append(catalog.price_band[items] == intent.price_band)
     return masks
+
+
+def exclusion_mask(intent) -> int:
+    """Bitmask over components of everything the intent excludes (0 = none)."""
+    return int(sum(1 << int(c) for c in intent.exclude))
+
+
+def excluded(catalog, intent, items) -> np.ndarray:
+    """bool per item: contains an excluded component or sits in an excluded category."""
+    out = (catalog.components[items] & np.int32(exclusion_mask(intent))) != 0
+    if intent.exclude_group >= 0:
+        banned = np.zeros(len(tx.get_taxonomy().leaf_names), bool)
+        banned[list(list(tx.category_exclusion_leaves().values())[intent.exclude_group])] = True
+        out |= banned[catalog.leaf[items]]
+    return out
 
 
 def relevance_tiers(world_or_catalog, intent, item_ids=None) -> np.ndarray:
@@ -72,6 +89,5 @@ def relevance_tiers(world_or_catalog, intent, item_ids=None) -> np.ndarray:
     for m in constraint_masks(catalog, intent, items):
         all_met &= m
     tiers = np.where(in_cat & all_met, 3, np.where(in_cat, 2, np.where(related, 1, 0)))
-    if intent.exclude >= 0:
-        tiers = np.where((catalog.components[items] >> np.int32(intent.exclude)) & 1 == 1, 0, tiers)
+    tiers = np.where(excluded(catalog, intent, items), 0, tiers)
     return np.where(valid, tiers, 0).astype(np.int8)
