@@ -10,6 +10,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
+from onesearch_jax import quiet
 from onesearch_jax.sid.build import build_sids_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sids.py:tiny", "SID config.")
@@ -21,6 +22,7 @@ _CACHE = flags.DEFINE_string("embedding_cache", None,
 
 def main(argv):
     del argv
+    quiet.quiet_libraries()
     metrics = build_sids_workdir(_CONFIG.value, _WORKDIR.value, _CACHE.value)
     for k, v in sorted(metrics.items()):
         print(f"{k:16s} {v:.4f}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
+from onesearch_jax import quiet
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.world.build import (build_reward_model, build_world_workdir, evaluate_baselines,
                                        oracle_headroom)
@@ -54,6 +55,7 @@ def print_summary(metrics: dict) -> None:
 
 def main(argv):
     del argv
+    quiet.quiet_libraries()
     config, workdir = _CONFIG.value, _WORKDIR.value
     world = build_world_workdir(config, workdir)
     metrics = evaluate_baselines(world, workdir, _MAX_EVAL_EVENTS.value)

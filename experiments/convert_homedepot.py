@@ -25,6 +25,7 @@ from typing import Sequence, Union
 import numpy as np
 from absl import app, flags
 
+from onesearch_jax import quiet
 from onesearch_jax.data.real_catalog import (JUDGMENT_COLUMNS, PRODUCT_COLUMNS, LoadReport,
                                              parse_relevance)
 
@@ -134,6 +135,7 @@ def convert(train_csv: Union[str, Path], out_dir: Union[str, Path], dev_fraction
 
 
 def main(argv: Sequence[str]) -> None:
+    quiet.quiet_libraries()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.train_csv or not FLAGS.out_dir:

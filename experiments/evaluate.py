@@ -17,6 +17,7 @@ import os
 
 from absl import app, flags
 
+from onesearch_jax import quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
@@ -55,6 +56,7 @@ def judged_table(metrics: dict, systems) -> str:
 
 def main(argv):
     del argv
+    quiet.quiet_libraries()
     if _JUDGMENTS.value:
         from onesearch_jax.eval.real_eval import evaluate_real_workdir
 

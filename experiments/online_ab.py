@@ -12,6 +12,7 @@ Writes `ab/ctr_lift`, `ab/gmv_lift`, ... (and `ab_perturbed<i>/...`) into W/metr
 from absl import app, flags
 
 from onesearch_jax import artifacts
+from onesearch_jax import quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
 from onesearch_jax.search import Searcher
@@ -25,6 +26,7 @@ LIFTS = ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift")
 
 def main(argv):
     del argv
+    quiet.quiet_libraries()
     searcher = Searcher.from_workdir(_WORKDIR.value)
     world = searcher.bundle.world
     train_events = artifacts.load_query_event_counts(_WORKDIR.value)["train"]

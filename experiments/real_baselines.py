@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags
 
+from onesearch_jax import quiet
 from onesearch_jax.data.real_catalog import load_products
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
 from onesearch_jax.eval.real_eval import (BASELINES, REPORTED, JudgedQueries, baseline_systems,
@@ -76,6 +77,7 @@ def format_table(metrics: dict[str, float], systems: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str]) -> None:
+    quiet.quiet_libraries()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     for name in ("products", "judgments", "out"):

@@ -6,6 +6,7 @@ Works for simulated-world and real-catalog (configs/homedepot.py) workdirs alike
 """
 from absl import app, flags
 
+from onesearch_jax import quiet
 from onesearch_jax.search import Searcher
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
@@ -15,6 +16,7 @@ _K = flags.DEFINE_integer("k", 10, "Results per query.")
 
 def main(argv):
     del argv
+    quiet.quiet_libraries()
     searcher = Searcher.from_workdir(_WORKDIR.value)
     title_of = dict(zip(searcher.bundle.product_ids, searcher.bundle.titles))
     for query, results in zip(_QUERY.value, searcher.search(_QUERY.value, _K.value)):

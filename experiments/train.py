@@ -13,6 +13,7 @@ progress line; evaluates on a sample of valid-day events every `train.eval_every
 from absl import app, flags
 from ml_collections import config_flags
 
+from onesearch_jax import quiet
 from onesearch_jax.train.real_run import run_real_sft
 from onesearch_jax.train.sft_run import run_sft
 
@@ -22,6 +23,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and 
 
 def main(argv):
     del argv
+    quiet.quiet_libraries()
     config = _CONFIG.value
     run = run_real_sft if config.get("stage") == "sft_real" else run_sft
     summary = run(config, _WORKDIR.value)
