@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from onesearch_jax import quiet
 from onesearch_jax import workdir as workdir_lib
+from onesearch_jax.eval.world_eval import results_table
 from onesearch_jax.world.build import (build_reward_model, build_world_workdir, evaluate_baselines,
                                        oracle_headroom)
 
@@ -40,12 +41,11 @@ def print_summary(metrics: dict) -> None:
             "share/need", "share/negation", "share/unseen", "click_irrelevant_rate",
             "click_irrelevant_rate/negation", "keywords/precision", "keywords/coverage",
             "leak/test_queries_with_training_keywords", "share/test_unseen_queries",
-            "reward/ctr_auc_valid", "reward/ctr_ece_valid")
+            "reward/ctr_auc_valid", "reward/true_ctr_auc_valid", "reward/ctr_auc_valid_with_position",
+            "reward/ctr_ece_valid", "reward/order_auc_valid", "reward/true_order_auc_valid")
     for k in keys:
         print(f"{k:42s} {metrics.get(k, float('nan')):.4g}")
-    print(f"{'system':18s}" + "".join(f"{c:>22s}" for c in COLUMNS))
-    for name, prefix in BASELINES:
-        print(f"{name:18s}" + "".join(f"{metrics.get(prefix + c, float('nan')):>22.4f}" for c in COLUMNS))
+    print(results_table(metrics, systems=BASELINES, columns=COLUMNS))
     print("relevance oracle vs legacy engine, simulated A/B on the test day (95% CI):")
     for lift in ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift"):
         key = "ab_oracle/" + lift

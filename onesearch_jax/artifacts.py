@@ -7,8 +7,9 @@ import numpy as np
 
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
-from onesearch_jax.world.world import World
 from onesearch_jax.sid.khqe import KHQE
+from onesearch_jax.world.reward_model import RewardModel
+from onesearch_jax.world.world import World
 
 
 def _require(path: str, stage: str) -> str:
@@ -39,6 +40,11 @@ def load_query_keywords(workdir: str) -> dict[str, dict]:
     path = _require(wd.query_keywords_path(workdir), "build_world")
     rows = keywords_io.read_keywords_jsonl(path)
     return {text: fields for (text, user), fields in rows.items() if user is None}
+
+
+def load_reward_model(workdir: str):
+    """The reward model build_world fitted on the training logs (no click model behind it)."""
+    return RewardModel.load(_require(wd.reward_model_path(workdir), "build_world"))
 
 
 def load_query_event_counts(workdir: str) -> dict[str, np.ndarray]:

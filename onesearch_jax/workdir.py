@@ -100,6 +100,11 @@ def tokenizer_path(workdir: str) -> str:
     return os.path.join(world_dir(workdir), "tokenizer.json")
 
 
+def reward_model_path(workdir: str) -> str:
+    """The learned reward (world/reward_model.py), fitted on the training logs."""
+    return os.path.join(world_dir(workdir), "reward_model.npz")
+
+
 def query_keywords_path(workdir: str) -> str:
     """Keyword CoT of the training-log queries (keywords_io JSONL)."""
     return os.path.join(world_dir(workdir), "query_keywords.jsonl")

@@ -44,11 +44,16 @@ class WorldTargets:
             graded = np.flatnonzero(tiers >= 2)
             gain_maps[q] = dict(zip(graded.tolist(), (2.0 ** tiers[graded] - 1).tolist()))
         self.rel = [rel_sets[q] for q in self.query_ids]
-        self.violating = {}  # query id -> bool per item: excluded by the query (negation queries only)
+        # query id -> bool per item, excluded by the query (negation queries only); one array per
+        # distinct exclusion, shared by the queries that state it.
+        by_exclusion, self.violating = {}, {}
         for q in np.unique(self.query_ids):
             intent = world.queries.intents[int(q)]
+            key = (intent.exclude, intent.exclude_group)
             if intent.exclude or intent.exclude_group >= 0:
-                self.violating[int(q)] = excluded(world.catalog, intent, np.arange(len(world.catalog)))
+                if key not in by_exclusion:
+                    by_exclusion[key] = excluded(world.catalog, intent, np.arange(len(world.catalog)))
+                self.violating[int(q)] = by_exclusion[key]
         self.rel_gains = [gain_maps[q] for q in self.query_ids]
         self.slices = self._slices(world, train_clicked_items, train_query_events)
 

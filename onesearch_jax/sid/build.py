@@ -29,7 +29,7 @@ def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_d
     title + noisy attribute sheet, queries from the dictionary extractor over the query text.
     Embedding is the slow part (MiniLM on a CPU); refitting codebooks should not redo it."""
     item_keywords = text_keywords.item_keywords(world.catalog, int(world.config.seed),
-                                                float(world.config.get("item_keyword_noise", 0.2)))
+                                                float(world.config.item_keyword_noise))
     query_keywords = text_keywords.text_keywords(world.queries.texts)
     key = hashlib.sha256(json.dumps([embedder_name, bool(keyword_enhance), world.catalog.titles,
                                      item_keywords, world.queries.texts, query_keywords]).encode()).hexdigest()[:16]

@@ -16,18 +16,20 @@ from onesearch_jax import artifacts
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
 from onesearch_jax.data.text_tokenizer import TASK_TOKENS
-from onesearch_jax.world import logs
-from onesearch_jax.world.world import World, build_world
 from onesearch_jax.eval import world_eval
 from onesearch_jax.eval.bm25 import BM25Index
 from onesearch_jax.eval.memorization import LogMemorizer
 from onesearch_jax.progress import Progress
-from onesearch_jax.workdir import data_dir, query_keywords_path, tokenizer_path, world_dir
-from onesearch_jax.world import keyword_llm
+from onesearch_jax.workdir import (data_dir, query_keywords_path, reward_model_path, tokenizer_path,
+                                   world_dir)
+from onesearch_jax.world import keyword_llm, logs
 from onesearch_jax.world.keyword_score import score_keywords
 from onesearch_jax.world.reward_model import fit_reward_model
-from onesearch_jax.world.simulator import legacy_search_fn, oracle_search_fn, simulate_traffic
-
+from onesearch_jax.world.click_model import examine_probs
+from onesearch_jax.world.simulator import (legacy_search_fn, oracle_search_fn, simulate_traffic,
+                                          true_page_probs)
+from onesearch_jax.world.taxonomy import get_taxonomy
+from onesearch_jax.world.world import World, build_world
 
 
 class LogTally:
@@ -103,8 +105,8 @@ def build_world_workdir(config, workdir: str) -> World:
         tally(chunks(), num_days), lambda d: logs.split_of_day(d, num_days), data_dir(workdir),
         num_exposed=int(config.exposure_k), history_len=int(config.history_len),
         query_texts=world.queries.texts)
-    logged_texts = [t for t, new in zip(world.queries.texts, world.queries.is_new) if not new]
-    tok = text_tokenizer.train_text_tokenizer(  # never-logged (test-day) texts stay unseen
+    logged_texts = [world.queries.texts[i] for i in np.flatnonzero(tally.query_events["train"])]
+    tok = text_tokenizer.train_text_tokenizer(  # texts absent from the training logs stay unseen
         list(world.catalog.titles) + logged_texts,
         vocab_size=int(config.tokenizer_vocab_size), extra_special_tokens=TASK_TOKENS)
     text_tokenizer.save_text_tokenizer(tok, tokenizer_path(workdir))
@@ -114,14 +116,18 @@ def build_world_workdir(config, workdir: str) -> World:
     np.savez(os.path.join(world_dir(workdir), "train_clicks.npz"),
              **dict(zip(("query_id", "item", "weight"), (np.concatenate(x) for x in zip(*tally.pairs)))))
     np.savez(os.path.join(world_dir(workdir), "query_event_counts.npz"), **tally.query_events)
-    stats.update(write_query_keywords(world, workdir, tally.query_events))
+    clicks = artifacts.load_train_clicks(workdir)
+    leaf_clicks = np.bincount(world.catalog.leaf[clicks["item"]], weights=clicks["weight"],
+                              minlength=len(get_taxonomy().leaf_names))
+    stats.update(write_query_keywords(world, workdir, tally.query_events, leaf_clicks))
     workdir_lib.write_metrics(workdir, "world", stats, config)
     with open(done_marker, "w") as f:
         f.write("ok\n")
     return world
 
 
-def write_query_keywords(world: World, workdir: str, query_events) -> dict[str, float]:
+def write_query_keywords(world: World, workdir: str, query_events,
+                         leaf_clicks=None) -> dict[str, float]:
     """Keyword CoT for the queries of the training logs only, from the LLM stand-in or a JSONL.
 
     Writes W/world/query_keywords.jsonl (keywords_io format) and returns the writer's precision
@@ -135,17 +141,27 @@ def write_query_keywords(world: World, workdir: str, query_events) -> dict[str, 
         rows = {text: fields for (text, user), fields in external.items()
                 if user is None and text in wanted}
     else:
-        writer = keyword_llm.KeywordWriter(world.config, world.catalog, world.users)
+        writer = keyword_llm.KeywordWriter(world.config, world.catalog, world.users, leaf_clicks)
         rows = {text: kws for text in texts if (kws := writer.write(text)) is not None}
     keywords_io.write_keywords_jsonl(query_keywords_path(workdir), {(t, None): f for t, f in rows.items()})
     out = score_keywords(world, rows, logged)
+    out.update(keyword_leaks(world, workdir, query_events))
     unseen = (query_events["test"] > 0) & (query_events["train"] == 0)
-    out["leak/test_queries_with_training_keywords"] = float(sum(
-        world.queries.texts[i] in rows for i in np.flatnonzero(unseen)))
     test_events = max(int(query_events["test"].sum()), 1)
     out["share/test_unseen_queries"] = float(query_events["test"][unseen].sum() / test_events)
     out["share/test_new_queries"] = float(query_events["test"][world.queries.is_new].sum() / test_events)
     return out
+
+
+def keyword_leaks(world: World, workdir: str, query_events) -> dict[str, float]:
+    """Reads back the keyword file training will read and counts rows it must not have: test-day
+    queries absent from the training logs, and any query absent from the training logs."""
+    written = set(artifacts.load_query_keywords(workdir))
+    texts = np.asarray(world.queries.texts, object)
+    unseen = (query_events["test"] > 0) & (query_events["train"] == 0)
+    return {"leak/test_queries_with_training_keywords": float(len(written & set(texts[unseen]))),
+            "leak/keyword_queries_not_in_training_logs": float(len(
+                written - set(texts[query_events["train"] > 0])))}
 
 
 def evaluate_baselines(world: World, workdir: str, max_events: int) -> dict[str, float]:
@@ -168,15 +184,18 @@ def evaluate_baselines(world: World, workdir: str, max_events: int) -> dict[str,
     return out
 
 
-def reward_model_path(workdir: str) -> str:
-    return os.path.join(world_dir(workdir), "reward_model.npz")
-
-
 def build_reward_model(world: World, workdir: str, max_events: int = 200_000) -> dict[str, float]:
     """Fits the learned reward on (a seeded sample of at most max_events of) the train days,
     calibrates it on the valid day, saves it to W/world/reward_model.npz."""
+    def true_probs(events):  # the ceiling the reward model is scored against
+        p_click, p_order = true_page_probs(world, world.config, events["user_id"],
+                                           events["query_id"], events["items"])
+        examine = examine_probs(p_click.shape[1], float(world.config.examine_eta))
+        return p_click, p_click / examine[None, :], p_order
+
     model, metrics = fit_reward_model(world, artifacts.load_events(workdir, "train", max_events),
-                                      artifacts.load_events(workdir, "valid", max_events))
+                                      artifacts.load_events(workdir, "valid", max_events),
+                                      true_probs=true_probs)
     model.save(reward_model_path(workdir))
     return metrics
 

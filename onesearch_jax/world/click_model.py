@@ -88,7 +88,7 @@ def perturbed_config(config, seed: int, scale: float = 0.25):
     c.order_by_tier = tuple(np.maximum.accumulate([jitter(x) for x in config.order_by_tier]))
     for key in ("examine_eta", "shallow_bonus", "brand_affinity_boost", "audience_boost",
                 "popularity_boost", "price_aversion", "price_elasticity"):
-        c[key] = jitter(config[key])
+        c[key] = jitter(config.get(key, 0.0))
     for key in config.qtype_tier0_boost:
         c.qtype_tier0_boost[key] = jitter(config.qtype_tier0_boost[key])
     return c

@@ -4,14 +4,22 @@ It knows the store the way a large LLM knows the world: category, brand, attribu
 need vocabularies, how needs are phrased, implicit exclusions ("safe in pregnancy" = caffeine- and
 alcohol-free), category-exclusion words ("no supplements"), and it fixes one-letter typos. It reads
 an intent from the text (never the query's latent intent), then errs systematically, each at a
-rate from `config.keywords`:
-  bias_rate            names the click-popular leaf for the query's words instead of the one asked;
-  drop_exclusion_rate  forgets the exclusion ("without caffeine" written as plain energy drinks);
-  overgeneralise_rate  writes the parent category and drops the attributes;
+rate from `config.keywords`, and twice as often where an LLM finds it harder:
+  bias_rate            names the most-clicked leaf for the query's words instead of the one asked
+                       (doubled when the text names no category: needs, scenarios, brands);
+  drop_exclusion_rate  forgets the exclusion ("without caffeine" written as plain energy drinks;
+                       doubled for implied and category exclusions);
+  overgeneralise_rate  writes the parent category and drops the attributes (doubled for two or
+                       more attributes);
   noise_rate           drops keywords and adds random wrong ones (keyword_fields.add_noise);
   coverage             share of query texts that get keywords at all.
-Keywords are rendered by keyword_fields.render_keywords, the same renderer as the ground truth, so
-precision against the truth is measured string for string. Deterministic per (seed, text, user).
+"Most-clicked" comes from the training logs' clicks per leaf when given (as a company would
+prompt its LLM), else from item popularity. Keywords are rendered by
+keyword_fields.render_keywords, the same renderer as the ground truth, so precision against the
+truth is measured string for string (a real LLM's JSONL is scored the same way, so its wording
+counts: "caffeine-free", not "no caffeine"). Where a phrase is in two vocabularies ("pain relief"
+is a need and a category) the first listed in `world_vocabulary` wins. Deterministic per (seed,
+text, user).
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import numpy as np
 from onesearch_jax.data.keyword_extractor import DictionaryExtractor
 from onesearch_jax.world import keyword_fields
 from onesearch_jax.world import taxonomy as tx
-from onesearch_jax.world.queries import Intent
+from onesearch_jax.world.queries import NEGATION_TEMPLATES, SUBSTITUTE_TEMPLATES, Intent
 
 KNOBS = dict(coverage=0.95, bias_rate=0.15, drop_exclusion_rate=0.15, overgeneralise_rate=0.1,
              noise_rate=0.05)
@@ -47,7 +55,12 @@ def validate_keyword_config(kc) -> None:
         raise ValueError(f"unknown keywords config keys {['keywords.' + k for k in unknown]}; "
                          f"valid: {', '.join('keywords.' + k for k in sorted(known))}")
     for k in KNOBS:
-        v = float(kc[k])
+        if k not in kc:
+            raise ValueError(f"keywords.{k} is missing; valid keys: {', '.join(sorted(known))}")
+        try:
+            v = float(kc[k])
+        except (TypeError, ValueError):
+            raise ValueError(f"keywords.{k} must be a number in [0, 1], got {kc[k]!r}") from None
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"keywords.{k} must be in [0, 1], got {kc[k]}")
 
@@ -99,10 +112,9 @@ def world_vocabulary() -> dict:
 
 def known_words() -> set:
     """Every word the stand-in knows: vocabulary phrases plus the words of query templates."""
-    from onesearch_jax.world import queries  # the templates shoppers' phrasings follow
     texts = list(world_vocabulary()) + list(tx.NEED_TEMPLATES + tx.HELDOUT_NEED_TEMPLATES
                                             + tx.CATEGORY_EXCLUSION_TEMPLATES
-                                            + queries.NEGATION_TEMPLATES + queries.SUBSTITUTE_TEMPLATES)
+                                            + NEGATION_TEMPLATES + SUBSTITUTE_TEMPLATES)
     texts += [w for words in tx.PRICE_BAND_QUERY_WORDS.values() for w in words]
     return {w for text in texts for w in text.replace("{", " ").replace("}", " ").split()
             if w.isalpha()} | {"free"}
@@ -147,25 +159,30 @@ def _one_edit(a: str, b: str) -> bool:
 class KeywordWriter:
     """`write(text, user_id)` -> keyword fields (or None when the text is not covered)."""
 
-    def __init__(self, config, catalog, users=None):
+    def __init__(self, config, catalog, users=None, leaf_clicks=None):
         kc = config.get("keywords", default_keyword_config())
         validate_keyword_config(kc)
         self.kc, self.seed, self.users = kc, int(config.seed), users
         t = tx.get_taxonomy()
         self.leaf_counts = np.bincount(catalog.leaf, minlength=len(t.leaf_names))
-        # What the LLM believes shoppers buy: total item popularity per leaf.
-        self.leaf_popularity = np.bincount(catalog.leaf, weights=catalog.popularity,
-                                           minlength=len(t.leaf_names))
+        # What the LLM is told shoppers click: the logs' clicks per leaf (else item popularity).
+        self.leaf_popularity = (np.asarray(leaf_clicks, np.float64) if leaf_clicks is not None else
+                                np.bincount(catalog.leaf, weights=catalog.popularity,
+                                            minlength=len(t.leaf_names)))
         vocab = world_vocabulary()
         self.extractor = DictionaryExtractor(vocab, field_of_type=_field_types())
         self.typos = TypoFixer(known_words())
         self.leaf_words = [set(name.split()) - STOP for name in t.leaf_names]
 
     # --- reading ----------------------------------------------------------------------------
+    def normalise(self, text: str) -> str:
+        """Lower case, one-letter typos fixed."""
+        return " ".join(self.typos.fix(w) for w in text.lower().split())
+
     def read(self, text: str) -> Intent:
         """The intent the text states, as an attentive LLM reads it (no deliberate errors)."""
         t = tx.get_taxonomy()
-        text = " ".join(self.typos.fix(w) for w in text.lower().split())
+        text = self.normalise(text)
         found = dict(leaf=-1, mid=-1, brand=-1, need=-1, scenario=-1, band=-1, group=-1)
         attrs, exclude, substitute = [], set(), False
         for m in self.extractor.extract(text):
@@ -253,18 +270,27 @@ class KeywordWriter:
             cands = np.flatnonzero(t.leaf_mid == t.leaf_mid[reading.leaves[0]]).tolist()
         return int(max(cands, key=lambda leaf: self.leaf_popularity[leaf])) if cands else -1
 
+    def hardness(self, text: str, reading: Intent) -> dict:
+        """Per error, 2.0 where the reading is harder for an LLM, else 1.0."""
+        kinds = {m.type for m in self.extractor.extract(self.normalise(text))}
+        return {"bias_rate": 1.0 + ("leaf" not in kinds and "mid" not in kinds),
+                "drop_exclusion_rate": 1.0 + ("implicit" in kinds or reading.exclude_group >= 0),
+                "overgeneralise_rate": 1.0 + (len(reading.attrs) >= 2)}
+
     def write_reading(self, text: str, rng) -> Intent:
         reading = self.read(text)
-        if rng.random() < float(self.kc.bias_rate):
+        hard = self.hardness(text, reading)
+        rate = {k: min(1.0, float(self.kc[k]) * hard[k]) for k in hard}
+        if rng.random() < rate["bias_rate"]:
             leaf = self.popular_leaf_for(text, reading)
             if leaf >= 0:
                 reading = dataclasses.replace(reading, leaves=(leaf,))
-        if rng.random() < float(self.kc.overgeneralise_rate) and len(reading.leaves) == 1:
+        if rng.random() < rate["overgeneralise_rate"] and len(reading.leaves) == 1:
             t = tx.get_taxonomy()
             mid_leaves = np.flatnonzero(t.leaf_mid == t.leaf_mid[reading.leaves[0]]).tolist()
             reading = dataclasses.replace(reading, leaves=tuple(mid_leaves), attrs=())
         if ((reading.exclude or reading.exclude_group >= 0)
-                and rng.random() < float(self.kc.drop_exclusion_rate)):
+                and rng.random() < rate["drop_exclusion_rate"]):
             qtype = "need" if reading.function >= 0 else "category"
             reading = dataclasses.replace(reading, exclude=(), exclude_group=-1, qtype=qtype)
         return reading

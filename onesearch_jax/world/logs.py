@@ -28,18 +28,22 @@ def days_of_split(split: str, num_days: int) -> list:
     return [d for d in range(num_days) if split_of_day(d, num_days) == split]
 
 
-def day_query_freq(queries, day: int, num_days: int) -> np.ndarray:
-    """Query frequencies on a day: new queries (never logged) are issued on the test day only."""
-    if split_of_day(day, num_days) == "test":
-        return queries.freq
-    return np.where(queries.is_new, 0.0, queries.freq)
+def day_query_freq(queries, day: int, num_days: int, new_traffic: float = 0.1) -> np.ndarray:
+    """Query frequencies on a day: new queries (never logged) are issued on the test day only,
+    where together they take `new_traffic` of the searches (each one stays rare)."""
+    logged = np.where(queries.is_new, 0.0, queries.freq)
+    if split_of_day(day, num_days) != "test" or not queries.is_new.any():
+        return logged
+    new = np.where(queries.is_new, queries.freq, 0.0)
+    return (1.0 - new_traffic) * logged / logged.sum() + new_traffic * new / new.sum()
 
 
 def sample_traffic(world, rng, n: int, day: int):
     """(user_ids, query_ids) of n searches on a day: queries by that day's frequency, users by
     activity, biased so a query in a top category is usually issued by a user who favours it."""
     q = world.queries
-    freq = day_query_freq(q, int(day), int(world.config.num_days))
+    freq = day_query_freq(q, int(day), int(world.config.num_days),
+                          float(world.config.get("new_query_traffic", 0.1)))
     query_ids = np.searchsorted(np.cumsum(freq), rng.random(n) * freq.sum(), side="right")
     query_ids = query_ids.astype(np.int64)
     query_ids = np.minimum(query_ids, len(q) - 1)

@@ -9,7 +9,9 @@ Need queries wrap a need's core phrase in a template, optionally with a price wo
 ("something for trouble falling asleep for seniors"); negation queries exclude a named component
 ("energy drinks without caffeine"), imply it ("dark chocolate for diabetics": sugar-free) or exclude
 a category ("better sleep, no supplements"). Some queries are new: never logged, issued only on
-the test day (`is_new`), among them every query phrased with a held-out need template.
+the test day (`is_new`), among them every query phrased with a held-out need template. Each new
+query is rare (they take the lowest traffic ranks); together they take `new_query_traffic` of the
+test day's searches (logs.day_query_freq).
 """
 import dataclasses
 
@@ -113,15 +115,15 @@ def _item_attrs(rng, catalog, i, k):
 
 
 def _make_one(rng, qtype, t, catalog, cache):
-    """Return (text, intent, complexity) for one random query of a type."""
+    """(text, intent, complexity, held-out phrasing) of one random query of a type, or None."""
     u = rng.random()
     n_attr = 1 if u < 0.6 else 2 if u < 0.9 else 3
     if qtype == "category":
         if rng.random() < 0.15:
             m = int(rng.integers(len(t.mid_names)))
-            return t.mid_names[m], Intent(qtype, tuple(np.flatnonzero(t.leaf_mid == m).tolist())), 0
+            return t.mid_names[m], Intent(qtype, tuple(np.flatnonzero(t.leaf_mid == m).tolist())), 0, False
         leaf = int(rng.integers(len(t.leaf_names)))
-        return t.leaf_names[leaf], Intent(qtype, (leaf,)), 0
+        return t.leaf_names[leaf], Intent(qtype, (leaf,)), 0, False
     if qtype == "category_attr":
         i = int(rng.integers(len(catalog)))
         leaf = int(catalog.leaf[i])
@@ -130,15 +132,15 @@ def _make_one(rng, qtype, t, catalog, cache):
         if not attrs and band < 0:
             band = int(catalog.price_band[i])
         text = _attr_phrase(t, attrs, t.leaf_names[leaf], band, rng)
-        return text, Intent(qtype, (leaf,), attrs, price_band=band), len(attrs) + (band >= 0)
+        return text, Intent(qtype, (leaf,), attrs, price_band=band), len(attrs) + (band >= 0), False
     if qtype == "brand":
         b = int(rng.integers(len(t.brand_names)))
         top_leaves = np.flatnonzero(t.leaf_top == t.brand_top[b])
         if rng.random() < 0.5:
-            return t.brand_names[b].lower(), Intent(qtype, tuple(top_leaves.tolist()), brand=b), 0
+            return t.brand_names[b].lower(), Intent(qtype, tuple(top_leaves.tolist()), brand=b), 0, False
         i = int(rng.integers(len(catalog)))  # a brand + leaf pair that exists
         b, leaf = int(catalog.brand[i]), int(catalog.leaf[i])
-        return f"{t.brand_names[b].lower()} {t.leaf_names[leaf]}", Intent(qtype, (leaf,), brand=b), 1
+        return f"{t.brand_names[b].lower()} {t.leaf_names[leaf]}", Intent(qtype, (leaf,), brand=b), 1, False
     if qtype == "need":
         f = int(rng.integers(len(t.function_names)))
         leaves = tuple(np.flatnonzero(t.leaf_functions[:, f]).tolist())
@@ -212,14 +214,14 @@ def _make_one(rng, qtype, t, catalog, cache):
         if rng.random() < 0.2:
             band = _pick(rng, [0, 2])
             text = f"{_pick(rng, tx.PRICE_BAND_QUERY_WORDS[band])} {text}"
-            return text, Intent(qtype, t.scenario_leaves[s], price_band=band, scenario=s), 2
-        return text, Intent(qtype, t.scenario_leaves[s], scenario=s), 1
+            return text, Intent(qtype, t.scenario_leaves[s], price_band=band, scenario=s), 2, False
+        return text, Intent(qtype, t.scenario_leaves[s], scenario=s), 1, False
     if qtype == "substitute":
         i = int(rng.integers(len(catalog)))
         leaf, b = int(catalog.leaf[i]), int(catalog.brand[i])
         text = _pick(rng, SUBSTITUTE_TEMPLATES).format(
             brand=t.brand_names[b].lower(), leaf=t.leaf_names[leaf])
-        return text, Intent(qtype, (leaf,), not_brand=b), 1
+        return text, Intent(qtype, (leaf,), not_brand=b), 1, False
     raise ValueError(f"unknown query type {qtype!r}; valid: {QUERY_TYPES}")
 
 
@@ -279,20 +281,20 @@ def build_queries(config, catalog) -> Queries:
         texts.append(made[0])
         intents.append(made[1])
         complexity.append(made[2])
-        heldout.append(len(made) > 3 and bool(made[3]))
+        heldout.append(bool(made[3]))
 
     # Short generic queries (a category, a brand) dominate the head; compositions fill the tail.
     type_bonus = np.array([TYPE_TRAFFIC_BONUS[it.qtype] for it in intents])
     score = (type_bonus - float(config.complexity_penalty) * np.asarray(complexity)
              + rng.gumbel(size=num_base))
-    rank = np.empty(num_base)
-    rank[np.argsort(-score, kind="stable")] = np.arange(1, num_base + 1)
-    freq = rank ** -float(config.query_zipf)
-
     # New queries: every held-out phrasing plus a share of each type, drawn by its own generator so
-    # the rest of the world does not move when the share changes.
+    # the rest of the world does not move when the share changes. A query nobody ever issued
+    # before is a rare one: new queries take the lowest traffic ranks (the long tail).
     new_rng = np.random.default_rng([int(config.seed), 203])
     is_new = np.asarray(heldout, bool) | (new_rng.random(num_base) < float(config.new_query_share))
+    rank = np.empty(num_base)
+    rank[np.lexsort((-score, is_new))] = np.arange(1, num_base + 1)
+    freq = rank ** -float(config.query_zipf)
 
     typo_of = [-1] * num_base
     typo_freq = []

@@ -9,8 +9,11 @@ sensitivity. Two logistic regressions:
   * CTR, position-debiased: logit = w . x + b_position, fitted on every shown slot of the train
     days; predictions are for the top slot (position 0);
   * P(order | click), fitted on the clicked slots.
-Both are then Platt-calibrated on one half of the valid day and scored on the other half
-(`reward/ctr_auc_valid`, `reward/ctr_ece_valid`, `reward/order_auc_valid`, ...).
+Both are then Platt-calibrated on one half of the valid day and scored on the other half.
+`reward/ctr_auc_valid` is the AUC of the position-free score (what RL uses) over every shown
+slot, `reward/ctr_auc_valid_top` on top slots only, `..._with_position` the full model's; the
+`reward/true_*` twins score the simulator's own click probabilities on the same rows: the ceiling
+(computed by world building, which may read the true model; this module never does).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 from onesearch_jax.world import taxonomy as tx
 
 CTR_FEATURES = ("tier1", "tier2", "tier3", "overlap", "brand_liked", "audience_in_title",
-                "log_item_clicks", "mid_price", "premium", "sensitivity_x_band",
+                "log_item_clicks", "band_mid_range", "band_premium", "sensitivity_x_band",
                 "log_price", "sensitivity_x_log_price")
 ORDER_FEATURES = CTR_FEATURES + ("log_item_orders",)
 
@@ -31,19 +34,17 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 30,
-                 weight: np.ndarray | None = None) -> np.ndarray:
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 30) -> np.ndarray:
     """Weights (F + 1,) of L2-regularised logistic regression (last = bias) by Newton's method."""
     x = np.concatenate([np.asarray(x, np.float64), np.ones((len(x), 1))], 1)
     y = np.asarray(y, np.float64)
-    sw = np.ones(len(y)) if weight is None else np.asarray(weight, np.float64)
     reg = np.full(x.shape[1], float(l2))
     reg[-1] = 0.0  # the bias is not shrunk
     w = np.zeros(x.shape[1])
     for _ in range(iters):
         p = sigmoid(x @ w)
-        grad = x.T @ (sw * (p - y)) + reg * w
-        hess = (x * (sw * p * (1 - p))[:, None]).T @ x + np.diag(reg + 1e-9)
+        grad = x.T @ (p - y) + reg * w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + np.diag(reg + 1e-9)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.max(np.abs(step)) < 1e-8:
@@ -125,9 +126,11 @@ class RewardModel:
         return x @ self.order_w[:-1] + self.order_w[-1]
 
     # --- predictions ----------------------------------------------------------------------------
-    def ctr(self, world, query_ids, items, user_ids) -> np.ndarray:
-        """(E, P) calibrated P(click) of each item were it shown in the top slot, in [0, 1]."""
-        z = self.ctr_logit(self.features(world, query_ids, items, user_ids))
+    def ctr(self, world, query_ids, items, user_ids, positions=None) -> np.ndarray:
+        """(E, P) calibrated P(click) of each item, in [0, 1]: were it shown in the top slot, or
+        at `positions` ((E, P) slot indices, e.g. np.arange(P) for the page order)."""
+        x = self.features(world, query_ids, items, user_ids)
+        z = self.ctr_logit(x, None if positions is None else np.broadcast_to(positions, x.shape[:2]))
         p = sigmoid(self.ctr_platt[0] * z + self.ctr_platt[1])
         return np.where(np.asarray(items) >= 0, p, 0.0)
 
@@ -162,8 +165,11 @@ def _audience_in_title(world) -> np.ndarray:
     return cache["audience_in_title"]
 
 
-def fit_reward_model(world, train_events, valid_events, l2: float = 1.0):
-    """(RewardModel, metrics) from the train days' events, calibrated and scored on the valid day."""
+def fit_reward_model(world, train_events, valid_events, l2: float = 1.0, true_probs=None):
+    """(RewardModel, metrics) from the train days' events, calibrated and scored on the valid day.
+
+    true_probs(events) -> (p_click, attractiveness, p_order), each (E, P): optional, for the
+    ceiling metrics (world building passes the simulator's; nothing here imports it)."""
     n = len(world.catalog)
     items, clicks, orders = (np.asarray(train_events[k]) for k in ("items", "clicks", "orders"))
     shown = items >= 0
@@ -196,9 +202,14 @@ def fit_reward_model(world, train_events, valid_events, l2: float = 1.0):
     model.order_platt = _platt(zo[half & vclicked], vo[half & vclicked] > 0)
     pc = sigmoid(model.ctr_platt[0] * zc + model.ctr_platt[1])
     po = sigmoid(model.order_platt[0] * zo + model.order_platt[1])
+    top = other & (np.arange(k) == 0)[None, :]
+    z_free = model.ctr_logit(xv)
     metrics = {
-        "reward/ctr_auc_valid": auc(zc[other], vc[other] > 0),
+        "reward/ctr_auc_valid": auc(z_free[other], vc[other] > 0),
+        "reward/ctr_auc_valid_top": auc(z_free[top], vc[top] > 0),
+        "reward/ctr_auc_valid_with_position": auc(zc[other], vc[other] > 0),
         "reward/ctr_ece_valid": expected_calibration_error(pc[other], vc[other] > 0),
+        "reward/ctr_ece_valid_top": expected_calibration_error(pc[top], vc[top] > 0),
         "reward/ctr_mean_pred_valid": float(pc[other].mean()),
         "reward/ctr_mean_true_valid": float((vc[other] > 0).mean()),
         "reward/order_auc_valid": auc(zo[other & vclicked], vo[other & vclicked] > 0),
@@ -206,6 +217,13 @@ def fit_reward_model(world, train_events, valid_events, l2: float = 1.0):
                                                              vo[other & vclicked] > 0),
         "reward/num_train_rows": float(shown.sum()),
     }
+    if true_probs is not None:  # the ceiling: the simulator's own probabilities, same rows
+        p_click, attract, p_order = true_probs(valid_events)
+        metrics.update({
+            "reward/true_ctr_auc_valid": auc(attract[other], vc[other] > 0),
+            "reward/true_ctr_auc_valid_top": auc(attract[top], vc[top] > 0),
+            "reward/true_ctr_auc_valid_with_position": auc(p_click[other], vc[other] > 0),
+            "reward/true_order_auc_valid": auc(p_order[other & vclicked], vo[other & vclicked] > 0)})
     return model, metrics
 
 

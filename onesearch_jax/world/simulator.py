@@ -38,15 +38,20 @@ def _pages(search_fn, world, texts, user_ids, k):
     return result_pages(results, world.product_index(), k)
 
 
-def _outcomes(world, config, user_ids, query_ids, items, u_click, u_order):
-    """Per-event clicks, slots shown (always k), clicked pages, orders and GMV."""
+def true_page_probs(world, config, user_ids, query_ids, items):
+    """(p_click, p_order | click), each (E, P), of pages under the world's true click model."""
     q = world.queries
     tiers = np.stack([world.relevance(qid, row) for qid, row in zip(query_ids, items)])
     engine = world.legacy_engine()
     shallow = engine.match_fraction(engine.query_matrix([q.texts[i] for i in query_ids]), items)
-    p_click, p_order = click_model.page_probs(world.catalog, world.users, config, user_ids,
-                                              q.qtype[query_ids], items, tiers, shallow,
-                                              world.popularity_percentile())
+    return click_model.page_probs(world.catalog, world.users, config, user_ids,
+                                  q.qtype[query_ids], items, tiers, shallow,
+                                  world.popularity_percentile())
+
+
+def _outcomes(world, config, user_ids, query_ids, items, u_click, u_order):
+    """Per-event clicks, slots shown (always k), clicked pages, orders and GMV."""
+    p_click, p_order = true_page_probs(world, config, user_ids, query_ids, items)
     clicks, orders = click_model.sample_clicks_orders(p_click, p_order, u_click, u_order)
     price = world.catalog.price[np.maximum(items, 0)]
     return dict(clicks=clicks.sum(1).astype(np.float64),

@@ -60,8 +60,9 @@ def attribute_sheet(catalog, seed: int, noise: float) -> list[list[str]]:
             if v < 0 or u[i, a] < noise:  # unset, or left blank by the seller
                 continue
             if u[i, a] < 1.5 * noise:     # filled in wrong: another value allowed for the leaf
-                allowed = np.flatnonzero(t.attr_allowed[a][leaf])
-                v = int(allowed[wrong[i, a] % len(allowed)])
+                others = np.flatnonzero(t.attr_allowed[a][leaf] & (np.arange(len(t.attr_values[a])) != v))
+                if len(others):
+                    v = int(others[wrong[i, a] % len(others)])
             row.append(t.attr_values[a][v])
         out.append(row)
     return out

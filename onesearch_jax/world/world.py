@@ -200,6 +200,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.user_zipf = 0.8           # activity skew
     c.user_top_affinity = 0.6   # chance a query is issued by a user who prefers its category
     c.new_query_share = 0.1     # share of distinct queries never logged, issued on the test day only
+    c.new_query_traffic = 0.1   # share of the test day's searches that issue those new queries
     # The LLM stand-in that writes keyword CoT from query text (world/keyword_llm.py).
     c.keywords = keyword_llm.default_keyword_config()
     c.item_keyword_noise = 0.2  # attribute sheet: share of entries missing, half as many wrong
@@ -228,7 +229,7 @@ def validate_config(config) -> None:
         raise ValueError(f"unknown world config keys {unknown}; valid keys: {', '.join(sorted(known.keys()))}")
     if "keywords" in config:
         keyword_llm.validate_keyword_config(config.keywords)
-    for key in ("new_query_share", "item_keyword_noise"):
+    for key in ("new_query_share", "new_query_traffic", "item_keyword_noise"):
         if key in config and not 0.0 <= float(config[key]) <= 1.0:
             raise ValueError(f"{key} must be in [0, 1], got {config[key]}")
     for key in ("query_type_mix", "qtype_tier0_boost"):

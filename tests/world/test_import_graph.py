@@ -63,3 +63,33 @@ def test_training_code_never_imports_the_true_click_model(forbidden):
         chain.append(m)
         m = seen[m]
     assert forbidden not in seen, " <- ".join(chain)
+
+
+HIDDEN_TRUTH = ("intents", "intent", "oracle_ranking", "relevance_tiers")  # attribute reads
+HIDDEN_CALLS = ("relevance",)  # world.relevance(query_id); real judgments' `.relevance` is data
+
+
+def hidden_truth_reads(source: str) -> list:
+    """Line numbers that read a latent intent or call world.relevance."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        called = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in HIDDEN_CALLS)
+        if called or (isinstance(node, ast.Attribute) and node.attr in HIDDEN_TRUTH):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_hidden_truth_finder_finds_reads():
+    assert hidden_truth_reads("x = world.queries.intents[3]\ny = world.relevance(3)\n"
+                              "z = judgments.relevance") == [1, 2]
+
+
+def test_training_code_never_reads_latent_intents_or_true_relevance():
+    """Attribute reads like `world.queries.intents` or `world.relevance(...)` stay in world/,
+    eval/ and the reward model (its relevance feature stands in for a relevance model)."""
+    offenders = [f"{path.relative_to(ROOT)}:{line}"
+                 for pkg in ("train", "data", "sid", "model", "decode")
+                 for path in sorted((ROOT / "onesearch_jax" / pkg).glob("*.py"))
+                 for line in hidden_truth_reads(path.read_text())]
+    assert not offenders, offenders

@@ -9,7 +9,7 @@ from onesearch_jax.data import keywords_io
 from onesearch_jax.world import logs
 from onesearch_jax.world import taxonomy as tx
 from onesearch_jax.world import text_keywords
-from onesearch_jax.world.build import build_world_workdir
+from onesearch_jax.world.build import build_world_workdir, keyword_leaks
 from onesearch_jax.world.keyword_score import score_keywords
 from onesearch_jax.world.relevance import relevance_tiers
 from onesearch_jax.world.world import build_world
@@ -93,6 +93,19 @@ def test_keywords_only_for_training_log_queries_and_no_leak(built):
     assert m["share/test_unseen_queries"] >= m["share/test_new_queries"] > 0
     new_texts = {world.queries.texts[i] for i in np.flatnonzero(world.queries.is_new)}
     assert not new_texts & set(rows)
+
+
+def test_leak_check_counts_a_leaking_keyword_file(built, tmp_path):
+    world, workdir = built
+    counts = artifacts.load_query_event_counts(workdir)
+    unseen = np.flatnonzero((counts["test"] > 0) & (counts["train"] == 0))
+    other = tmp_path / "leaky"
+    (other / "world").mkdir(parents=True)
+    rows = {(world.queries.texts[i], None): {"category": ["tea"]} for i in unseen[:3]}
+    keywords_io.write_keywords_jsonl(wd.query_keywords_path(str(other)), rows)
+    leaks = keyword_leaks(world, str(other), counts)
+    assert leaks["leak/test_queries_with_training_keywords"] == 3
+    assert leaks["leak/keyword_queries_not_in_training_logs"] == 3
 
 
 def test_tokenizer_never_saw_new_query_texts(built):
