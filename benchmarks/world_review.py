@@ -29,7 +29,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.world import keyword_fields, taxonomy
 from onesearch_jax.world.build import build_world_workdir
 from onesearch_jax.world.keyword_llm import KeywordWriter
-from onesearch_jax.world.keyword_score import score_keywords
+from onesearch_jax.world.keyword_score import flat_keywords, score_keywords
 from onesearch_jax.world.simulator import legacy_search_fn, oracle_search_fn, simulate_traffic
 
 _PRESET = flags.DEFINE_string("preset", "tiny", "World preset (with optional ,key=value overrides).")
@@ -48,12 +48,11 @@ def keyword_review(world, metrics) -> dict:
     out = {k: v for k, v in metrics.items() if k.startswith("keywords/")}
     out.update(score_keywords(world, rows, range(len(world.queries)), prefix="keywords_all/"))
     counts = np.bincount(world.catalog.leaf, minlength=len(taxonomy.get_taxonomy().leaf_names))
-    flat = lambda f: {w for name in keyword_fields.FIELDS for w in f.get(name, ())}  # noqa: E731
     wrong = written = 0
     for i, text in enumerate(world.queries.texts):
         if text in rows:
-            w = flat(rows[text])
-            wrong += len(w - flat(keyword_fields.render_keywords(world.queries.intents[i], counts)))
+            w = flat_keywords(rows[text])
+            wrong += len(w - flat_keywords(keyword_fields.render_keywords(world.queries.intents[i], counts)))
             written += len(w)
     out["keywords_all/wrong_share"] = wrong / max(written, 1)
     return out

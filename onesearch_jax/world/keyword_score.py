@@ -15,7 +15,8 @@ from onesearch_jax.world import keyword_fields
 from onesearch_jax.world import taxonomy as tx
 
 
-def _flat(fields: Mapping[str, Sequence[str]]) -> set:
+def flat_keywords(fields: Mapping[str, Sequence[str]]) -> set:
+    """A query's keywords as one set: the union of its four fields."""
     return {w for f in keyword_fields.FIELDS for w in fields.get(f, ())}
 
 
@@ -31,8 +32,8 @@ def score_keywords(world, rows: Mapping[str, Mapping], query_ids: Sequence[int],
         covered.setdefault(qtype, []).append(text in rows)
         if text not in rows:
             continue
-        written = _flat(rows[text])
-        truth = _flat(keyword_fields.render_keywords(q.intents[int(i)], counts))
+        written = flat_keywords(rows[text])
+        truth = flat_keywords(keyword_fields.render_keywords(q.intents[int(i)], counts))
         hit = len(written & truth)
         per["precision"].setdefault(qtype, []).append(hit / max(len(written), 1))
         per["recall"].setdefault(qtype, []).append(hit / max(len(truth), 1))
