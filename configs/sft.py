@@ -79,7 +79,7 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
                 dict(
                     name="alignment",
                     fraction=0.3,
-                    mixture=dict(item_to_sid=1.0, query_to_keywords=0.3),
+                    mixture=dict(item_to_sid=1.0, query_to_category=0.3),
                 ),
                 dict(
                     name="cooccurrence",

@@ -3,11 +3,14 @@
     python -m experiments.demo --workdir=workdirs/demo
 
 Steps (each a normal experiment, rerunnable and resumable on the same workdir): build_world ->
-build_sids -> train (V1 SFT stages) -> evaluate. Prints BM25, log memorisation and OneSearch V1
-on click_hr@10 and rel_hr@10 overall / tail / negation.
+build_sids -> train V1 (SFT stages) -> evaluate -> train the V2 self-distilled student in W/sd
+(keyword CoT tasks + shared-weight self-distillation, same world and SIDs) -> evaluate it with the
+query only, as it is served. Prints BM25, log memorisation, OneSearch V1 and the V2 SD student on
+click_hr@10, rel_hr@10 overall / tail / negation and negation_violation@10.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,11 +18,15 @@ import time
 from absl import app, flags
 
 from onesearch_jax import workdir as wd
+from onesearch_jax.eval.world_eval import results_table
+from onesearch_jax.variant_workdir import prepare_run_dir
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where everything is written.")
 _WORLD = flags.DEFINE_string("world", "configs/world.py:tiny", "World config.")
 _SIDS = flags.DEFINE_string("sids", "configs/sids.py:tiny", "SID config.")
-_SFT = flags.DEFINE_string("sft", "configs/sft.py:tiny", "Training config.")
+_SFT = flags.DEFINE_string("sft", "configs/sft.py:tiny", "V1 training config.")
+_SD = flags.DEFINE_string("sd", "configs/distill.py:tiny:sd", "V2 self-distillation config.")
+_SD_STEPS = flags.DEFINE_integer("sd_steps", 1000, "Steps of the SD student (the demo's budget).")
 
 
 def run(module: str, *args: str) -> None:
@@ -38,7 +45,17 @@ def main(argv):
     run("experiments.build_sids", f"--config={_SIDS.value}", w)
     run("experiments.train", f"--config={_SFT.value}", w)
     run("experiments.evaluate", w)
+    sd_dir = os.path.join(_WORKDIR.value, "sd")
+    prepare_run_dir(_WORKDIR.value, sd_dir)
+    run("experiments.train", f"--config={_SD.value}", f"--config.train.steps={_SD_STEPS.value}",
+        f"--workdir={sd_dir}")
+    run("experiments.evaluate", f"--workdir={sd_dir}")
     m = wd.read_metrics(_WORKDIR.value)
+    sd = wd.read_metrics(sd_dir)
+    table = dict(m, **{f"sd/{k}": v for k, v in sd.items() if isinstance(v, (int, float))})
+    print("\nTest day (query + user input; the SD student is served exactly like V1):")
+    print(results_table(table, systems=(("BM25", "bm25/"), ("log memorisation", "memorization/"),
+                                        ("OneSearch V1", ""), ("V2 SD student", "sd/"))))
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. World: {m['num_items']:.0f} items, "
           f"{m['num_queries']:.0f} queries, {m['num_log_rows']:.0f} log rows; SID ICR {m['icr']:.4f}.")
     print(f"Everything is in {_WORKDIR.value} (metrics.json, tensorboard/, checkpoints/). Try:\n"

@@ -26,6 +26,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=Tru
 _MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).")
 _BEAM = flags.DEFINE_integer("beam_size", None, "Beam width (default: the train config's eval one).")
 _CONSTRAINED = flags.DEFINE_boolean("constrained", True, "Constrain decoding to real items' SIDs.")
+_KEYWORDS = flags.DEFINE_enum("keywords", "none", ["none", "teacher"],
+                              "teacher: give the model keywords written for the test queries at "
+                              "inference (the (T) evaluations); metrics get the prefix teacher/.")
 _JUDGMENTS = flags.DEFINE_string("judgments", None, "Judgments TSV to score (real catalogs).")
 _OUT = flags.DEFINE_string("out", None, "With --judgments: where to write the metrics JSON "
                            "(default W/judged_metrics.json).")
@@ -79,9 +82,10 @@ def main(argv):
               f"wrote {out}")
         return
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
-                               constrained=_CONSTRAINED.value)
+                               constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value)
     print(results_table(wd.read_metrics(_WORKDIR.value)))
-    prefix = "" if _CONSTRAINED.value else "free/"
+    prefix = ("" if _CONSTRAINED.value else "free/") + (
+        "teacher/" if _KEYWORDS.value == "teacher" else "")
     print(f"valid_sid_rate {metrics[prefix + 'valid_sid_rate']:.4f} over "
           f"{metrics[prefix + 'click_count']:.0f} test events with clicks")
 

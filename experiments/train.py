@@ -5,7 +5,11 @@ catalog with judgments.
     python -m experiments.build_sids --config=configs/sids.py:tiny --workdir=W
     python -m experiments.train --config=configs/sft.py:tiny --workdir=W
 
+    python -m experiments.train --config=configs/distill.py:tiny:sd --workdir=W   # V2 self-distill
+
     python -m experiments.train --config=configs/homedepot.py --config.data_dir=DIR --workdir=W
+
+`config.stage` picks the stage from the registry (onesearch_jax/train/stages.py).
 
 Resumes from W/checkpoints; writes TensorBoard events under W/tensorboard, W/metrics.jsonl and a
 progress line; evaluates on a sample of valid-day events every `train.eval_every` steps.
@@ -14,8 +18,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from onesearch_jax import quiet
-from onesearch_jax.train.real_run import run_real_sft
-from onesearch_jax.train.sft_run import run_sft
+from onesearch_jax.train import stages
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sft.py:tiny", "Training config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and SIDs.", required=True)
@@ -25,7 +28,10 @@ def main(argv):
     del argv
     quiet.quiet_libraries()
     config = _CONFIG.value
-    run = run_real_sft if config.get("stage") == "sft_real" else run_sft
+    try:
+        run = stages.get_stage(config.get("stage", "sft"))
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     summary = run(config, _WORKDIR.value)
     print("trained: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(summary.items())))
 

@@ -103,7 +103,8 @@ class ModelBundle:
                   batch_size: int = 32) -> SidRetriever:
         beam = int(beam_size or self.config.eval.beam_size)
         return SidRetriever(self.model, self.params, self.vocab, self.trie, beam_size=beam,
-                            constrained=constrained, batch_size=batch_size)
+                            constrained=constrained, batch_size=batch_size,
+                            cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)))
 
 
 def _check_vocab(vocab: SidVocab, config) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import beam_search
+from onesearch_jax.decode.cot_search import cot_beam_search
 from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
@@ -30,10 +31,20 @@ class SidRetriever:
         beam_size: int,
         constrained: bool = True,
         batch_size: int = 32,
+        cot_keyword_len: int = 0,
     ):
+        """`cot_keyword_len` > 0: a direct-CoT model, which writes that many keyword tokens
+        before the SID (decode/cot_search.py; no KV cache, the reference decoder path)."""
         self.model, self.params, self.vocab, self.trie = model, params, vocab, trie
         self.beam_size, self.constrained, self.batch_size = beam_size, constrained, batch_size
-        self._search = jax.jit(self._search_impl)
+        self.cot_keyword_len = int(cot_keyword_len)
+        self._search = jax.jit(self._cot_search_impl if self.cot_keyword_len else self._search_impl)
+
+    def _cot_search_impl(self, params, trie, enc_tokens):
+        result, _ = cot_beam_search(self.model, params, enc_tokens,
+                                    keyword_len=self.cot_keyword_len, vocab=self.vocab, trie=trie,
+                                    beam_size=self.beam_size, constrained=self.constrained)
+        return result
 
     def _search_impl(self, params, trie, enc_tokens):
         enc_out, enc_mask = self.model.apply(

@@ -3,28 +3,46 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from onesearch_jax import artifacts
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.search import ModelBundle
+from onesearch_jax.world.build import keywords_at_inference
+
+KEYWORD_MODES = ("none", "teacher")
+
 
 def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = None,
-                     constrained: bool = True) -> dict[str, float]:
+                     constrained: bool = True, keywords: str = "none") -> dict[str, float]:
     """Scores the model on a seeded sample of test events and merges it into metrics.json.
 
-    Unconstrained decoding is recorded under the prefix `free/` (the ablation)."""
+    Unconstrained decoding is recorded under the prefix `free/` (the ablation). With
+    keywords="teacher" the input carries keywords written for the test queries at inference
+    (the "(T)" rows: Base (T), SD (T)), recorded under the prefix `teacher/`."""
+    if keywords not in KEYWORD_MODES:
+        raise ValueError(f"keywords={keywords!r}; valid: {KEYWORD_MODES}")
     bundle = ModelBundle.from_workdir(workdir)
     events = artifacts.load_events(workdir, "test", max_events)
     targets = world_eval.WorldTargets(bundle.world, events,
                                       artifacts.load_train_clicks(workdir)["item"],
                                       artifacts.load_query_event_counts(workdir)["train"])
     retriever = bundle.retriever(beam_size=beam_size, constrained=constrained)
+    builder = bundle.builder
+    if keywords == "teacher":
+        texts = [bundle.world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
+        builder = builder.with_keywords(keywords_at_inference(bundle.world, workdir, texts))
     start = time.perf_counter()
-    metrics = generative_eval.evaluate_events(retriever, bundle.builder, events, targets)
+    metrics = generative_eval.evaluate_events(retriever, builder, events, targets,
+                                              keywords=keywords == "teacher")
     metrics["eval_seconds"] = time.perf_counter() - start
-    prefix = "" if constrained else "free/"
+    if keywords == "teacher":
+        metrics["keyword_event_share"] = float(builder.has_keywords(events["query_id"]).mean())
+    prefix = ("" if constrained else "free/") + ("teacher/" if keywords == "teacher" else "")
     metrics = {prefix + k: v for k, v in metrics.items()}
     wd.write_metrics(workdir, "evaluate", metrics, {"beam_size": retriever.beam_size,
                                                     "constrained": constrained,
+                                                    "keywords": keywords,
                                                     "max_events": max_events})
     return metrics

@@ -259,18 +259,56 @@ class EncoderDecoder(nn.Module):
             x = layer(x, key_mask, train)
         return self.enc_norm(x), enc_mask
 
-    def decode(self, enc_out, enc_mask, dec_tokens, train: bool = False):
-        """Causal decoder over the whole prefix; returns float32 logits [B,T,V]."""
+    def decode_hidden(self, enc_out, enc_mask, dec_tokens, train: bool = False):
+        """Causal decoder over the whole prefix; returns the final hidden states [B,T,D]."""
         if dec_tokens.ndim != 2:
             raise ValueError(f"dec_tokens must be [batch, length], got shape {dec_tokens.shape}")
         cross_mask = enc_mask[:, None, None, :]
         x = self._embed(dec_tokens, "dec", train)
         for layer in self.dec_layers:
             x = layer(x, enc_out, cross_mask, train)
-        x = self.dec_norm(x)
+        return self.dec_norm(x)
+
+    def decode(self, enc_out, enc_mask, dec_tokens, train: bool = False):
+        """Causal decoder over the whole prefix; returns float32 logits [B,T,V]."""
+        x = self.decode_hidden(enc_out, enc_mask, dec_tokens, train)
         # Tied output projection, scaled like T5 so N(0,1) embeddings give unit-scale logits.
         logits = self.embed.attend(x) / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
         return logits.astype(jnp.float32)
+
+    def project_slice(self, x, start: int, size: int):
+        """float32 logits [..., size] of vocabulary ids [start, start+size) only: one SID level's
+        token range. The one projection decoding and every training stage share."""
+        table = jax.lax.dynamic_slice_in_dim(self.embed.embedding, start, size, axis=0)
+        logits = x @ table.astype(x.dtype).T / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
+        return logits.astype(jnp.float32)
+
+    def level_log_probs_at(self, x, positions, level_ranges):
+        """float32 [B, L, max size] log-probs over SID level l's codes at decoder positions
+        positions[:, l] (int[B, L]), log_softmax over that level's slice only; codes past a
+        level's size are -1e9 (probability 0). Never materialises [B, T, V]."""
+        picked = jnp.take_along_axis(x, positions[:, :, None].astype(jnp.int32), axis=1)  # [B,L,D]
+        width = max(size for _, size in level_ranges)
+        out = []
+        for l, (start, size) in enumerate(level_ranges):
+            lp = jax.nn.log_softmax(self.project_slice(picked[:, l], start, size), axis=-1)
+            out.append(jnp.pad(lp, ((0, 0), (0, width - size)), constant_values=-1e9))
+        return jnp.stack(out, axis=1)
+
+    def sid_log_probs(self, enc_tokens, dec_inputs, positions, level_ranges, train: bool = False):
+        """Teacher-forced SID-slice log-probs [B, L, K] (see `level_log_probs_at`)."""
+        enc_out, enc_mask = self.encode(enc_tokens, train)
+        x = self.decode_hidden(enc_out, enc_mask, dec_inputs, train)
+        return self.level_log_probs_at(x, positions, level_ranges)
+
+    def logits_and_sid_log_probs(self, enc_tokens, dec_inputs, positions, level_ranges,
+                                 train: bool = False):
+        """One forward pass: full-vocabulary logits [B,T,V] (for the CE over every task's
+        targets) and the SID-slice log-probs [B,L,K] at `positions` (for distillation)."""
+        enc_out, enc_mask = self.encode(enc_tokens, train)
+        x = self.decode_hidden(enc_out, enc_mask, dec_inputs, train)
+        logits = self.embed.attend(x) / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
+        return logits.astype(jnp.float32), self.level_log_probs_at(x, positions, level_ranges)
 
     def cross_cache(self, enc_out):
         """Per decoder layer, cross-attention keys/values [B, S, H, hd] (once per query)."""
@@ -296,9 +334,7 @@ class EncoderDecoder(nn.Module):
             new_cache.append(kv)
         x = self.dec_norm(x)
         start, size = logit_range
-        table = jax.lax.dynamic_slice_in_dim(self.embed.embedding, start, size, axis=0)
-        logits = x @ table.astype(x.dtype).T / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
-        return logits.astype(jnp.float32), tuple(new_cache)
+        return self.project_slice(x, start, size), tuple(new_cache)
 
     def __call__(self, enc_tokens, dec_inputs, train: bool = False):
         enc_out, enc_mask = self.encode(enc_tokens, train)

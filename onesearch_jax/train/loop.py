@@ -1,7 +1,7 @@
 """The generic training loop: mesh, resume, steps, one-step-late metrics, eval, checkpoints.
 
-Stage-agnostic apart from `make_step`, which defaults to the SFT step; later
-stages pass their own jitted step factory with the same signature.
+Stage-agnostic: a stage passes its jitted step factory `make_step(model, config, setup)` and
+(optionally) its batch-contract check; the loop never names a stage or a batch key.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import numpy as np
 from onesearch_jax.train import sharding as sharding_lib
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
-from onesearch_jax.train.sft_step import check_batch, make_train_step
-from onesearch_jax.train.train_state import create_train_state, setup_train_state
+from onesearch_jax.train.train_state import create_train_state, seed_keys, setup_train_state
 
 BatchIterFactory = Callable[[int], Iterator[Mapping[str, np.ndarray]]]
 
@@ -35,6 +34,11 @@ class TrainResult:
     preempted: bool  # stopped early on SIGTERM (after saving)
 
 
+def token_count(batch: Mapping[str, np.ndarray]) -> int:
+    """Tokens a batch feeds the model: the sizes of its integer arrays (inputs, not weights)."""
+    return int(sum(v.size for v in batch.values() if np.issubdtype(v.dtype, np.integer)))
+
+
 def train_loop(
     config,
     workdir: str,
@@ -43,7 +47,8 @@ def train_loop(
     eval_fn: Callable[[Any, int], Mapping[str, float]] | None = None,
     *,
     mesh: jax.sharding.Mesh | None = None,
-    make_step=make_train_step,
+    make_step: Callable,
+    check_batch: Callable[[Mapping[str, np.ndarray]], None] | None = None,
     stream=None,
     init_params: Callable[[Any], Any] | None = None,
 ) -> TrainResult:
@@ -76,7 +81,7 @@ def train_loop(
             state = state.replace(params=params)
 
     train_step = make_step(model, config, setup)
-    rng = jax.random.key(int(tc.seed))
+    rng = seed_keys(int(tc.seed))[1]  # the dropout stream; init used the other key
     writer = MetricWriter(workdir, total_steps=total, start_step=start, stream=stream)
     late = OneStepLate()
     last_metrics: dict = {}
@@ -107,18 +112,18 @@ def train_loop(
                 except StopIteration:
                     raise ValueError(f"batch iterator ran out at step {step} of {total}") from None
                 if step == start:
-                    check_batch(batch)
-                    if batch["enc_tokens"].shape[0] != int(tc.batch_size):
+                    if check_batch is not None:
+                        check_batch(batch)
+                    sizes = {k: v.shape[0] for k, v in batch.items()}
+                    if set(sizes.values()) != {int(tc.batch_size)}:
                         raise ValueError(
-                            f"batch size {batch['enc_tokens'].shape[0]} != "
-                            f"train.batch_size {tc.batch_size}"
-                        )
+                            f"batch leading sizes {sizes} != train.batch_size {tc.batch_size}")
                 state, metrics = train_step(
                     state, sharding_lib.shard_batch(batch, mesh, setup.rules), rng
                 )
                 step += 1
                 handle(late.push(step, metrics))  # step-1's numbers; step is already dispatched
-                writer.count_tokens(batch["enc_tokens"].size + batch["dec_inputs"].size)
+                writer.count_tokens(token_count(batch))
 
                 if ckpt.should_save(step) or step == total or guard.requested:
                     handle(late.flush())  # never save a state whose loss we have not checked

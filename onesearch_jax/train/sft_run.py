@@ -1,6 +1,10 @@
-"""The V1 SFT run on a workdir: task mixture from the world + SIDs, the generic loop, eval hook."""
+"""Training runs on a world workdir: the task mixture from the world + SIDs, the generic loop,
+the eval hook. The SFT and self-distillation stages differ only in their step and in whether
+batches carry the teacher input."""
 
 from __future__ import annotations
+
+from typing import Callable
 
 from absl import logging
 
@@ -12,11 +16,21 @@ from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.pretrained import pretrained_init
 from onesearch_jax.model.transformer import build_model
+from onesearch_jax.sid import keyword_sids
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
+from onesearch_jax.train import distill, sft_step
 from onesearch_jax.train.loop import train_loop
+from onesearch_jax.world import text_keywords
 
 EVAL_KEYS = ("rel_hr@10", "click_hr@10", "order_hr@10", "valid_sid_rate")
+
+
+def stage_task_names(config) -> tuple[str, ...]:
+    """Every task a stage of config.data.stages samples (weight > 0)."""
+    stages = sft_tasks.parse_stages(config.data.stages)
+    return tuple(t for t in sft_tasks.TASKS
+                 if any(s.mixture.get(t, 0) > 0 for s in stages))
 
 
 def prepare(config, workdir: str):
@@ -26,6 +40,11 @@ def prepare(config, workdir: str):
     khqe, item_codes, query_codes = artifacts.load_sids(workdir)
     vocab = SidVocab(tokenizer.get_vocab_size(), khqe.level_sizes)
     config.model.vocab_size = vocab.vocab_size
+    names = stage_task_names(config)
+    item_words = None
+    if any(n.startswith("personal_") for n in names):
+        item_words = text_keywords.item_keywords(world.catalog, int(world.config.seed),
+                                                 float(world.config.item_keyword_noise))
     builder = sft_tasks.TaskBuilder(
         world,
         tokenizer,
@@ -35,25 +54,36 @@ def prepare(config, workdir: str):
         enc_len=int(config.data.enc_len),
         dec_len=int(config.data.dec_len),
         query_keywords=artifacts.load_query_keywords(workdir),
+        keyword_sids=keyword_sids.for_workdir(workdir)
+        if any(n in sft_tasks.KEYWORD_SID_TASKS for n in names) else None,
+        item_words=item_words,
     )
     return world, vocab, item_codes, builder
 
 
-def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
+def run_world(config, workdir: str, *, make_step: Callable, check_batch: Callable,
+              with_teacher: bool, stream=None) -> dict[str, float]:
     """Trains (or resumes) to config.train.steps; returns the last step's train metrics."""
     world, vocab, item_codes, builder = prepare(config, workdir)
     wd.guard_config(workdir, "train", config)
-    tasks = builder.build(
-        artifacts.load_train_clicks(workdir), artifacts.load_events(workdir, "train")
-    )
+    train_events = artifacts.load_events(workdir, "train")
+    tasks = builder.build(artifacts.load_train_clicks(workdir), train_events,
+                          names=stage_task_names(config))
     for name, t in tasks.items():
         logging.info("task %s: %d examples", name, len(t))
+    coverage = builder.keyword_coverage(train_events)
+    if with_teacher:
+        print(f"keywords: {coverage['keywords/queries_with']:.0f} training queries have them, "
+              f"{coverage['keywords/queries_without']:.0f} do not (their teacher input is the "
+              f"student's); {coverage['keywords/event_share_with']:.1%} of training events",
+              flush=True)
     batches = sft_tasks.MixtureBatches(
         tasks,
         sft_tasks.parse_stages(config.data.stages),
         total_steps=int(config.train.steps),
         batch_size=int(config.train.batch_size),
         seed=int(config.train.seed),
+        with_teacher=with_teacher,
     )
     model = build_model(TransformerConfig(**config.model.to_dict()))
 
@@ -67,22 +97,43 @@ def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
         nonlocal retriever
         if retriever is None:  # one compiled beam search, fed the current params each time
             retriever = SidRetriever(
-                model, state.params, vocab, trie, beam_size=int(config.eval.beam_size)
-            )
+                model, state.params, vocab, trie, beam_size=int(config.eval.beam_size),
+                cot_keyword_len=int(config.eval.get("cot_keyword_len", 0)))
         retriever.params = state.params
         scores = generative_eval.evaluate_events(retriever, builder, events, targets)
         return {k: scores[k] for k in EVAL_KEYS}
 
-    return train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok)
+    summary = train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok,
+                               make_step=make_step, check_batch=check_batch)
+    wd.write_metrics(workdir, "train", coverage, config)
+    return summary
+
+
+def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
+    """The SFT stages (V1, and V1 + keyword CoT tasks)."""
+    return run_world(config, workdir, make_step=sft_step.make_train_step,
+                     check_batch=sft_step.check_batch, with_teacher=False, stream=stream)
+
+
+def run_distill(config, workdir: str, stream=None) -> dict[str, float]:
+    """Self-distillation over the same task mixture (config.distill: see train/distill.py)."""
+    distill.distill_settings(config)  # refuse bad keys before any data is built
+    tokenizer = artifacts.load_tokenizer(workdir)
+    khqe, _, _ = artifacts.load_sids(workdir)
+    vocab = SidVocab(tokenizer.get_vocab_size(), khqe.level_sizes)
+    return run_world(config, workdir,
+                     make_step=distill.make_distill_step(vocab.level_offsets, vocab.level_sizes),
+                     check_batch=distill.check_distill_batch, with_teacher=True, stream=stream)
 
 
 def train_and_record(config, workdir: str, model, batches, eval_fn, stream=None,
-                     tokenizer=None) -> dict:
+                     tokenizer=None, *, make_step: Callable = sft_step.make_train_step,
+                     check_batch: Callable | None = sft_step.check_batch) -> dict:
     """Runs the generic loop (a `minilm` encoder starts from MiniLM's weights, read through
     `tokenizer`) and merges its last train metrics into W/metrics.json."""
     init_params = pretrained_init(model.cfg, tokenizer)
     result = train_loop(config, workdir, model, batches, eval_fn, stream=stream,
-                        init_params=init_params)
+                        init_params=init_params, make_step=make_step, check_batch=check_batch)
     summary = {f"train/{k}": v for k, v in result.metrics.items()}
     summary["train/steps"] = result.step
     wd.write_metrics(workdir, "train", summary, config)

@@ -1,10 +1,7 @@
-"""The supervised (V1 / SFT) train and eval steps: pure functions plus jitted wrappers.
+"""The supervised (V1 / SFT) stage: its loss, its batch contract and its eval step.
 
-`train_step(state, batch, rng)` is pure: dropout randomness is
-`fold_in(rng, state.step)`, so a resumed run replays the same stream. The
-`make_*` helpers jit it with explicit shardings and donate the old state.
-Later stages (distillation, GRPO) write their own pure step and reuse
-`jit_step` to get the same sharding treatment.
+The update itself is the stage-generic `step.train_step` (dropout stream, frozen subtrees,
+grad norm, schedule, sharded jit); this module only supplies the SFT loss.
 """
 
 from __future__ import annotations
@@ -20,7 +17,8 @@ import optax
 
 from onesearch_jax.train import sharding as sharding_lib
 from onesearch_jax.train.losses import weighted_cross_entropy
-from onesearch_jax.train.train_state import PRETRAINED_KEY, StateSetup, learning_rate_schedule
+from onesearch_jax.train import step as step_lib
+from onesearch_jax.train.train_state import StateSetup
 
 BATCH_KEYS = ("enc_tokens", "dec_inputs", "dec_targets", "dec_weights")
 
@@ -68,43 +66,24 @@ def sft_loss(
     )
 
 
-def train_step(
-    state,
-    batch,
-    rng,
-    *,
-    model: nn.Module,
-    schedule: optax.Schedule | None = None,
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    frozen: tuple[str, ...] = (),
-):
-    """One AdamW update. Returns (new_state, metrics of the batch before the update).
+def sft_loss_fn(model: nn.Module, *, label_smoothing: float = 0.0, z_loss: float = 0.0):
+    """The SFT stage's `loss_fn(params, batch, rng)` for the generic step."""
+    return functools.partial(_sft_objective, model=model, label_smoothing=label_smoothing,
+                             z_loss=z_loss)
 
-    `frozen` top-level param subtrees are not differentiated (zero gradients, and no backward
-    pass through them: a frozen pretrained encoder costs its forward pass only).
-    """
-    dropout_rng = jax.random.fold_in(rng, state.step)
-    fixed = {k: v for k, v in state.params.items() if k in frozen}
-    trainable = {k: v for k, v in state.params.items() if k not in frozen}
 
-    def loss_fn(trainable_params):
-        return sft_loss(
-            {**trainable_params, **fixed},
-            model,
-            batch,
-            dropout_rng,
-            train=True,
-            label_smoothing=label_smoothing,
-            z_loss=z_loss,
-        )
+def _sft_objective(params, batch, rng, *, model, label_smoothing, z_loss):
+    return sft_loss(params, model, batch, rng, train=True, label_smoothing=label_smoothing,
+                    z_loss=z_loss)
 
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-    grads = {**grads, **jax.tree.map(jnp.zeros_like, fixed)}
-    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-    if schedule is not None:
-        metrics["learning_rate"] = schedule(state.step)
-    return state.apply_gradients(grads=grads), metrics
+
+def train_step(state, batch, rng, *, model: nn.Module, schedule: optax.Schedule | None = None,
+               label_smoothing: float = 0.0, z_loss: float = 0.0, frozen: tuple[str, ...] = ()):
+    """One SFT update (the generic `step.train_step` with the SFT loss)."""
+    return step_lib.train_step(
+        state, batch, rng, loss_fn=sft_loss_fn(model, label_smoothing=label_smoothing,
+                                               z_loss=z_loss),
+        schedule=schedule, frozen=frozen)
 
 
 def eval_step(params, batch, *, model: nn.Module):
@@ -121,45 +100,11 @@ def eval_step(params, batch, *, model: nn.Module):
     }
 
 
-def jit_step(step_fn: Callable, setup: StateSetup, *, has_rng: bool, donate: bool) -> Callable:
-    """Jits `step_fn(state, batch[, rng])` with explicit shardings.
-
-    The returned callable enters the mesh and logical-rule contexts (needed for the
-    model's activation constraints) and exposes the jitted function as `.jitted`
-    for ahead-of-time lowering.
-    """
-    batch_sh = sharding_lib.batch_sharding(setup.mesh, setup.rules)
-    rep = sharding_lib.replicated(setup.mesh)
-    in_sh = (setup.shardings, batch_sh, rep) if has_rng else (setup.shardings, batch_sh)
-    out_sh = (setup.shardings, rep) if donate else rep
-    jitted = jax.jit(
-        step_fn, in_shardings=in_sh, out_shardings=out_sh, donate_argnums=(0,) if donate else ()
-    )
-
-    def call(*args):
-        with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-            return jitted(*args)
-
-    call.jitted = jitted
-    return call
-
-
 def make_train_step(model: nn.Module, config, setup: StateSetup) -> Callable:
-    """Jitted `train_step(state, batch, rng) -> (state, metrics)`; the input state is donated."""
-    step = functools.partial(
-        train_step,
-        model=model,
-        schedule=learning_rate_schedule(config.train),
-        label_smoothing=float(config.train.get("label_smoothing", 0.0)),
-        z_loss=float(config.train.get("z_loss", 0.0)),
-        frozen=frozen_subtrees(config.train),
-    )
-    return jit_step(step, setup, has_rng=True, donate=True)
-
-
-def frozen_subtrees(train_cfg) -> tuple[str, ...]:
-    """pretrained_lr_scale = 0 freezes the pretrained encoder (see make_optimizer)."""
-    return (PRETRAINED_KEY,) if float(train_cfg.get("pretrained_lr_scale", 1.0)) == 0.0 else ()
+    """Jitted SFT `train_step(state, batch, rng) -> (state, metrics)`; the state is donated."""
+    loss_fn = sft_loss_fn(model, label_smoothing=float(config.train.get("label_smoothing", 0.0)),
+                          z_loss=float(config.train.get("z_loss", 0.0)))
+    return step_lib.make_train_step(config, setup, loss_fn)
 
 
 def make_eval_fn(

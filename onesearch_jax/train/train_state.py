@@ -8,7 +8,7 @@ out_shardings=...)` materialises every array directly on its shards.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -51,6 +51,41 @@ def scale_subtree_updates(key: str, factor: float) -> optax.GradientTransformati
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
+class ParamsEmaState(NamedTuple):
+    ema: Any  # exponential moving average of the parameters (after each update)
+
+
+def track_params_ema(decay: float) -> optax.GradientTransformation:
+    """Keeps an EMA of the parameters in the optimizer state (updates pass through unchanged).
+
+    Placed last in the chain, `params + updates` is the new parameter value, so the average
+    follows the weights the step produces; living in opt_state, it is sharded like the params
+    and checkpointed with them (the EMA self-distillation teacher reads it, `params_ema`)."""
+    if not 0.0 <= decay <= 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1], got {decay}")
+
+    def init_fn(params):
+        return ParamsEmaState(ema=jax.tree.map(lambda p: p, params))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("track_params_ema needs params (use apply_gradients/TrainState)")
+        new = optax.apply_updates(params, updates)
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype),
+                           state.ema, new)
+        return updates, ParamsEmaState(ema=ema)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def params_ema(opt_state):
+    """The parameter EMA tracked by `track_params_ema` (ValueError when there is none)."""
+    for leaf in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, ParamsEmaState)):
+        if isinstance(leaf, ParamsEmaState):
+            return leaf.ema
+    raise ValueError("the optimizer keeps no parameter EMA; set train.ema_decay > 0")
+
+
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
     """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it).
 
@@ -76,6 +111,9 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
         raise ValueError(f"train.pretrained_lr_scale must be >= 0, got {scale}")
     if scale != 1.0:
         parts.append(scale_subtree_updates(PRETRAINED_KEY, scale))
+    ema_decay = float(train_cfg.get("ema_decay", 0.0))
+    if ema_decay > 0:
+        parts.append(track_params_ema(ema_decay))
     return optax.chain(*parts)
 
 
@@ -119,7 +157,14 @@ def setup_train_state(model: nn.Module, config, mesh: jax.sharding.Mesh) -> Stat
     )
 
 
+def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
+    """(init key, dropout key) of a run: two independent streams from one seed, so changing how
+    parameters are initialised never replays the dropout masks (and vice versa)."""
+    root = jax.random.key(int(seed))
+    return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+
+
 def create_train_state(setup: StateSetup, seed: int) -> TrainState:
-    """Fresh parameters from `seed`, each array created directly on its shards."""
+    """Fresh parameters from `seed`'s init key, each array created directly on its shards."""
     with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-        return setup.init(jax.random.key(int(seed)))
+        return setup.init(seed_keys(seed)[0])

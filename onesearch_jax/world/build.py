@@ -116,14 +116,33 @@ def build_world_workdir(config, workdir: str) -> World:
     np.savez(os.path.join(world_dir(workdir), "train_clicks.npz"),
              **dict(zip(("query_id", "item", "weight"), (np.concatenate(x) for x in zip(*tally.pairs)))))
     np.savez(os.path.join(world_dir(workdir), "query_event_counts.npz"), **tally.query_events)
-    clicks = artifacts.load_train_clicks(workdir)
-    leaf_clicks = np.bincount(world.catalog.leaf[clicks["item"]], weights=clicks["weight"],
-                              minlength=len(get_taxonomy().leaf_names))
-    stats.update(write_query_keywords(world, workdir, tally.query_events, leaf_clicks))
+    stats.update(write_query_keywords(world, workdir, tally.query_events,
+                                      train_leaf_clicks(world, workdir)))
     workdir_lib.write_metrics(workdir, "world", stats, config)
     with open(done_marker, "w") as f:
         f.write("ok\n")
     return world
+
+
+def train_leaf_clicks(world: World, workdir: str) -> np.ndarray:
+    """Weighted train-log clicks per taxonomy leaf: the popularity the keyword LLM is biased by."""
+    clicks = artifacts.load_train_clicks(workdir)
+    return np.bincount(world.catalog.leaf[clicks["item"]], weights=clicks["weight"],
+                       minlength=len(get_taxonomy().leaf_names))
+
+
+def keywords_at_inference(world: World, workdir: str, texts) -> dict[str, dict]:
+    """Keywords written for arbitrary query texts (e.g. the test day's) the way they would be
+    online: the same LLM stand-in (or the same external JSONL) that wrote the training ones.
+    Texts it does not cover are absent (their input stays query-only)."""
+    kc = world.config.get("keywords", keyword_llm.default_keyword_config())
+    wanted = set(texts)
+    if kc.get("jsonl", ""):
+        external = keywords_io.read_keywords_jsonl(kc.jsonl, truncate=True)
+        return {text: f for (text, user), f in external.items() if user is None and text in wanted}
+    writer = keyword_llm.KeywordWriter(world.config, world.catalog, world.users,
+                                       train_leaf_clicks(world, workdir))
+    return {text: kws for text in sorted(wanted) if (kws := writer.write(text)) is not None}
 
 
 def write_query_keywords(world: World, workdir: str, query_events,

@@ -17,7 +17,8 @@ from onesearch_jax.model import presets
 from onesearch_jax.model.pretrained import init_from_minilm, pretrained_init
 from onesearch_jax.model.transformer import EncoderDecoder, build_model
 from onesearch_jax.sid import minilm
-from onesearch_jax.train.sft_step import frozen_subtrees, train_step
+from onesearch_jax.train.sft_step import train_step
+from onesearch_jax.train.step import frozen_subtrees
 from onesearch_jax.train.train_state import make_optimizer
 
 pytest.importorskip(minilm.PACKAGE, reason=minilm.INSTALL_HINT)

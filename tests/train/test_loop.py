@@ -13,7 +13,7 @@ from configs.sft import get_config
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train.checkpoints import Checkpointer
 from onesearch_jax.train.loop import NonFiniteLossError, train_loop
-from onesearch_jax.train.sft_step import make_eval_fn
+from onesearch_jax.train.sft_step import check_batch, make_eval_fn, make_train_step
 from onesearch_jax.train.sharding import make_mesh
 
 
@@ -70,7 +70,8 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path):
         return sft_eval(state, step)
 
     stream = io.StringIO()
-    straight = train_loop(c, str(tmp_path / "a"), model, _factory(), eval_fn=eval_fn, stream=stream)
+    straight = train_loop(c, str(tmp_path / "a"), model, _factory(), eval_fn=eval_fn, stream=stream,
+                          make_step=make_train_step, check_batch=check_batch)
     assert straight.step == 4 and not straight.preempted and evals == [2, 4]
     rows = [json.loads(l) for l in open(tmp_path / "a" / "metrics.jsonl")]
     train_rows = [r for r in rows if "train/loss" in r]
@@ -89,12 +90,14 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path):
     assert "steps/s" in stream.getvalue() and "ETA" in stream.getvalue()
 
     workdir = str(tmp_path / "b")
-    first = train_loop(c, workdir, model, _factory(sigterm_at=0), stream=io.StringIO())
+    first = train_loop(c, workdir, model, _factory(sigterm_at=0), stream=io.StringIO(),
+                       make_step=make_train_step)
     assert first.preempted and first.step == 1  # saved at step 1 and exited cleanly
     assert Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3).all_steps() == [
         1
     ]
-    second = train_loop(c, workdir, model, _factory(), stream=io.StringIO())
+    second = train_loop(c, workdir, model, _factory(), stream=io.StringIO(),
+                        make_step=make_train_step)
     assert second.step == 4 and not second.preempted
     for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -105,7 +108,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
     workdir = str(tmp_path)
     # Batch index 2 is step 3: seen one step late, while step 4 (due a save) is in flight.
     with pytest.raises(NonFiniteLossError, match="at step 3"):
-        train_loop(c, workdir, build_model(c.model), _factory(poison_at=2), stream=io.StringIO())
+        train_loop(c, workdir, build_model(c.model), _factory(poison_at=2), stream=io.StringIO(),
+                   make_step=make_train_step)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3)
     assert ckpt.all_steps() == [2]
     assert ckpt.restore_meta()["data_position"] == 2

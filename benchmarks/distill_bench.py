@@ -1,0 +1,122 @@
+"""Self-distillation costs: the distill step vs the SFT step on the same batch, and serving
+latency of V1, the SD student and the direct-CoT variant.
+
+  python -m benchmarks.distill_bench --workdir=W [--preset=small] [--steps=20] [--queries=100]
+
+W is a workdir with a built world and SIDs (vocabulary, trie and real inputs come from it).
+Step time: median wall time of `--steps` jitted steps after compilation, one batch of the
+distill mixture (teacher input included), every variant's config at `--preset`. Latency: one
+query at a time through the retriever each variant serves with (beam `--beam`), median and p95
+over `--queries` test-day queries. Weights are freshly initialised: latency depends on the
+architecture and the decoding path, not on what the weights learned. The SD student is served
+exactly like V1 (same model, same query-only input, same retriever), so its row measures the
+claim "no serving cost"; direct CoT writes 16 keyword tokens before its SID.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import numpy as np
+
+from configs import distill as distill_configs
+from onesearch_jax import artifacts, quiet
+from onesearch_jax.decode.retrieve import SidRetriever
+from onesearch_jax.model.transformer import build_model
+from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.train import distill, sharding, sft_run, sft_step
+from onesearch_jax.train.train_state import create_train_state, setup_train_state
+
+
+def _median_time(fn, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def step_times(workdir: str, preset: str, steps: int) -> dict:
+    config = distill_configs.get_config(f"{preset}:sd")
+    world, vocab, _, builder = sft_run.prepare(config, workdir)
+    tasks = builder.build(artifacts.load_train_clicks(workdir), artifacts.load_events(workdir, "train"),
+                          names=("personalized", "query_to_item"))
+    batch = sft_run.sft_tasks.MixtureBatches(
+        tasks, sft_run.sft_tasks.parse_stages([dict(name="p", fraction=1.0, mixture=dict(
+            personalized=1.0, query_to_item=0.3))]), total_steps=1,
+        batch_size=int(config.train.batch_size), seed=0, with_teacher=True).batch(0)
+    model = build_model(config.model)
+    mesh = sharding.make_mesh(config.mesh.shape)
+    out = {}
+    factories = {"sft": sft_step.make_train_step,
+                 "distill": distill.make_distill_step(vocab.level_offsets, vocab.level_sizes)}
+    for name, make in factories.items():
+        setup = setup_train_state(model, config, mesh)
+        state = create_train_state(setup, 0)
+        step = make(model, config, setup)
+        b = sharding.shard_batch(batch if name == "distill" else
+                                 {k: v for k, v in batch.items() if k in sft_step.BATCH_KEYS},
+                                 mesh, setup.rules)
+        key = jax.random.key(0)
+        holder = {"state": step(state, b, key)[0]}
+
+        def one():
+            holder["state"], m = step(holder["state"], b, key)
+            return m
+
+        out[f"step_s/{name}"] = _median_time(one, steps)
+    out["step_ratio/distill_over_sft"] = out["step_s/distill"] / out["step_s/sft"]
+    return out
+
+
+def latencies(workdir: str, preset: str, queries: int, beam: int) -> dict:
+    events = artifacts.load_events(workdir, "test", queries)
+    out = {}
+    for rung in ("v1", "sd", "direct_cot"):
+        config = distill_configs.get_config(f"{preset}:{rung}")
+        world, vocab, item_codes, builder = sft_run.prepare(config, workdir)
+        model = build_model(config.model)
+        mesh = sharding.make_mesh(config.mesh.shape)
+        params = create_train_state(setup_train_state(model, config, mesh), 0).params
+        trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
+        retriever = SidRetriever(model, params, vocab, trie, beam_size=beam, batch_size=1,
+                                 cot_keyword_len=int(config.eval.cot_keyword_len))
+        enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"])
+        retriever.retrieve(enc[:1])  # compile
+        times = []
+        for row in enc:
+            t0 = time.perf_counter()
+            retriever.retrieve(row[None])
+            times.append(time.perf_counter() - t0)
+        out[f"latency_ms/{rung}/p50"] = 1000 * float(np.median(times))
+        out[f"latency_ms/{rung}/p95"] = 1000 * float(np.percentile(times, 95))
+    out["latency_ratio/sd_over_v1"] = out["latency_ms/sd/p50"] / out["latency_ms/v1/p50"]
+    out["latency_ratio/direct_cot_over_v1"] = (out["latency_ms/direct_cot/p50"]
+                                               / out["latency_ms/v1/p50"])
+    return out
+
+
+def main():
+    quiet.quiet_libraries()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--preset", default="small", choices=distill_configs.PRESETS)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--queries", type=int, default=100)
+    p.add_argument("--beam", type=int, default=32)
+    p.add_argument("--out", default=None, help="Also write the numbers to this JSON file.")
+    a = p.parse_args()
+    result = {**step_times(a.workdir, a.preset, a.steps),
+              **latencies(a.workdir, a.preset, a.queries, a.beam)}
+    for k, v in result.items():
+        print(f"{k:40s} {v:10.4f}")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

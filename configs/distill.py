@@ -1,0 +1,112 @@
+"""OneSearch-V2 variants: the SFT ladder (V1 -> + keyword CoT tasks -> + self-distillation ->
++ R-Drop -> + FGM -> + focal loss) and the direct-CoT variant, as configs.
+
+    python -m experiments.train --config=configs/distill.py:small:sd --workdir=W
+    python -m experiments.evaluate --workdir=W                      # SD (S): query only
+    python -m experiments.evaluate --workdir=W --keywords=teacher   # SD (T): keywords given
+
+Arg = "<preset>:<rung>". Presets: `tiny` (tests, the demo's budget), `small` (the ladder on world
+v2 small: a 2+2-layer d=96 model, 2k steps of 64; see the README for why this size).
+Rungs (RUNGS):
+  v1          the V1 SFT stages (configs/sft.py's mixture);
+  cot         + the four keyword-CoT tasks and the keyword-input ("RAG") copies of the query ->
+              item tasks. This is Base: trained on both inputs, so it can be evaluated with
+              keywords given (Base (T)) or not (Base (S));
+  sd          + self-distillation (stage "distill": teacher = query + keywords, student = query);
+  rdrop       + R-Drop (alpha 0.5);  fgm  + FGM on the embeddings (eps 0.6);
+  focal       + focal loss in place of CE (gamma 2);
+  sd_ema      SD with an EMA teacher (decay 0.9) instead of the shared weights;
+  sd_teacher_ce  SD whose teacher is also trained (teacher CE weight 1);
+  direct_cot  the model writes the keywords, then the SID (keywords in the output, not the input).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs import sft
+
+RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot")
+LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
+PRESETS = ("tiny", "small")
+
+_MODEL = {
+    "tiny": dict(d_model=64, num_heads=4, mlp_dim=256, enc_layers=2, dec_layers=2),
+    "small": dict(d_model=96, num_heads=4, mlp_dim=384, enc_layers=2, dec_layers=2),
+}
+_TRAIN = {
+    "tiny": dict(steps=1000, batch_size=64, lr=3e-3, warmup=50, checkpoint_every=250),
+    "small": dict(steps=2000, batch_size=64, lr=3e-3, warmup=100, checkpoint_every=500),
+}
+
+V1_STAGES = [
+    dict(name="alignment", fraction=0.3, mixture=dict(item_to_sid=1.0, query_to_category=0.3)),
+    dict(name="cooccurrence", fraction=0.3,
+         mixture=dict(query_to_item=1.0, qsid_to_item=0.3, item_to_qsid=0.1, item_to_sid=0.3)),
+    dict(name="personalization", fraction=0.4,
+         mixture=dict(personalized=1.0, query_to_item=0.3, item_to_sid=0.2)),
+]
+COT_TASKS = dict(query_to_keywords=0.3, qsid_to_keyword_sid=0.1, personal_keywords=0.2,
+                 personal_keyword_sid=0.1)
+COT_STAGES = [
+    dict(name="alignment", fraction=0.3,
+         mixture=dict(item_to_sid=1.0, query_to_category=0.3, **COT_TASKS)),
+    dict(name="cooccurrence", fraction=0.3,
+         mixture=dict(query_to_item=1.0, query_kw_to_item=0.5, qsid_to_item=0.3,
+                      item_to_qsid=0.1, item_to_sid=0.3)),
+    dict(name="personalization", fraction=0.4,
+         mixture=dict(personalized=1.0, personalized_kw=0.5, query_to_item=0.3, item_to_sid=0.2,
+                      query_to_keywords=0.1)),
+]
+DIRECT_COT_STAGES = [
+    dict(name="alignment", fraction=0.3,
+         mixture=dict(item_to_sid=1.0, query_to_category=0.3, **COT_TASKS)),
+    dict(name="cooccurrence", fraction=0.3,
+         mixture=dict(query_to_item_cot=1.0, qsid_to_item=0.3, item_to_qsid=0.1,
+                      item_to_sid=0.3)),
+    dict(name="personalization", fraction=0.4,
+         mixture=dict(personalized_cot=1.0, query_to_item_cot=0.3, item_to_sid=0.2)),
+]
+
+
+def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
+    preset, _, rung = (arg or "tiny:sd").partition(":")
+    rung = rung or "sd"
+    if preset not in PRESETS:
+        raise ValueError(f"unknown distill preset {preset!r}; valid: {PRESETS}")
+    if rung not in RUNGS:
+        raise ValueError(f"unknown variant {rung!r}; valid: {RUNGS}")
+    c = sft.get_config("tiny")
+    c.preset, c.rung = preset, rung
+    c.model.update(_MODEL[preset])
+    c.model.dropout_rate = 0.1  # R-Drop and the two passes need dropout; every rung gets it
+    c.train.update(_TRAIN[preset])
+    c.train.eval_every = 0
+    c.train.ema_decay = 0.0
+    c.train.fgm_epsilon = 0.0
+    c.data.enc_len = 96  # the teacher input adds [KW] + up to 16 keyword tokens
+    c.data.dec_len = 8
+    c.eval.beam_size = 32
+    c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"
+    c.data.stages = {"v1": V1_STAGES, "direct_cot": DIRECT_COT_STAGES}.get(rung, COT_STAGES)
+    c.eval.cot_keyword_len = 0
+    if rung == "direct_cot":
+        c.data.dec_len = 24  # exactly 16 keyword tokens (EOS-padded), then the SID tokens
+        c.eval.cot_keyword_len = 16  # TaskBuilder.keyword_len
+        c.model.max_dec_len = 32
+    c.distill = ml_collections.ConfigDict(dict(
+        alpha_kl=0.1, tau=1.0, alignment="targets", teacher="shared", teacher_ce_weight=0.0,
+        teacher_dropout=True, rdrop_alpha=0.0, student_loss="ce", focal_gamma=2.0,
+        focal_alpha=1.0))
+    ladder = LADDER.index(rung) if rung in LADDER else None
+    if ladder is not None and ladder >= LADDER.index("rdrop"):
+        c.distill.rdrop_alpha = 0.5
+    if ladder is not None and ladder >= LADDER.index("fgm"):
+        c.train.fgm_epsilon = 0.6
+    if ladder is not None and ladder >= LADDER.index("focal"):
+        c.distill.student_loss = "focal"
+    if rung == "sd_ema":
+        c.distill.teacher = "ema"
+        c.train.ema_decay = 0.9
+    if rung == "sd_teacher_ce":
+        c.distill.teacher_ce_weight = 1.0
+    return c

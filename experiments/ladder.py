@@ -1,0 +1,328 @@
+"""The distillation ladder: trains every rung of configs/distill.py over a few seeds on one built
+world, evaluates each run (and, for some rungs, again with teacher keywords), and tabulates the
+rungs as mean ± 95% interval over seeds.
+
+    python -m experiments.ladder --base_workdir=W --root=R [--rungs=v1,cot,sd] [--seeds=3] \
+        [--preset=small] [--overrides=train.steps=3000] [--order=seed]
+    python -m experiments.ladder --base_workdir=W --root=R --only_table
+
+Each run lives in R/<rung>/seed<N>: symlinks to W's world/, sids/ and data/, copies of its
+world/sids configs and of its metrics.json (baseline numbers such as bm25/rel_hr@10). A run is
+done once R/<rung>/seed<N>/LADDER_DONE exists (seconds per phase, as JSON); rerunning the ladder
+skips done runs, and an interrupted training resumes from its own checkpoints. The table goes to
+R/ladder.md (and stdout), all numbers with the per-seed values to R/ladder.json, a plot to
+R/ladder.png. The pure parts live in onesearch_jax/eval/ladder_table.py.
+"""
+from __future__ import annotations
+
+import collections
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Mapping, Sequence
+
+from absl import app, flags
+
+from onesearch_jax import quiet
+from onesearch_jax import workdir as wd
+from onesearch_jax.eval import ladder_table as lt
+from onesearch_jax.variant_workdir import prepare_run_dir
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DONE_FILE = "LADDER_DONE"
+TAIL_LINES = 30
+
+_BASE = flags.DEFINE_string("base_workdir", None, "Workdir with a built world and SIDs.")
+_ROOT = flags.DEFINE_string("root", None, "Where run workdirs go: ROOT/<rung>/seed<N>.")
+_RUNGS = flags.DEFINE_list("rungs", ["v1", "cot", "sd", "rdrop", "fgm", "focal"],
+                           "Rungs of configs/distill.py, in table order.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per rung.")
+_PRESET = flags.DEFINE_string("preset", "small", "Model preset of configs/distill.py.")
+_TEACHER_RUNGS = flags.DEFINE_list("teacher_eval_rungs", ["cot", "sd"],
+                                   "Rungs also evaluated with --keywords=teacher.")
+_MAX_EVENTS = flags.DEFINE_integer("max_events", 4000, "Test events per evaluation.")
+_OVERRIDES = flags.DEFINE_list("overrides", [], "Extra config overrides for every train call, "
+                               "e.g. train.steps=3000 (passed as --config.train.steps=3000).")
+_ONLY_TABLE = flags.DEFINE_bool("only_table", False, "Do not train; tabulate finished runs.")
+_ORDER = flags.DEFINE_enum("order", "rung", ["rung", "seed"],
+                           "rung: all seeds of a rung, then the next rung; seed: seed 0 of every "
+                           "rung, then seed 1 ...")
+
+
+class ChildFailed(RuntimeError):
+    def __init__(self, tag: str, phase: str, returncode: int):
+        super().__init__(f"{tag}: {phase} failed with exit status {returncode}")
+        self.tag, self.phase, self.returncode = tag, phase, returncode
+
+
+# --- rungs and run directories ----------------------------------------------------------------
+def known_rungs() -> tuple[str, ...] | None:
+    """configs.distill.RUNGS, or None when that module (or its RUNGS) does not exist yet."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+    try:
+        module = importlib.import_module("configs.distill")
+    except ModuleNotFoundError as e:
+        if e.name in ("configs", "configs.distill"):
+            return None
+        raise
+    rungs = getattr(module, "RUNGS", None)
+    return tuple(rungs) if rungs is not None else None
+
+
+def validate_rungs(rungs: Sequence[str], valid: Sequence[str] | None) -> None:
+    if not rungs:
+        raise app.UsageError("--rungs is empty")
+    if len(set(rungs)) != len(rungs):
+        raise app.UsageError(f"--rungs has duplicates: {','.join(rungs)}")
+    if valid is None:
+        return
+    unknown = [r for r in rungs if r not in valid]
+    if unknown:
+        raise app.UsageError(f"unknown rung(s) {', '.join(unknown)}; configs/distill.py has: "
+                             f"{', '.join(valid)}")
+
+
+def run_dir(root: str, rung: str, seed: int) -> str:
+    return os.path.join(root, rung, f"seed{seed}")
+
+
+def run_tag(rung: str, seed: int) -> str:
+    return f"{rung}/seed{seed}"
+
+
+def is_done(run: str) -> bool:
+    return os.path.exists(os.path.join(run, DONE_FILE))
+
+
+def schedule(rungs: Sequence[str], seeds: int, order: str = "rung") -> list[tuple[str, int]]:
+    if order == "rung":
+        return [(r, s) for r in rungs for s in range(seeds)]
+    if order == "seed":
+        return [(r, s) for s in range(seeds) for r in rungs]
+    raise ValueError(f"unknown order {order!r}")
+
+
+def check_base(base: str) -> None:
+    for name in ("world", "sids"):
+        if not os.path.isdir(os.path.join(base, name)):
+            raise app.UsageError(f"--base_workdir {base} has no {name}/ (build it first)")
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+# --- one run ------------------------------------------------------------------------------------
+def normalize_override(o: str) -> str:
+    o = o.strip()
+    o = o[2:] if o.startswith("--") else o
+    o = o[len("config."):] if o.startswith("config.") else o
+    return f"--config.{o}"
+
+
+def train_command(preset: str, rung: str, seed: int, run: str, overrides: Sequence[str]) -> list:
+    return ([sys.executable, "-m", "experiments.train",
+             f"--config=configs/distill.py:{preset}:{rung}", f"--workdir={run}"]
+            + [normalize_override(o) for o in overrides if o.strip()]
+            + [f"--config.train.seed={seed}"])
+
+
+def evaluate_command(run: str, max_events: int, teacher: bool = False) -> list:
+    cmd = [sys.executable, "-m", "experiments.evaluate", f"--workdir={run}",
+           f"--max_events={max_events}"]
+    return cmd + ["--keywords=teacher"] if teacher else cmd
+
+
+def run_child(cmd: Sequence[str], tag: str, phase: str) -> float:
+    """Runs cmd from the repo root, streaming its output prefixed by `[tag] `; returns seconds.
+    On failure prints its last lines and raises ChildFailed."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    tail: collections.deque = collections.deque(maxlen=TAIL_LINES)
+    start = time.perf_counter()
+    with subprocess.Popen(list(cmd), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, bufsize=1,
+                          errors="replace") as proc:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            print(f"[{tag}] {line}", flush=True)
+        rc = proc.wait()
+    if rc != 0:
+        print(f"[{tag}] ---- {phase} failed (exit {rc}); its last {len(tail)} lines: ----",
+              flush=True)
+        for line in tail:
+            print(f"[{tag}] | {line}", flush=True)
+        raise ChildFailed(tag, phase, rc)
+    return time.perf_counter() - start
+
+
+def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, overrides: Sequence[str],
+            max_events: int, teacher: bool) -> dict[str, float]:
+    """Trains (or resumes) and evaluates one run; writes LADDER_DONE last. Seconds per phase."""
+    run, tag = run_dir(root, rung, seed), run_tag(rung, seed)
+    prepare_run_dir(base, run)
+    phases = {"train": run_child(train_command(preset, rung, seed, run, overrides), tag, "train")}
+    phases["evaluate"] = run_child(evaluate_command(run, max_events), tag, "evaluate")
+    if teacher:
+        phases["evaluate_teacher"] = run_child(evaluate_command(run, max_events, teacher=True),
+                                               tag, "evaluate --keywords=teacher")
+    phases["total"] = sum(phases.values())
+    _write_json(os.path.join(run, DONE_FILE), phases)
+    return phases
+
+
+# --- the table ----------------------------------------------------------------------------------
+def collect(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, dict]]:
+    """{rung: {seed: metrics.json}} over finished runs (LADDER_DONE present)."""
+    out = {}
+    for rung in rungs:
+        out[rung] = {s: wd.read_metrics(run_dir(root, rung, s))
+                     for s in range(seeds) if is_done(run_dir(root, rung, s))}
+    return out
+
+
+def plot(rows: Sequence[Mapping], path: str, metrics: Sequence[str] = lt.PLOT_METRICS) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    student = [r for r in rows if not r["teacher"]]
+    x = list(range(len(student)))
+    ncols = 3
+    nrows = (len(metrics) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
+    for ax, m in zip(axes.flat, metrics):
+        for i, row in enumerate(student):
+            s = row["stats"][m]
+            if s["mean"] is None:
+                continue
+            ax.errorbar([i], [s["mean"]], yerr=[[s["hw"] or 0.0], [s["hw"] or 0.0]], fmt="o",
+                        color="C0", capsize=4, markersize=5)
+            pts = [v for v in row["values"][m] if v is not None]
+            ax.scatter([i + 0.12] * len(pts), pts, s=9, color="C1", alpha=0.8, zorder=3)
+        ax.set_title(m, fontsize=10)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["name"] for r in student], rotation=30, fontsize=8)
+        ax.set_xlim(-0.5, max(len(student) - 0.5, 0.5))
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle("distillation ladder: mean ± 95% interval over seeds (dots: seeds)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
+                teacher_rungs: Sequence[str], max_events: int,
+                overrides: Sequence[str]) -> dict[str, str]:
+    """Aggregates the finished runs under root into ladder.md/.json/.png; prints the table.
+    Returns {kind: path}."""
+    per_seed = collect(root, rungs, seeds)
+    teacher = [r for r in rungs if r in set(teacher_rungs)]
+    rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher, rungs=rungs)
+    md = lt.format_markdown(rows, preset, seeds, max_events, overrides)
+    os.makedirs(root, exist_ok=True)
+    paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
+             "png": os.path.join(root, "ladder.png")}
+    with open(paths["md"], "w") as f:
+        f.write(md)
+    keys = list(lt.METRICS) + [lt.TEACHER_PREFIX + m for m in lt.METRICS]
+    summary = {
+        "preset": preset, "seeds": seeds, "max_events": max_events, "overrides": list(overrides),
+        "rungs": list(rungs), "teacher_eval_rungs": teacher, "metrics": list(lt.METRICS),
+        "rows": [{"name": r["name"], "rung": r["rung"], "teacher": r["teacher"],
+                  "n_runs": r["seeds"], "stats": r["stats"]} for r in rows],
+        "per_seed": {rung: {f"seed{s}": {k: m[k] for k in keys if k in m}
+                            for s, m in d.items()} for rung, d in per_seed.items()},
+        "phase_seconds": {rung: {f"seed{s}": _read_done(run_dir(root, rung, s)) for s in d}
+                          for rung, d in per_seed.items()},
+    }
+    _write_json(paths["json"], summary)
+    plot(rows, paths["png"])
+    print(md, flush=True)
+    print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}", flush=True)
+    return paths
+
+
+def _read_done(run: str):
+    try:
+        with open(os.path.join(run, DONE_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+# --- main ---------------------------------------------------------------------------------------
+def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order: str,
+               preset: str, teacher_rungs: Sequence[str], max_events: int,
+               overrides: Sequence[str]) -> None:
+    plan = schedule(rungs, seeds, order)
+    teacher = set(teacher_rungs)
+    start = time.perf_counter()
+    done = sum(is_done(run_dir(root, r, s)) for r, s in plan)
+    if done:
+        print(f"ladder: {done}/{len(plan)} runs already done (skipped)", flush=True)
+    finished_here, spent_here = 0, 0.0
+    for rung, seed in plan:
+        run = run_dir(root, rung, seed)
+        if is_done(run):
+            continue
+        print(f"ladder: starting {run_tag(rung, seed)} in {run}", flush=True)
+        t0 = time.perf_counter()
+        run_one(base, root, rung, seed, preset=preset, overrides=overrides,
+                max_events=max_events, teacher=rung in teacher)
+        finished_here += 1
+        spent_here += time.perf_counter() - t0
+        done += 1
+        print(lt.progress_line(done, len(plan), time.perf_counter() - start, finished_here,
+                               spent_here) + f" (finished {run_tag(rung, seed)})", flush=True)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    quiet.quiet_libraries()
+    # Checked here, not with required=True: a required flag's validator would also fire for
+    # any other absl app that runs in a process that imported this module (tests do).
+    for name in ("base_workdir", "root"):
+        if not flags.FLAGS[name].value:
+            raise app.UsageError(f"--{name} is required")
+    rungs = [r.strip() for r in _RUNGS.value if r.strip()]
+    teacher_rungs = [r.strip() for r in _TEACHER_RUNGS.value if r.strip()]
+    if _SEEDS.value < 1:
+        raise app.UsageError("--seeds must be >= 1")
+    try:
+        valid = known_rungs()
+    except Exception as e:  # configs/distill.py exists but does not import: train will say why
+        print(f"ladder: warning: could not import configs.distill to check rungs ({e!r})",
+              flush=True)
+        valid = None
+    validate_rungs(rungs, valid)
+    root = os.path.abspath(_ROOT.value)
+    common = dict(preset=_PRESET.value, teacher_rungs=teacher_rungs,
+                  max_events=_MAX_EVENTS.value, overrides=list(_OVERRIDES.value))
+    if not _ONLY_TABLE.value:
+        check_base(_BASE.value)
+        try:
+            run_ladder(_BASE.value, root, rungs, _SEEDS.value, order=_ORDER.value, **common)
+        except ChildFailed as e:
+            print(f"ladder: run {e.tag} failed in {e.phase} (exit {e.returncode}); finished "
+                  f"runs are kept, rerun the same command to resume", file=sys.stderr, flush=True)
+            try:
+                write_table(root, rungs, _SEEDS.value, **common)
+            except Exception as table_error:  # the failure above is the news, not this
+                print(f"ladder: could not write the table: {table_error!r}", file=sys.stderr)
+            sys.exit(1)
+    write_table(root, rungs, _SEEDS.value, **common)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,23 @@
+"""The stage registry: a training stage is a config string (`config.stage`), not an if/else.
+
+Each entry runs one stage on a workdir, `run(config, workdir, stream=None) -> summary`; later
+stages (list-wise DPO, GRPO) register here the same way.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from onesearch_jax.train import real_run, sft_run
+
+STAGES: dict[str, Callable] = {
+    "sft": sft_run.run_sft,            # V1 SFT stages (and + keyword CoT tasks)
+    "distill": sft_run.run_distill,    # V2 self-distillation
+    "sft_real": real_run.run_real_sft,  # SFT on a real catalog with judgments
+}
+
+
+def get_stage(name: str) -> Callable:
+    """The runner of stage `name`; an unknown name is refused listing the valid ones."""
+    if name not in STAGES:
+        raise ValueError(f"unknown training stage {name!r}; valid: {sorted(STAGES)}")
+    return STAGES[name]

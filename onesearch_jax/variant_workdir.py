@@ -1,0 +1,50 @@
+"""A variant's workdir that shares a built world and SIDs with a base workdir.
+
+Several trainings (ladder rungs, seeds, the demo's SD student) read the same world and SIDs:
+each gets its own workdir whose world/, sids/ and data/ are symlinks to the base's, with the
+base's build configs and world/SID metrics copied, so every experiment reads it like any other.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from onesearch_jax import workdir as wd
+from onesearch_jax.eval import ladder_table as lt
+
+LINKED = ("world", "sids", "data")
+COPIED = ("world_config.json", "sids_config.json")
+
+
+def prepare_run_dir(base: str, run: str) -> None:
+    """Idempotent: symlinks base's world/, sids/, data/ (absolute), copies its configs, and
+    starts metrics.json from the base's world/SID numbers (never overwrites a run's own)."""
+    base = os.path.abspath(base)
+    os.makedirs(run, exist_ok=True)
+    for name in LINKED:
+        target = os.path.join(base, name)
+        link = os.path.join(run, name)
+        if not os.path.exists(target):
+            continue
+        if os.path.islink(link):
+            if os.readlink(link) == target:
+                continue
+            os.remove(link)  # the base moved: point at the given one
+        elif os.path.exists(link):
+            raise RuntimeError(f"{link} exists and is not a symlink to {target}; remove it")
+        os.symlink(target, link)
+    for name in COPIED:
+        src, dst = os.path.join(base, name), os.path.join(run, name)
+        if os.path.exists(src) and not os.path.exists(dst):
+            shutil.copyfile(src, dst)
+    dst = os.path.join(run, wd.METRICS_FILE)
+    if not os.path.exists(dst):
+        write_json(dst, lt.baseline_metrics(wd.read_metrics(base)))
+
+
+def write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)

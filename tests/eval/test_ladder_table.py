@@ -1,0 +1,247 @@
+"""The distillation ladder's table (intervals over seeds, rows, markdown) and its orchestration,
+with stand-in child commands instead of training."""
+import json
+import math
+import os
+import sys
+
+import pytest
+from absl import app, flags
+from absl.testing import flagsaver
+
+from experiments import ladder
+from onesearch_jax.eval import ladder_table as lt
+
+
+# --- intervals ----------------------------------------------------------------------------------
+def test_interval_matches_hand_computation():
+    mean, hw, n = lt.interval([0.1, 0.2, 0.3])
+    assert n == 3 and mean == pytest.approx(0.2)
+    assert hw == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
+
+
+def test_interval_single_and_missing_values():
+    assert lt.interval([0.5]) == (0.5, None, 1)
+    assert lt.interval([]) == (None, None, 0)
+    mean, hw, n = lt.interval([None, 0.1, float("nan"), 0.3, "x"])  # only the numbers count
+    assert n == 2 and mean == pytest.approx(0.2)
+    assert hw == pytest.approx(12.706205 * math.sqrt(0.02) / math.sqrt(2))
+
+
+def test_t_table():
+    assert lt.t_975(1) == 12.706205 and lt.t_975(30) == 2.042272 and lt.t_975(31) == 1.96
+    with pytest.raises(ValueError):
+        lt.t_975(0)
+    stats = pytest.importorskip("scipy.stats")
+    for df in range(1, 31):
+        assert lt.t_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-6)
+
+
+# --- rows and the table -----------------------------------------------------------------------
+def _m(v, **extra):
+    return {"rel_hr@10": v, "order_hr@10": v / 2, "teacher/rel_hr@10": v + 0.1, **extra}
+
+
+def test_aggregate_rows_order_and_teacher_keys():
+    runs = {"v1": [_m(0.1), _m(0.2), _m(0.3)], "cot": [_m(0.4)], "sd": []}
+    rows = lt.aggregate(runs, teacher_rungs=["cot", "sd", "other"], rungs=["v1", "cot", "sd"])
+    assert [r["name"] for r in rows] == ["v1", "cot", "cot (T)", "sd", "sd (T)"]
+    v1, cot, cot_t, sd, _ = rows
+    assert v1["stats"]["rel_hr@10"]["mean"] == pytest.approx(0.2)
+    assert v1["stats"]["rel_hr@10"]["hw"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
+    assert v1["values"]["order_hr@10"] == pytest.approx([0.05, 0.1, 0.15])
+    assert cot["stats"]["rel_hr@10"] == {"mean": 0.4, "hw": None, "n": 1}
+    assert cot_t["teacher"] and cot_t["stats"]["rel_hr@10"]["mean"] == pytest.approx(0.5)
+    assert cot_t["stats"]["order_hr@10"]["n"] == 0  # no teacher/order_hr@10 key
+    assert sd["seeds"] == 0 and sd["stats"]["rel_hr@10"]["mean"] is None
+    assert set(v1["stats"]) == set(lt.METRICS)
+
+
+def test_format_cells_and_table():
+    assert lt.format_cell(0.2, 0.0248, 3) == "0.2000 ± 0.0248 (3)"
+    assert lt.format_cell(0.4, None, 1) == "0.4000 (1)"
+    assert lt.format_cell(None, None, 0) == ""
+    rows = lt.aggregate({"v1": [_m(0.1), _m(0.2), _m(0.3)], "cot": [_m(0.4)]},
+                        teacher_rungs=["cot"])
+    table = lt.format_table(rows, metrics=["rel_hr@10", "rel_hr@10/tail"]).splitlines()
+    assert table[0] == "| rung | rel_hr@10 | rel_hr@10/tail |"
+    assert table[1] == "|---|---|---|"
+    hw = 4.302653 * 0.1 / math.sqrt(3)
+    assert table[2] == f"| v1 | 0.2000 ± {hw:.4f} (3) |  |"
+    assert table[3] == "| cot | 0.4000 (1) |  |"
+    assert table[4] == "| cot (T) | 0.5000 (1) |  |"
+    md = lt.format_markdown(rows, "small", 3, 4000, ["train.steps=3000"])
+    assert md.startswith("Distillation ladder: preset=small, seeds=3, max_events=4000, "
+                         "overrides: train.steps=3000.")
+    assert "overrides: none" in lt.format_header("small", 1, 10, [])
+
+
+def test_baseline_metrics_drops_what_a_run_writes():
+    base = {"bm25/rel_hr@10": 0.3, "click_irrelevant_rate": 0.1, "num_items": 5.0,
+            "rel_hr@10": 0.5, "rel_hr@10/tail": 0.4, "rel_count/tail": 9.0,
+            "negation_violation@10": 0.2, "train/steps": 3.0, "teacher/rel_hr@10": 0.6,
+            "valid_sid_rate": 1.0, "stage": "evaluate", "config": {"world": {"a": 1}, "train": {}}}
+    assert lt.baseline_metrics(base) == {
+        "bm25/rel_hr@10": 0.3, "click_irrelevant_rate": 0.1, "num_items": 5.0,
+        "stage": "evaluate", "config": {"world": {"a": 1}}}
+
+
+def test_progress_line_and_durations():
+    assert lt.format_duration(65) == "1:05" and lt.format_duration(3725) == "1:02:05"
+    assert lt.format_duration(None) == "?"
+    line = lt.progress_line(done=4, total=10, elapsed_s=125, finished_here=2, spent_here_s=100)
+    assert line == "ladder: 4/10 runs done | elapsed 2:05 | ETA 5:00"
+    assert lt.progress_line(1, 3, 1, 0, 0).endswith("ETA ?")
+
+
+def test_pure_module_does_not_import_jax():
+    import ast
+    import pathlib
+    tree = ast.parse(pathlib.Path(lt.__file__).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in names if m and m.split(".")[0] in ("jax", "flax", "numpy")}
+
+
+# --- orchestration, without training --------------------------------------------------------
+def _fake_run(root, rung, seed, metrics, done=True):
+    run = ladder.run_dir(str(root), rung, seed)
+    os.makedirs(run)
+    with open(os.path.join(run, "metrics.json"), "w") as f:
+        json.dump({**metrics, "stage": "evaluate", "config": {}}, f)
+    if done:
+        with open(os.path.join(run, ladder.DONE_FILE), "w") as f:
+            json.dump({"train": 10.0, "evaluate": 2.0, "total": 12.0}, f)
+
+
+def _fake_tree(root):
+    for s, v in enumerate([0.1, 0.2, 0.3]):
+        _fake_run(root, "v1", s, _m(v, **{"rel_hr@10/tail": v / 3}))
+    _fake_run(root, "cot", 0, _m(0.4))
+    _fake_run(root, "cot", 1, _m(0.9), done=False)  # unfinished: not in the table
+
+
+def test_write_table_on_a_fake_root(tmp_path):
+    _fake_tree(tmp_path)
+    paths = ladder.write_table(str(tmp_path), ["v1", "cot"], 3, preset="small",
+                               teacher_rungs=["cot", "sd"], max_events=4000,
+                               overrides=["train.steps=3000"])
+    md = (tmp_path / "ladder.md").read_text()
+    assert "preset=small, seeds=3, max_events=4000, overrides: train.steps=3000" in md
+    lines = [l for l in md.splitlines() if l.startswith("| ")]
+    assert [l.split(" | ")[0] for l in lines[1:]] == ["| v1", "| cot", "| cot (T)"]
+    assert "0.4000 (1)" in lines[2] and "0.5000 (1)" in lines[3]
+    summary = json.loads((tmp_path / "ladder.json").read_text())
+    assert summary["teacher_eval_rungs"] == ["cot"]
+    assert set(summary["per_seed"]["cot"]) == {"seed0"}
+    assert summary["per_seed"]["v1"]["seed2"]["rel_hr@10"] == 0.3
+    assert summary["phase_seconds"]["v1"]["seed0"]["total"] == 12.0
+    v1 = summary["rows"][0]["stats"]["rel_hr@10"]
+    assert v1["n"] == 3 and v1["hw"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
+    png = tmp_path / "ladder.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths["png"] == str(png)
+
+
+def test_main_only_table(tmp_path, monkeypatch, capsys):
+    _fake_tree(tmp_path)
+    monkeypatch.setattr(ladder, "known_rungs", lambda: ("v1", "cot", "sd"))
+    flags.FLAGS.unparse_flags()
+    with flagsaver.flagsaver():
+        flags.FLAGS(["ladder", "--base_workdir=/nonexistent", f"--root={tmp_path}",
+                     "--rungs=v1,cot", "--only_table"])
+        ladder.main(["ladder"])
+        flags.FLAGS(["ladder", "--base_workdir=/nonexistent", f"--root={tmp_path}",
+                     "--rungs=v1,nope", "--only_table"])
+        with pytest.raises(app.UsageError, match="nope.*v1, cot, sd"):
+            ladder.main(["ladder"])
+    flags.FLAGS.unparse_flags()
+    assert "| cot (T) |" in capsys.readouterr().out
+    assert (tmp_path / "ladder.md").exists() and (tmp_path / "ladder.png").exists()
+
+
+def test_validate_rungs_and_schedule():
+    ladder.validate_rungs(["anything"], None)  # configs/distill.py absent: no check
+    with pytest.raises(app.UsageError, match="duplicates"):
+        ladder.validate_rungs(["v1", "v1"], None)
+    assert ladder.schedule(["a", "b"], 2, "rung") == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
+    assert ladder.schedule(["a", "b"], 2, "seed") == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+
+
+def test_commands():
+    cmd = ladder.train_command("small", "sd", 2, "/r/sd/seed2", ["train.steps=30",
+                                                                "--config.train.lr=1e-3"])
+    assert cmd[0] == sys.executable and cmd[1:3] == ["-m", "experiments.train"]
+    assert cmd[3:] == ["--config=configs/distill.py:small:sd", "--workdir=/r/sd/seed2",
+                       "--config.train.steps=30", "--config.train.lr=1e-3",
+                       "--config.train.seed=2"]
+    assert ladder.evaluate_command("/w", 100, teacher=True)[2:] == [
+        "experiments.evaluate", "--workdir=/w", "--max_events=100", "--keywords=teacher"]
+
+
+def _base(tmp_path):
+    base = tmp_path / "base"
+    for d in ("world", "sids", "data"):
+        (base / d).mkdir(parents=True)
+    (base / "world_config.json").write_text("{}")
+    (base / "metrics.json").write_text(json.dumps({"bm25/rel_hr@10": 0.3, "rel_hr@10": 0.9}))
+    return base
+
+
+def test_prepare_run_dir_is_idempotent(tmp_path):
+    base = _base(tmp_path)
+    run = str(tmp_path / "root" / "sd" / "seed0")
+    ladder.prepare_run_dir(str(base), run)
+    with open(os.path.join(run, "metrics.json")) as f:
+        assert json.load(f) == {"bm25/rel_hr@10": 0.3}
+    with open(os.path.join(run, "metrics.json"), "w") as f:
+        json.dump({"bm25/rel_hr@10": 0.3, "rel_hr@10": 0.5}, f)  # the run's own numbers
+    ladder.prepare_run_dir(str(base), run)
+    for d in ("world", "sids", "data"):
+        assert os.readlink(os.path.join(run, d)) == str(base / d)
+    assert os.path.exists(os.path.join(run, "world_config.json"))
+    assert not os.path.exists(os.path.join(run, "sids_config.json"))
+    with open(os.path.join(run, "metrics.json")) as f:
+        assert json.load(f)["rel_hr@10"] == 0.5
+
+
+# Stand-ins for train/evaluate: plain Python children that write what the real ones would.
+_TRAIN = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
+          "m['train/steps']=3; json.dump(m,open(p,'w')); print('step 3/3'); "
+          "sys.exit(int(sys.argv[2]))")
+_EVAL = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
+         "pre=sys.argv[2]; m[pre+'rel_hr@10']=0.25+0.1*int(sys.argv[1][-1]); "
+         "json.dump(m,open(p,'w')); print('evaluated')")
+
+
+def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
+    base, root = _base(tmp_path), str(tmp_path / "root")
+    fail = {"run": None}
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov: [
+        sys.executable, "-c", _TRAIN, run, "3" if (rung, seed) == fail["run"] else "0"])
+    monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
+        sys.executable, "-c", _EVAL, run, "teacher/" if teacher else ""])
+    kw = dict(order="seed", preset="small", teacher_rungs=["cot"], max_events=10, overrides=[])
+
+    fail["run"] = ("cot", 1)
+    with pytest.raises(ladder.ChildFailed) as e:
+        ladder.run_ladder(str(base), root, ["v1", "cot"], 2, **kw)
+    assert (e.value.tag, e.value.phase, e.value.returncode) == ("cot/seed1", "train", 3)
+    out = capsys.readouterr().out
+    assert "[v1/seed0] step 3/3" in out and "[cot/seed0] evaluated" in out
+    assert "ladder: 3/4 runs done" in out and "[cot/seed1] | step 3/3" in out
+    for rung, seed in [("v1", 0), ("cot", 0), ("v1", 1)]:
+        assert ladder.is_done(ladder.run_dir(root, rung, seed))
+    assert not ladder.is_done(ladder.run_dir(root, "cot", 1))
+    with open(os.path.join(ladder.run_dir(root, "cot", 0), ladder.DONE_FILE)) as f:
+        assert set(json.load(f)) == {"train", "evaluate", "evaluate_teacher", "total"}
+
+    fail["run"] = None  # rerun: only the unfinished run trains
+    ladder.run_ladder(str(base), root, ["v1", "cot"], 2, **kw)
+    out = capsys.readouterr().out
+    assert "3/4 runs already done" in out and "[v1/seed0]" not in out
+    assert "ladder: 4/4 runs done" in out and "ETA 0:00" in out
+    ladder.write_table(root, ["v1", "cot"], 2, **{k: kw[k] for k in kw if k != "order"})
+    summary = json.loads((tmp_path / "root" / "ladder.json").read_text())
+    cot_t = summary["rows"][2]
+    assert cot_t["name"] == "cot (T)" and cot_t["stats"]["rel_hr@10"]["n"] == 2
+    assert summary["per_seed"]["v1"]["seed1"]["rel_hr@10"] == pytest.approx(0.35)
