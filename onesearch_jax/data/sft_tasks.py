@@ -34,7 +34,16 @@ from onesearch_jax.sid.vocab import SidVocab
 TASKS = ("item_to_sid", "query_to_category", "query_to_keywords", "query_to_item", "qsid_to_item", "item_to_qsid",
          "personalized", "qsid_to_keyword_sid", "personal_keywords", "personal_keyword_sid",
          "query_kw_to_item", "personalized_kw", "query_to_item_cot", "personalized_cot")
-KEYWORD_SID_TASKS = ("qsid_to_keyword_sid", "personal_keyword_sid")
+TASK_NEEDS = {  # what TaskBuilder.available_tasks requires of the builder, per task
+    "query_to_category": ("keywords",), "query_to_keywords": ("keywords",),
+    "qsid_to_keyword_sid": ("keywords", "keyword_sids"),
+    "personal_keywords": ("keywords", "item_words"),
+    "personal_keyword_sid": ("keywords", "keyword_sids", "item_words"),
+    "query_kw_to_item": ("keywords",), "personalized_kw": ("keywords",),
+    "query_to_item_cot": ("keywords", "long_dec"), "personalized_cot": ("keywords", "long_dec"),
+}
+KEYWORD_SID_TASKS = tuple(t for t, needs in TASK_NEEDS.items() if "keyword_sids" in needs)
+ITEM_WORD_TASKS = tuple(t for t, needs in TASK_NEEDS.items() if "item_words" in needs)
 
 
 @dataclasses.dataclass
@@ -272,22 +281,24 @@ class TaskBuilder:
             users.profile(int(ui))["brands"])) for qi, ui, it in zip(q, u, item)]
         return q, u, texts
 
-    def personal_keywords(self, events) -> TaskArrays:
-        """CoT task 3: query + user profile -> 1-5 personalised keywords (text)."""
-        q, u, texts = self._personal_rows(events)
-        n = len(q)
-        enc = compact(np.concatenate([column(self.special["[TASK_KW]"], n), self.query_text_tokens()[q],
-                                      column(self.special["[USR]"], n), self.profile_tokens()[u]], 1),
-                      self.enc_len)
+    def _personal_task_inputs(self, query_part: np.ndarray, user_ids) -> np.ndarray:
+        """[TASK_KW] <query text or query SID> [USR] profile: the personal keyword tasks' input."""
+        n = len(user_ids)
+        return compact(np.concatenate([column(self.special["[TASK_KW]"], n), query_part,
+                                       column(self.special["[USR]"], n),
+                                       self.profile_tokens()[user_ids]], 1), self.enc_len)
+
+    def personal_keywords(self, events, rows=None) -> TaskArrays:
+        """CoT task 3: query + user profile -> 1-5 personalised keywords (text). `rows`: the
+        `_personal_rows(events)` already computed for task 4, if any."""
+        q, u, texts = rows or self._personal_rows(events)
+        enc = self._personal_task_inputs(self.query_text_tokens()[q], u)
         return keyword_targets(enc, self.text(texts, self.dec_len - 1), self.dec_len)
 
-    def personal_keyword_sid(self, events) -> TaskArrays:
+    def personal_keyword_sid(self, events, rows=None) -> TaskArrays:
         """CoT task 4: query SID + user profile -> the SID of the personalised keywords."""
-        q, u, texts = self._personal_rows(events)
-        n = len(q)
-        enc = compact(np.concatenate([column(self.special["[TASK_KW]"], n), self.query_tokens_sid[q],
-                                      column(self.special["[USR]"], n), self.profile_tokens()[u]], 1),
-                      self.enc_len)
+        q, u, texts = rows or self._personal_rows(events)
+        enc = self._personal_task_inputs(self.query_tokens_sid[q], u)
         return TaskArrays(enc, *sid_targets(self._keyword_sid_tokens(texts), self.dec_len))
 
     def query_only_inputs(self, query_ids, keywords: bool = False) -> np.ndarray:
@@ -311,11 +322,15 @@ class TaskBuilder:
         return self._with_teacher(arrays, q, self.query_only_inputs(q, keywords=True)
                                   if self.query_keywords is not None else None)
 
-    def query_kw_to_item(self, clicks: Mapping[str, np.ndarray]) -> TaskArrays:
-        """The keyword-input copy of query_to_item (rows whose query has keywords)."""
-        t = self.query_to_item(clicks)
+    def keyword_copy(self, t: TaskArrays) -> TaskArrays:
+        """The keyword-input ("RAG") copy of a task with teacher inputs: its keyword rows, with
+        the teacher input as the input."""
         self._keyword_queries()
         return TaskArrays(t.teacher_enc, t.dec, t.weight).select(t.teacher_mask > 0)
+
+    def query_kw_to_item(self, clicks: Mapping[str, np.ndarray]) -> TaskArrays:
+        """The keyword-input copy of query_to_item (rows whose query has keywords)."""
+        return self.keyword_copy(self.query_to_item(clicks))
 
     def qsid_to_item(self, clicks: Mapping[str, np.ndarray]) -> TaskArrays:
         q = clicks["query_id"]
@@ -367,28 +382,17 @@ class TaskBuilder:
 
     def personalized_kw(self, events) -> TaskArrays:
         """The keyword-input copy of personalized (rows whose query has keywords)."""
-        t = self.personalized(events)
-        self._keyword_queries()
-        return TaskArrays(t.teacher_enc, t.dec, t.weight).select(t.teacher_mask > 0)
+        return self.keyword_copy(self.personalized(events))
 
     def available_tasks(self) -> tuple[str, ...]:
         """The tasks this builder has inputs for (keyword tasks need keywords, keyword-SID tasks
         `keyword_sids`, personal keyword tasks `item_words`, direct CoT a long enough dec_len)."""
-        out = []
-        for name in TASKS:
-            keyword = name in ("query_to_category", "query_to_keywords", "query_kw_to_item",
-                               "personalized_kw", "query_to_item_cot", "personalized_cot") or \
-                name.startswith("personal_") or name in KEYWORD_SID_TASKS
-            if keyword and self.query_keywords is None:
-                continue
-            if name in KEYWORD_SID_TASKS and self.keyword_sids is None:
-                continue
-            if name.startswith("personal_") and self.item_words is None:
-                continue
-            if name.endswith("_cot") and self.dec_len < self.keyword_len + self.vocab.num_levels:
-                continue  # direct CoT writes keyword_len keyword tokens before the SID
-            out.append(name)
-        return tuple(out)
+        have = {"keywords": self.query_keywords is not None,
+                "keyword_sids": self.keyword_sids is not None,
+                "item_words": self.item_words is not None,
+                # direct CoT writes keyword_len keyword tokens before the SID
+                "long_dec": self.dec_len >= self.keyword_len + self.vocab.num_levels}
+        return tuple(t for t in TASKS if all(have[r] for r in TASK_NEEDS.get(t, ())))
 
     def build(self, clicks, events, names: Sequence[str] | None = None) -> dict[str, TaskArrays]:
         """The named tasks (default: `available_tasks()`); unknown names are refused listing the
@@ -397,20 +401,34 @@ class TaskBuilder:
         bad = sorted(set(names) - set(TASKS))
         if bad:
             raise ValueError(f"unknown tasks {bad}; valid: {TASKS}")
+        built: dict[str, TaskArrays] = {}
+        rows: list = []
+
+        def get(name: str) -> TaskArrays:  # each task built once, its keyword copy reuses it
+            if name not in built:
+                built[name] = makers[name]()
+            return built[name]
+
+        def personal_rows():  # shared by the two personal keyword tasks
+            if not rows:
+                rows.append(self._personal_rows(events))
+            return rows[0]
+
         makers = {"item_to_sid": self.item_to_sid, "query_to_category": self.query_to_category,
                   "query_to_keywords": self.query_to_keywords,
                   "qsid_to_keyword_sid": self.qsid_to_keyword_sid,
                   "query_to_item": lambda: self.query_to_item(clicks),
-                  "query_kw_to_item": lambda: self.query_kw_to_item(clicks),
+                  "query_kw_to_item": lambda: self.keyword_copy(get("query_to_item")),
                   "qsid_to_item": lambda: self.qsid_to_item(clicks),
                   "item_to_qsid": lambda: self.item_to_qsid(clicks),
                   "personalized": lambda: self.personalized(events),
-                  "personalized_kw": lambda: self.personalized_kw(events),
-                  "personal_keywords": lambda: self.personal_keywords(events),
-                  "personal_keyword_sid": lambda: self.personal_keyword_sid(events),
+                  "personalized_kw": lambda: self.keyword_copy(get("personalized")),
+                  "personal_keywords": lambda: self.personal_keywords(events, personal_rows()),
+                  "personal_keyword_sid": lambda: self.personal_keyword_sid(events,
+                                                                            personal_rows()),
                   "query_to_item_cot": lambda: self.query_to_item_cot(clicks),
                   "personalized_cot": lambda: self.personalized_cot(events)}
-        return {name: makers[name]() for name in TASKS if name in names}
+        return {name: get(name) for name in TASKS if name in names}
 
     def keyword_coverage(self, events) -> dict[str, float]:
         """How many training queries/examples have keywords: the rest fall back to the student

@@ -65,13 +65,12 @@ def distill_settings(config) -> dict:
     return s
 
 
-def kl_positions(targets, ranges, vocab_size: int, alignment: str):
-    """(positions int[B,L], ranges, codes int[B,L], found float[B,L]) the KL is taken on."""
-    positions, codes, found = sid_positions(targets, ranges)
+def kl_positions(positions, ranges, length: int, vocab_size: int, alignment: str):
+    """(positions int[B,L], ranges) the KL is taken on, from the SID positions of the targets."""
     if alignment == "reference_shift":
-        positions = jnp.minimum(positions + 1, targets.shape[1] - 1)
-        ranges = tuple((0, int(vocab_size)) for _ in ranges)
-    return positions, ranges, codes, found
+        return (jnp.minimum(positions + 1, length - 1),
+                tuple((0, int(vocab_size)) for _ in ranges))
+    return positions, ranges
 
 
 def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, settings: dict,
@@ -80,9 +79,10 @@ def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, se
     s = settings
     k_student, k_teacher, k_rdrop = jax.random.split(rng, 3)
     targets, weights = batch["dec_targets"], batch["dec_weights"]
-    positions, kl_ranges, codes, found = kl_positions(
-        targets, ranges, model.cfg.vocab_size, s["alignment"])
-    at = jnp.take_along_axis(weights, sid_positions(targets, ranges)[0], axis=1) > 0
+    sid_at, codes, found = sid_positions(targets, ranges)
+    positions, kl_ranges = kl_positions(sid_at, ranges, targets.shape[1], model.cfg.vocab_size,
+                                        s["alignment"])
+    at = jnp.take_along_axis(weights, sid_at, axis=1) > 0
     sid_mask = found * at.astype(jnp.float32)
     kl_mask = sid_mask * batch["teacher_mask"][:, None].astype(jnp.float32)
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import jax
 import jax.numpy as jnp
 
+from onesearch_jax.train.losses import check_token_shapes
+
 _EPS = 1e-8
 
 
@@ -118,13 +120,7 @@ def focal_loss(log_probs, targets, weights, *, gamma=2.0, alpha=1.0):
       loss, nll (plain -log p weighted the same way), accuracy (argmax == target
       over w > 0, unweighted), num_tokens (count of w > 0), weight_sum.
     """
-    if log_probs.ndim != 3:
-        raise ValueError(f"log_probs must be [batch, length, codes], got shape {log_probs.shape}")
-    if targets.shape != log_probs.shape[:2] or weights.shape != log_probs.shape[:2]:
-        raise ValueError(
-            f"targets {targets.shape} and weights {weights.shape} must both be "
-            f"{log_probs.shape[:2]} to match log_probs"
-        )
+    check_token_shapes(log_probs, targets, weights, "log_probs", "codes")
     if not isinstance(gamma, jax.Array) and not gamma >= 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
     log_probs = log_probs.astype(jnp.float32)

@@ -6,6 +6,17 @@ import jax
 import jax.numpy as jnp
 
 
+def check_token_shapes(scores, targets, weights, name: str, last_axis: str) -> None:
+    """scores [batch, length, last_axis] with targets and weights [batch, length], or ValueError."""
+    if scores.ndim != 3:
+        raise ValueError(f"{name} must be [batch, length, {last_axis}], got shape {scores.shape}")
+    if targets.shape != scores.shape[:2] or weights.shape != scores.shape[:2]:
+        raise ValueError(
+            f"targets {targets.shape} and weights {weights.shape} must both be "
+            f"{scores.shape[:2]} to match {name}"
+        )
+
+
 def weighted_cross_entropy(
     logits, targets, weights, *, label_smoothing: float = 0.0, z_loss: float = 0.0
 ):
@@ -23,13 +34,7 @@ def weighted_cross_entropy(
       metrics: loss, nll (unsmoothed, weighted like the loss), z_loss, accuracy
       (over tokens with w > 0, unweighted), num_tokens (count of w > 0), weight_sum.
     """
-    if logits.ndim != 3:
-        raise ValueError(f"logits must be [batch, length, vocab], got shape {logits.shape}")
-    if targets.shape != logits.shape[:2] or weights.shape != logits.shape[:2]:
-        raise ValueError(
-            f"targets {targets.shape} and weights {weights.shape} must both be "
-            f"{logits.shape[:2]} to match logits"
-        )
+    check_token_shapes(logits, targets, weights, "logits", "vocab")
     if not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if z_loss < 0:

@@ -42,7 +42,7 @@ def prepare(config, workdir: str):
     config.model.vocab_size = vocab.vocab_size
     names = stage_task_names(config)
     item_words = None
-    if any(n.startswith("personal_") for n in names):
+    if any(n in sft_tasks.ITEM_WORD_TASKS for n in names):
         item_words = text_keywords.item_keywords(world.catalog, int(world.config.seed),
                                                  float(world.config.item_keyword_noise))
     builder = sft_tasks.TaskBuilder(
@@ -61,9 +61,12 @@ def prepare(config, workdir: str):
     return world, vocab, item_codes, builder
 
 
-def run_world(config, workdir: str, *, make_step: Callable, check_batch: Callable,
-              with_teacher: bool, stream=None) -> dict[str, float]:
-    """Trains (or resumes) to config.train.steps; returns the last step's train metrics."""
+def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Callable],
+              check_batch: Callable, with_teacher: bool, stream=None) -> dict[str, float]:
+    """Trains (or resumes) to config.train.steps; returns the last step's train metrics.
+
+    make_step_for(vocab) -> the stage's `make_step(model, config, setup)` (a step may need the
+    SID layout, known once the workdir is loaded)."""
     world, vocab, item_codes, builder = prepare(config, workdir)
     wd.guard_config(workdir, "train", config)
     train_events = artifacts.load_events(workdir, "train")
@@ -104,25 +107,23 @@ def run_world(config, workdir: str, *, make_step: Callable, check_batch: Callabl
         return {k: scores[k] for k in EVAL_KEYS}
 
     summary = train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok,
-                               make_step=make_step, check_batch=check_batch)
+                               make_step=make_step_for(vocab), check_batch=check_batch)
     wd.write_metrics(workdir, "train", coverage, config)
     return summary
 
 
 def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
     """The SFT stages (V1, and V1 + keyword CoT tasks)."""
-    return run_world(config, workdir, make_step=sft_step.make_train_step,
+    return run_world(config, workdir, make_step_for=lambda vocab: sft_step.make_train_step,
                      check_batch=sft_step.check_batch, with_teacher=False, stream=stream)
 
 
 def run_distill(config, workdir: str, stream=None) -> dict[str, float]:
     """Self-distillation over the same task mixture (config.distill: see train/distill.py)."""
     distill.distill_settings(config)  # refuse bad keys before any data is built
-    tokenizer = artifacts.load_tokenizer(workdir)
-    khqe, _, _ = artifacts.load_sids(workdir)
-    vocab = SidVocab(tokenizer.get_vocab_size(), khqe.level_sizes)
     return run_world(config, workdir,
-                     make_step=distill.make_distill_step(vocab.level_offsets, vocab.level_sizes),
+                     make_step_for=lambda vocab: distill.make_distill_step(vocab.level_offsets,
+                                                                           vocab.level_sizes),
                      check_batch=distill.check_distill_batch, with_teacher=True, stream=stream)
 
 
