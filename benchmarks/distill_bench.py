@@ -14,12 +14,12 @@ claim "no serving cost"; direct CoT writes 16 keyword tokens before its SID.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import jax
 import numpy as np
+from absl import app, flags
 
 from configs import distill as distill_configs
 from onesearch_jax import artifacts, quiet
@@ -73,8 +73,10 @@ def step_times(workdir: str, preset: str, steps: int) -> dict:
 
 
 def latencies(workdir: str, preset: str, queries: int, beam: int) -> dict:
+    """Per-query latency of each variant's retriever; the variants take turns on each query,
+    so drift of the machine (other jobs, clock boost) falls on all of them alike."""
     events = artifacts.load_events(workdir, "test", queries)
-    out = {}
+    served = {}
     for rung in ("v1", "sd", "direct_cot"):
         config = distill_configs.get_config(f"{preset}:{rung}")
         world, vocab, item_codes, builder = sft_run.prepare(config, workdir)
@@ -86,37 +88,44 @@ def latencies(workdir: str, preset: str, queries: int, beam: int) -> dict:
                                  cot_keyword_len=int(config.eval.cot_keyword_len))
         enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"])
         retriever.retrieve(enc[:1])  # compile
-        times = []
-        for row in enc:
+        served[rung] = (retriever, enc)
+    times: dict[str, list] = {rung: [] for rung in served}
+    for i in range(len(events["query_id"])):
+        for rung, (retriever, enc) in served.items():
             t0 = time.perf_counter()
-            retriever.retrieve(row[None])
-            times.append(time.perf_counter() - t0)
-        out[f"latency_ms/{rung}/p50"] = 1000 * float(np.median(times))
-        out[f"latency_ms/{rung}/p95"] = 1000 * float(np.percentile(times, 95))
+            retriever.retrieve(enc[i:i + 1])
+            times[rung].append(time.perf_counter() - t0)
+    out = {}
+    for rung, ts in times.items():
+        out[f"latency_ms/{rung}/p50"] = 1000 * float(np.median(ts))
+        out[f"latency_ms/{rung}/p95"] = 1000 * float(np.percentile(ts, 95))
     out["latency_ratio/sd_over_v1"] = out["latency_ms/sd/p50"] / out["latency_ms/v1/p50"]
     out["latency_ratio/direct_cot_over_v1"] = (out["latency_ms/direct_cot/p50"]
                                                / out["latency_ms/v1/p50"])
     return out
 
 
-def main():
+_WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and SIDs.")
+_PRESET = flags.DEFINE_enum("preset", "small", list(distill_configs.PRESETS), "Model preset.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps per stage.")
+_QUERIES = flags.DEFINE_integer("queries", 100, "Test queries timed one at a time.")
+_BEAM = flags.DEFINE_integer("beam", 32, "Beam width.")
+_OUT = flags.DEFINE_string("out", None, "Also write the numbers to this JSON file.")
+
+
+def main(argv):
+    del argv
     quiet.quiet_libraries()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--preset", default="small", choices=distill_configs.PRESETS)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--queries", type=int, default=100)
-    p.add_argument("--beam", type=int, default=32)
-    p.add_argument("--out", default=None, help="Also write the numbers to this JSON file.")
-    a = p.parse_args()
-    result = {**step_times(a.workdir, a.preset, a.steps),
-              **latencies(a.workdir, a.preset, a.queries, a.beam)}
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required")
+    result = {**step_times(_WORKDIR.value, _PRESET.value, _STEPS.value),
+              **latencies(_WORKDIR.value, _PRESET.value, _QUERIES.value, _BEAM.value)}
     for k, v in result.items():
         print(f"{k:40s} {v:10.4f}")
-    if a.out:
-        with open(a.out, "w") as f:
+    if _OUT.value:
+        with open(_OUT.value, "w") as f:
             json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)
