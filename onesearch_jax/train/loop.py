@@ -17,7 +17,8 @@ import numpy as np
 from onesearch_jax.train import sharding as sharding_lib
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
-from onesearch_jax.train.train_state import create_train_state, seed_keys, setup_train_state
+from onesearch_jax.train.train_state import (create_train_state, rollout_key, seed_keys,
+                                             setup_train_state)
 
 BatchIterFactory = Callable[[int], Iterator[Mapping[str, np.ndarray]]]
 
@@ -51,6 +52,8 @@ def train_loop(
     check_batch: Callable[[Mapping[str, np.ndarray]], None] | None = None,
     stream=None,
     init_params: Callable[[Any], Any] | None = None,
+    rollout: Callable[[Any, Mapping[str, np.ndarray], jax.Array], Mapping[str, np.ndarray]]
+    | None = None,
 ) -> TrainResult:
     """Trains to config.train.steps, resuming from WORKDIR/checkpoints if present.
 
@@ -59,6 +62,9 @@ def train_loop(
     eval_fn(state, step) -> scalars is called every train.eval_every steps (0 = never).
     init_params(params) -> params edits a fresh run's parameters (e.g. loads a pretrained
     encoder); a resumed run restores its checkpoint instead.
+    rollout(state, batch, rng) -> batch (the RL stages) sees the current state before each
+    update and turns the data's prompts into the step's batch (samples, rewards); rng is
+    fold_in(rollout_key(seed), step), so a resumed run replays the same rollouts.
     Raises NonFiniteLossError naming the step if the loss is NaN/inf; that state is
     never checkpointed.
     """
@@ -82,6 +88,7 @@ def train_loop(
 
     train_step = make_step(model, config, setup)
     rng = seed_keys(int(tc.seed))[1]  # the dropout stream; init used the other key
+    sample_key = rollout_key(int(tc.seed))
     writer = MetricWriter(workdir, total_steps=total, start_step=start, stream=stream)
     late = OneStepLate()
     last_metrics: dict = {}
@@ -111,6 +118,8 @@ def train_loop(
                     batch = next(batches)
                 except StopIteration:
                     raise ValueError(f"batch iterator ran out at step {step} of {total}") from None
+                if rollout is not None:
+                    batch = rollout(state, batch, jax.random.fold_in(sample_key, step))
                 if step == start:
                     if check_batch is not None:
                         check_batch(batch)

@@ -89,7 +89,17 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
         with_teacher=with_teacher,
     )
     model = build_model(TransformerConfig(**config.model.to_dict()))
+    eval_fn = make_world_eval_fn(config, workdir, world, model, vocab, item_codes, builder)
+    summary = train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok,
+                               make_step=make_step_for(vocab), check_batch=check_batch)
+    wd.write_metrics(workdir, "train", coverage, config)
+    return summary
 
+
+def make_world_eval_fn(config, workdir: str, world, model, vocab: SidVocab, item_codes,
+                       builder) -> Callable:
+    """The loop's `eval_fn(state, step)`: valid-day world metrics of the current parameters
+    (one compiled beam search, built on first use and fed the current params each time)."""
     trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
     events = artifacts.load_events(workdir, "valid", int(config.eval.max_events))
     targets = world_eval.WorldTargets(world, events)
@@ -98,7 +108,7 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
     def eval_fn(state, step):
         del step
         nonlocal retriever
-        if retriever is None:  # one compiled beam search, fed the current params each time
+        if retriever is None:
             retriever = SidRetriever(
                 model, state.params, vocab, trie, beam_size=int(config.eval.beam_size),
                 cot_keyword_len=int(config.eval.get("cot_keyword_len", 0)))
@@ -106,10 +116,7 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
         scores = generative_eval.evaluate_events(retriever, builder, events, targets)
         return {k: scores[k] for k in EVAL_KEYS}
 
-    summary = train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok,
-                               make_step=make_step_for(vocab), check_batch=check_batch)
-    wd.write_metrics(workdir, "train", coverage, config)
-    return summary
+    return eval_fn
 
 
 def run_sft(config, workdir: str, stream=None) -> dict[str, float]:

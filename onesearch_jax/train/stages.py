@@ -1,18 +1,19 @@
 """The stage registry: a training stage is a config string (`config.stage`), not an if/else.
 
-Each entry runs one stage on a workdir, `run(config, workdir, stream=None) -> summary`; later
-stages (list-wise DPO, GRPO) register here the same way.
+Each entry runs one stage on a workdir, `run(config, workdir, stream=None) -> summary`.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from onesearch_jax.train import real_run, sft_run
+from onesearch_jax.train import real_run, rl_run, sft_run
 
 STAGES: dict[str, Callable] = {
     "sft": sft_run.run_sft,            # V1 SFT stages (and + keyword CoT tasks)
     "distill": sft_run.run_distill,    # V2 self-distillation
     "sft_real": real_run.run_real_sft,  # SFT on a real catalog with judgments
+    "dpo": rl_run.run_dpo,             # list-wise DPO from a trained run
+    "grpo": rl_run.run_grpo,           # GRPO / TPMA-GRPO from a trained run
 }
 
 

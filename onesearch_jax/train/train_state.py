@@ -164,6 +164,12 @@ def seed_keys(seed: int) -> tuple[jax.Array, jax.Array]:
     return jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
 
 
+def rollout_key(seed: int) -> jax.Array:
+    """The RL stages' sampling stream, independent of init and dropout; step s samples with
+    fold_in(rollout_key, s), so a resumed run replays the same rollouts."""
+    return jax.random.fold_in(jax.random.key(int(seed)), 2)
+
+
 def create_train_state(setup: StateSetup, seed: int) -> TrainState:
     """Fresh parameters from `seed`'s init key, each array created directly on its shards."""
     with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):

@@ -1,0 +1,45 @@
+"""The RL stages' configs: vanilla GRPO (this file), TPMA-GRPO (configs/tpma.py) and list-wise
+DPO (configs/dpo.py), each starting from the trained workdir `--config.init_workdir` names.
+
+    python -m experiments.train --config=configs/grpo.py:small --workdir=W_grpo \\
+        --config.init_workdir=W_sd
+    python -m experiments.evaluate --workdir=W_grpo
+
+Presets: `tiny` (tests, the demo's budget), `small` (the RL ladder on world v2 small). The model
+and data sections are the starting run's (train/rl_run.py copies them); `config.rl` is
+train/rl.py's RL_DEFAULTS (group 4, temperature 1, constrained sampling, no clipping, beta 0,
+0.1 x SFT CE: the reference's example command), `config.train` the RL optimiser.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from configs import sft
+from onesearch_jax.train import rl
+
+PRESETS = ("tiny", "small")
+_TRAIN = {
+    "tiny": dict(steps=60, batch_size=16, lr=1e-4, warmup=5, checkpoint_every=30, log_every=10),
+    "small": dict(steps=300, batch_size=32, lr=5e-5, warmup=20, checkpoint_every=100,
+                  log_every=25),
+}
+
+
+def rl_config(preset: str, stage: str, advantage: str = "grpo") -> ml_collections.ConfigDict:
+    """The shared RL config of `stage` ("grpo" or "dpo") at `preset`."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown RL preset {preset!r}; valid: {PRESETS}")
+    c = sft.get_config("tiny")
+    c.preset, c.stage, c.rung = preset, stage, advantage if stage == "grpo" else "dpo"
+    c.init_workdir = ""
+    c.train.update(_TRAIN[preset])
+    c.train.update(eval_every=0, min_lr_ratio=1.0, weight_decay=0.0, ema_decay=0.0,
+                   fgm_epsilon=0.0)
+    c.eval.max_events = 2000
+    c.eval.cot_keyword_len = 0  # the starting run's, like eval.beam_size (rl_run copies both)
+    c.rl = ml_collections.ConfigDict(dict(rl.RL_DEFAULTS, advantage=advantage))
+    return c
+
+
+def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
+    return rl_config(arg or "tiny", "grpo", "grpo")

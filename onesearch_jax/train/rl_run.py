@@ -1,0 +1,198 @@
+"""The RL stages on a world workdir: list-wise DPO and (TPMA-)GRPO, starting from a trained run.
+
+    python -m experiments.train --config=configs/tpma.py:small --workdir=W_rl \\
+        --config.init_workdir=W_sd
+
+The new workdir shares W_sd's world and SIDs (symlinks) and copies its model and data config, so
+`experiments.evaluate --workdir=W_rl` scores it like any other run. Prompts are the training
+days' events with a click or an order: the serving input (query, profile, recent clicks), the
+event's clicked and ordered SIDs as TPMA's targets, and its first clicked SID for the SFT term.
+Before each update the loop's rollout hook samples G SIDs per prompt from the current policy (for
+DPO: from the frozen reference), recomputes their log-probs, and scores them with the logged
+reward (train/rewards.py; never the simulator's click model).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Mapping
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+
+from onesearch_jax import artifacts
+from onesearch_jax import workdir as wd
+from onesearch_jax.data.sft_tasks import decoder_inputs, sid_targets
+from onesearch_jax.model.presets import TransformerConfig
+from onesearch_jax.model.transformer import build_model
+from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.train import rl, sft_run
+from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax.train.checkpoints import Checkpointer
+from onesearch_jax.train.loop import train_loop
+from onesearch_jax.train.rewards import LoggedRewards
+from onesearch_jax.train.rollout import make_rollout_fn
+from onesearch_jax.train.train_state import setup_train_state
+from onesearch_jax.variant_workdir import prepare_run_dir
+
+ADOPTED = ("model", "data")  # sections an RL run takes from the run it starts from
+
+
+class RlPrompts:
+    """The loop's batch factory over training events with a click or an order.
+
+    `batches(position)` yields prompt batches position, position+1, ...; batch s draws its rows
+    with default_rng([seed, s]), so a resumed run sees the same prompts."""
+
+    def __init__(self, builder, events: Mapping[str, np.ndarray], item_codes: np.ndarray, *,
+                 batch_size: int, seed: int):
+        clicks, orders = np.asarray(events["clicks"]), np.asarray(events["orders"])
+        items = np.asarray(events["items"])
+        positive = ((clicks > 0) | (orders > 0)) & (items >= 0)
+        rows = np.flatnonzero(positive.any(1))
+        if len(rows) == 0:
+            raise ValueError("no training event has a click or an order: nothing to reward")
+        positive, items = positive[rows], items[rows]
+        q, u = np.asarray(events["query_id"])[rows], np.asarray(events["user_id"])[rows]
+        self.arrays = {
+            "enc_tokens": builder.personalized_inputs(q, u, np.asarray(events["history"])[rows]),
+            "targets": np.asarray(item_codes, np.int32)[np.maximum(items, 0)],
+            "target_mask": positive.astype(np.float32),
+            "query_id": q.astype(np.int32), "user_id": u.astype(np.int32),
+        }
+        clicked = (clicks[rows] > 0) & (items >= 0)
+        first = np.where(clicked.any(1), np.argmax(clicked, 1), np.argmax(positive, 1))
+        dec, weights = sid_targets(builder.item_tokens[items[np.arange(len(rows)), first]],
+                                   builder.dec_len)
+        self.arrays.update(sft_dec_inputs=decoder_inputs(dec), sft_dec_targets=dec,
+                           sft_dec_weights=weights)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+
+    def __len__(self):
+        return len(self.arrays["query_id"])
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        idx = np.random.default_rng([self.seed, step]).integers(0, len(self), self.batch_size)
+        return {k: v[idx] for k, v in self.arrays.items()}
+
+    def __call__(self, position: int):
+        step = int(position)
+        while True:
+            yield self.batch(step)
+            step += 1
+
+
+class RolloutHook:
+    """`hook(state, prompts, rng) -> batch`: the loop's rollout step (jitted sampling and
+    log-probs on the mesh, then host-side rewards). Keeps the seconds it spent (`seconds`)."""
+
+    def __init__(self, model, vocab, trie: SidTrie, rewards, setup, settings: dict,
+                 ref_params=None):
+        self.rewards, self.setup, self.trie = rewards, setup, trie
+        self.ref_params = ref_params
+        self.sample_reference = settings["stage"] == "dpo" and settings["candidates"] == "reference"
+        if (rl.needs_reference(settings) or self.sample_reference) and ref_params is None:
+            raise ValueError("this RL stage needs the frozen reference parameters")
+        self.fn = jax.jit(make_rollout_fn(
+            model, vocab.level_offsets, vocab.level_sizes, group_size=int(settings["group_size"]),
+            sampler=settings["sampler"], temperature=float(settings["temperature"]),
+            with_reference=rl.needs_reference(settings)))
+        self.seconds, self.calls = 0.0, 0
+
+    def __call__(self, state, prompts, rng):
+        start = time.perf_counter()
+        enc = sharding_lib.shard_batch({"enc_tokens": prompts["enc_tokens"]}, self.setup.mesh,
+                                       self.setup.rules)["enc_tokens"]
+        ref = state.params if self.ref_params is None else self.ref_params
+        sample = ref if self.sample_reference else state.params
+        with jax.set_mesh(self.setup.mesh), nn.logical_axis_rules(self.setup.rules):
+            out = jax.device_get(self.fn(sample, state.params, ref, self.trie, enc, rng))
+        rewards = self.rewards(prompts["query_id"], prompts["user_id"], out["items"])
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return rl.attach_rewards(prompts, out, rewards)
+
+
+def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
+    """Links `workdir` to config.init_workdir's world and SIDs, copies that run's model and data
+    sections into `config`, and returns its training config (to restore its parameters)."""
+    init = str(config.get("init_workdir", "") or "")
+    if not init:
+        raise ValueError("config.init_workdir is empty: name the trained workdir (e.g. the "
+                         "self-distilled one) this RL stage starts from")
+    path = os.path.join(init, "train_config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} is missing: {init} is not a trained workdir")
+    if os.path.abspath(init) == os.path.abspath(workdir):
+        raise ValueError("config.init_workdir must differ from --workdir (RL writes its own "
+                         "checkpoints; the reference run stays untouched)")
+    with open(path) as f:
+        init_config = ml_collections.ConfigDict(json.load(f))
+    prepare_run_dir(init, workdir)
+    for section in ADOPTED:
+        config[section] = ml_collections.ConfigDict(init_config[section].to_dict())
+    config.eval.beam_size = int(init_config.eval.beam_size)
+    config.eval.cot_keyword_len = int(init_config.eval.get("cot_keyword_len", 0))
+    return init_config
+
+
+def restore_init_params(model, init_config, init_workdir: str, mesh):
+    """The starting run's latest parameters, sharded on `mesh` like the RL run's."""
+    setup = setup_train_state(model, init_config, mesh)
+    ckpt = Checkpointer(wd.checkpoint_dir(init_workdir), save_every=1, keep=1)
+    try:
+        if ckpt.latest_step() is None:
+            raise FileNotFoundError(f"no checkpoint under {wd.checkpoint_dir(init_workdir)}")
+        state, _ = ckpt.restore(setup.abstract, init_config)
+    finally:
+        ckpt.close()
+    return state.params
+
+
+def run_rl(config, workdir: str, stage: str, stream=None) -> dict[str, float]:
+    """Trains stage `grpo` or `dpo` (or resumes it) to config.train.steps."""
+    settings = rl.rl_settings(config, stage)  # refuse bad keys before any data is built
+    init_config = adopt_init_config(config, workdir)
+    world, vocab, item_codes, builder = sft_run.prepare(config, workdir)
+    wd.guard_config(workdir, "train", config)
+    events = artifacts.load_events(workdir, "train")
+    prompts = RlPrompts(builder, events, item_codes, batch_size=int(config.train.batch_size),
+                        seed=int(config.train.seed))
+    rewards = LoggedRewards(world, artifacts.load_reward_model(workdir), events,
+                            settings["reward_weights"])
+    print(f"{stage}: {len(prompts)} prompts (training events with a click or an order), "
+          f"group {settings['group_size']}, advantage "
+          f"{settings['advantage'] if stage == 'grpo' else 'list-wise DPO'}, from "
+          f"{config.init_workdir}", flush=True)
+    model = build_model(TransformerConfig(**config.model.to_dict()))
+    mesh = sharding_lib.make_mesh(config.mesh.shape)
+    init_params = restore_init_params(model, init_config, str(config.init_workdir), mesh)
+    setup = setup_train_state(model, config, mesh)
+    trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
+    hook = RolloutHook(model, vocab, trie, rewards, setup, settings,
+                       ref_params=init_params if rl.needs_reference(settings) else None)
+    eval_fn = sft_run.make_world_eval_fn(config, workdir, world, model, vocab, item_codes,
+                                         builder)
+    result = train_loop(config, workdir, model, prompts, eval_fn, mesh=mesh,
+                        make_step=rl.make_rl_step(vocab.level_offsets, vocab.level_sizes, stage),
+                        check_batch=rl.check_rl_batch, stream=stream,
+                        init_params=lambda params: init_params, rollout=hook)
+    summary = {f"train/{k}": v for k, v in result.metrics.items()}
+    summary["train/steps"] = result.step
+    if hook.calls:
+        summary["train/rollout_seconds_per_step"] = hook.seconds / hook.calls
+    wd.write_metrics(workdir, "train", summary, config)
+    return summary
+
+
+def run_grpo(config, workdir: str, stream=None) -> dict[str, float]:
+    """GRPO-family RL (config.rl.advantage: `grpo` or `tpma`)."""
+    return run_rl(config, workdir, "grpo", stream)
+
+
+def run_dpo(config, workdir: str, stream=None) -> dict[str, float]:
+    """List-wise DPO against the frozen starting run."""
+    return run_rl(config, workdir, "dpo", stream)

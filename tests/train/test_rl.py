@@ -1,0 +1,237 @@
+"""RL stages: rollouts, the ratio at the first update, sharded == single device, resume ==
+uninterrupted, the logged reward and bad settings."""
+import functools
+import io
+import os
+import signal
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dpo as dpo_configs
+from configs import tpma as tpma_configs
+from onesearch_jax.data.text_tokenizer import BOS_ID
+from onesearch_jax.decode.sampling import sample_sids
+from onesearch_jax.model.sid_levels import level_ranges
+from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_cached_logits_fn
+from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.train import rewards as rewards_lib
+from onesearch_jax.train import rl, rl_run, rollout, sharding, stages
+from onesearch_jax.train.loop import train_loop
+from onesearch_jax.train.train_state import create_train_state, setup_train_state
+
+TEXT = 20                      # text tokens 0..19; SID levels: 20..27, 28..33, 34..37
+OFFSETS, SIZES = (20, 28, 34), (8, 6, 4)
+RANGES = level_ranges(OFFSETS, SIZES)
+VOCAB = types.SimpleNamespace(level_offsets=OFFSETS, level_sizes=SIZES)
+ITEM_CODES = np.random.default_rng(0).integers(0, SIZES, (24, 3))
+TRIE = SidTrie.build(ITEM_CODES, SIZES)
+B, G = 8, 4
+
+
+def _config(stage="grpo", **rl_overrides):
+    c = (tpma_configs.get_config("tiny") if stage == "grpo" else dpo_configs.get_config("tiny"))
+    c.model.update(vocab_size=TEXT + sum(SIZES), d_model=32, num_heads=2, mlp_dim=64,
+                   enc_layers=1, dec_layers=1, dropout_rate=0.0)
+    c.train.update(steps=4, warmup=1, lr=1e-2, batch_size=B, log_every=1, checkpoint_every=2,
+                   keep=3)
+    c.rl.update(group_size=G, **rl_overrides)
+    return c
+
+
+def _prompts(i):
+    rng = np.random.default_rng(100 + i)
+    targets = ITEM_CODES[rng.integers(0, len(ITEM_CODES), (B, 2))].astype(np.int32)
+    dec = np.concatenate([targets[:, 0] + np.array(OFFSETS), np.zeros((B, 1), int)], 1)
+    return dict(enc_tokens=rng.integers(3, TEXT, (B, 7)).astype(np.int32), targets=targets,
+                target_mask=np.array([[1, 1]] * (B // 2) + [[1, 0]] * (B // 2), np.float32),
+                query_id=np.arange(B, dtype=np.int32) + i, user_id=np.zeros(B, np.int32),
+                sft_dec_inputs=np.concatenate([np.ones((B, 1), int), dec[:, :-1]], 1).astype(
+                    np.int32),
+                sft_dec_targets=dec.astype(np.int32),
+                sft_dec_weights=(dec > 0).astype(np.float32))
+
+
+def _fake_rewards(query_ids, user_ids, items):
+    """A deterministic stand-in for LoggedRewards: item index parity and size."""
+    items = np.asarray(items)
+    rel = np.where(items >= 0, items % 4, 0).astype(np.float32)
+    zeros = np.zeros(items.shape, np.float32)
+    return {"rel": rel, "ctr": zeros, "co": zeros, "item": rel}
+
+
+def _setup(c, mesh):
+    model = build_model(c.model)
+    setup = setup_train_state(model, c, mesh)
+    return model, setup, create_train_state(setup, c.train.seed)
+
+
+def _one_device():
+    return sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
+
+
+@functools.lru_cache(maxsize=None)
+def _start():
+    """(model, initial params, one compiled rollout): shared so each test compiles less."""
+    c = _config()
+    model, _, state = _setup(c, _one_device())
+    fn = jax.jit(rollout.make_rollout_fn(model, OFFSETS, SIZES, group_size=G,
+                                         with_reference=True))
+    return model, state.params, fn
+
+
+@functools.lru_cache(maxsize=None)
+def _rollout_batch(i):
+    """Prompts i with G constrained samples of the initial policy and their fake rewards."""
+    _, params, fn = _start()
+    p = _prompts(i)
+    out = jax.device_get(fn(params, params, params, TRIE, jnp.asarray(p["enc_tokens"]),
+                            jax.random.key(i)))
+    return rl.attach_rewards(p, out, _fake_rewards(p["query_id"], p["user_id"], out["items"]))
+
+
+def test_constrained_rollouts_are_real_items_and_logprobs_match_the_sampler():
+    model, params, _ = _start()
+    batch = _rollout_batch(0)
+    assert batch["codes"].shape == (B, G, 3) and batch["valid"].all()
+    for code_row, item_row in zip(batch["codes"].reshape(-1, 3), batch["items"].reshape(-1)):
+        np.testing.assert_array_equal(ITEM_CODES[item_row], code_row)
+    # The sampler's own log-probs come from the KV-cached decode path (model log-probs at
+    # temperature 1, without the trie mask); the rollout recomputes them teacher-forced.
+    enc = jnp.asarray(batch["enc_tokens"])
+    enc_out, mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
+    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, mask, RANGES)
+    s = jax.jit(lambda c, k: sample_sids(
+        logits_fn, c, k, batch_size=B, group_size=G, temperature=1.0, bos_id=BOS_ID,
+        level_offsets=OFFSETS, level_sizes=SIZES, trie=TRIE, level_logits=True))(
+            cache, jax.random.key(0))
+    np.testing.assert_array_equal(s.codes, batch["codes"])  # the same draw: same key, logits
+    np.testing.assert_allclose(s.token_logprobs, batch["old_logp"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(batch["ref_logp"], batch["old_logp"], rtol=0, atol=0)
+
+
+def test_ratio_is_one_at_the_first_update_and_the_gradients_follow_the_reward():
+    model, params, _ = _start()
+    batch = _rollout_batch(0)
+    rl.check_rl_batch(batch)
+    jb = {k: jnp.asarray(v) for k, v in batch.items()}
+    c = _config(advantage="grpo", sft_weight=0.0)
+    loss_fn = jax.jit(functools.partial(rl.grpo_loss, model=model, ranges=RANGES,
+                                        settings=rl.rl_settings(c, "grpo")))
+    (_, m), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, jb, jax.random.key(0))
+    assert float(m["ratio_max_abs_dev"]) < 1e-6
+    # A small step along the policy gradient raises the log-prob of above-average samples.
+    logp = jax.jit(lambda p: rollout.group_sid_log_probs(model, p, jb["enc_tokens"],
+                                                         jb["codes"], RANGES).sum(-1))
+    moved = np.asarray(logp(jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads))
+                       - logp(params))
+    r = batch["item_reward"]
+    z = (r - r.mean(1, keepdims=True)) / (r.std(1, ddof=1, keepdims=True) + 1e-8)
+    assert np.corrcoef(moved.ravel(), z.ravel())[0, 1] > 0.5
+    # DPO: at the reference every margin is 0; its gradient favours each row's best sample.
+    dpo_fn = functools.partial(rl.dpo_loss, model=model, ranges=RANGES,
+                               settings=rl.rl_settings(_config("dpo"), "dpo"))
+    (dloss, dm), dgrads = jax.value_and_grad(jax.jit(dpo_fn), has_aux=True)(
+        params, jb, jax.random.key(0))
+    rows = float(dm["dpo_rows"])
+    assert rows > 0 and abs(float(dm["dpo_margin"])) < 1e-6
+    moved = np.asarray(logp(jax.tree.map(lambda p, g: p - 1e-3 * g, params, dgrads))
+                       - logp(params))
+    best = r.argmax(1)
+    has = (r < r.max(1, keepdims=True)).any(1)
+    assert np.mean(moved[has, best[has]] > moved[has].mean(1)) >= 0.75
+
+
+def _train(mesh, c, batches):
+    model, setup, state = _setup(c, mesh)
+    step = rl.make_rl_step(OFFSETS, SIZES, c.stage)(model, c, setup)
+    losses = []
+    for b in batches:
+        state, m = step(state, sharding.shard_batch(b, mesh, setup.rules), jax.random.key(1))
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_sharded_rl_step_matches_single_device():
+    c = _config(beta=0.04)  # the KL to the reference too
+    batches = [_rollout_batch(0), _rollout_batch(1)]
+    state8, losses8 = _train(sharding.make_mesh((2, 2, 2)), c, batches)
+    state1, losses1 = _train(_one_device(), c, batches)
+    np.testing.assert_allclose(losses8, losses1, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def _factory(sigterm_at=None):
+    def batches(position):
+        i = position
+        while True:
+            if i == sigterm_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield _prompts(i)
+            i += 1
+    return batches
+
+
+def test_rl_resume_replays_the_same_rollouts(tmp_path):
+    c = _config(beta=0.04)
+    model = build_model(c.model)
+    mesh = _one_device()
+    setup = setup_train_state(model, c, mesh)
+    ref = create_train_state(setup, 7).params  # a frozen reference unlike the start
+
+    hook = rl_run.RolloutHook(model, VOCAB, TRIE, _fake_rewards, setup,
+                              rl.rl_settings(c, "grpo"), ref_params=ref)
+
+    def run(workdir, factory):
+        return train_loop(c, workdir, model, factory, mesh=mesh, stream=io.StringIO(),
+                          make_step=rl.make_rl_step(OFFSETS, SIZES, "grpo"),
+                          check_batch=rl.check_rl_batch, rollout=hook)
+
+    straight = run(str(tmp_path / "a"), _factory())
+    first = run(str(tmp_path / "b"), _factory(sigterm_at=1))
+    assert first.preempted and first.step < 4
+    second = run(str(tmp_path / "b"), _factory())
+    assert second.step == 4
+    for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(second.state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+def test_logged_rewards_values_and_pair_lookup():
+    np.testing.assert_array_equal(rewards_lib.behaviour_reward([1, 1, 0], [1, 0, 0]), [4, 3, 0])
+    np.testing.assert_allclose(rewards_lib.item_reward([3, 0], [1.5, 0.2], [4, 0]),
+                               [3 + 1 + 4, 0.2])
+    np.testing.assert_allclose(rewards_lib.item_reward([2], [0.5], [3], (1, 2, 0.5)),
+                               [2 + 1 + 1.5])
+    events = dict(query_id=np.array([0, 1]), items=np.array([[5, 6, -1], [5, 7, 8]]),
+                  clicks=np.array([[1, 0, 0], [0, 1, 1]]), orders=np.array([[1, 0, 0],
+                                                                          [0, 0, 1]]))
+    pairs = rewards_lib.LoggedPairs(events, num_items=10)
+    clicked, ordered = pairs.lookup(np.array([0, 1]), np.array([[5, 6, -1], [5, 8, 7]]))
+    np.testing.assert_array_equal(clicked, [[1, 0, 0], [0, 1, 1]])
+    np.testing.assert_array_equal(ordered, [[1, 0, 0], [0, 1, 0]])
+
+
+def test_rl_stages_and_bad_settings_are_refused_by_name():
+    assert {"grpo", "dpo"} <= set(stages.STAGES)
+    c = _config()
+    c.rl.advantage = "ppo"
+    with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'"):
+        rl.rl_settings(c, "grpo")
+    c = _config(sampler="greedy")
+    with pytest.raises(ValueError, match="rl.sampler='greedy'"):
+        rl.rl_settings(c, "grpo")
+    c = _config()
+    c.rl.group_size = 1
+    with pytest.raises(ValueError, match="group_size must be >= 2"):
+        rl.rl_settings(c, "grpo")
+    with pytest.raises(ValueError, match="unknown TPMA variant 'nogate'"):
+        tpma_configs.get_config("tiny:nogate")
+    c = _config()
+    with pytest.raises(ValueError, match="init_workdir is empty"):
+        rl_run.adopt_init_config(c, "/tmp/nowhere")
+    with pytest.raises(ValueError, match="missing keys"):
+        rl.check_rl_batch(_prompts(0))
