@@ -18,6 +18,17 @@ from configs import sft
 from onesearch_jax.train import rl
 
 PRESETS = ("tiny", "small")
+# The RL rungs of experiments/ladder.py: rung -> (config arg with {preset}, the rung whose run of
+# the same seed it starts from). The paper's order: SD -> + list-wise DPO -> + GRPO / + TPMA.
+RL_RUNGS = {
+    "dpo": ("configs/dpo.py:{preset}", "sd"),
+    "grpo": ("configs/grpo.py:{preset}", "dpo"),
+    "tpma": ("configs/tpma.py:{preset}", "dpo"),
+    "tpma_no_gate": ("configs/tpma.py:{preset}:no_gate", "dpo"),
+    "tpma_flat": ("configs/tpma.py:{preset}:flat", "dpo"),
+    "tpma_last_weighted": ("configs/tpma.py:{preset}:last_weighted", "dpo"),
+    "tpma_w_item": ("configs/tpma.py:{preset}:w_item", "dpo"),
+}
 _TRAIN = {
     "tiny": dict(steps=60, batch_size=16, lr=1e-4, warmup=5, checkpoint_every=30, log_every=10),
     "small": dict(steps=300, batch_size=32, lr=5e-5, warmup=20, checkpoint_every=100,

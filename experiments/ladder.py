@@ -1,10 +1,17 @@
-"""The distillation ladder: trains every rung of configs/distill.py over a few seeds on one built
-world, evaluates each run (and, for some rungs, again with teacher keywords), and tabulates the
-rungs as mean ± 95% interval over seeds.
+"""The V2 ladder: trains every rung (configs/distill.py's SFT rungs, then configs/grpo.py's
+RL_RUNGS) over a few seeds on one built world, evaluates each run (for some rungs again with
+teacher keywords; with --ab_events also in the simulated A/B test), and tabulates the rungs as
+mean ± 95% interval over seeds.
 
     python -m experiments.ladder --base_workdir=W --root=R [--rungs=v1,cot,sd] [--seeds=3] \
         [--preset=small] [--overrides=train.steps=3000] [--order=seed]
+    python -m experiments.ladder --base_workdir=W --root=R --rungs=v1,sd,dpo,grpo,tpma \
+        --ab_events=2000
     python -m experiments.ladder --base_workdir=W --root=R --only_table
+
+An RL rung starts from its parent rung's run of the same seed (R/sd/seed0 -> R/dpo/seed0 ->
+R/tpma/seed0), so the parent comes first in --rungs or is already done. --overrides go to the
+SFT rungs only (the RL configs have their own train section).
 
 Each run lives in R/<rung>/seed<N>: symlinks to W's world/, sids/ and data/, copies of its
 world/sids configs and of its metrics.json (baseline numbers such as bm25/rel_hr@10). A run is
@@ -38,7 +45,8 @@ TAIL_LINES = 30
 _BASE = flags.DEFINE_string("base_workdir", None, "Workdir with a built world and SIDs.")
 _ROOT = flags.DEFINE_string("root", None, "Where run workdirs go: ROOT/<rung>/seed<N>.")
 _RUNGS = flags.DEFINE_list("rungs", ["v1", "cot", "sd", "rdrop", "fgm", "focal"],
-                           "Rungs of configs/distill.py, in table order.")
+                           "Rungs (configs/distill.py RUNGS, configs/grpo.py RL_RUNGS), in "
+                           "table order.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per rung.")
 _PRESET = flags.DEFINE_string("preset", "small", "Model preset of configs/distill.py.")
 _TEACHER_RUNGS = flags.DEFINE_list("teacher_eval_rungs", ["cot", "sd"],
@@ -47,6 +55,10 @@ _MAX_EVENTS = flags.DEFINE_integer("max_events", 4000, "Test events per evaluati
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra config overrides for every train call, "
                                "e.g. train.steps=3000 (passed as --config.train.steps=3000).")
 _ONLY_TABLE = flags.DEFINE_bool("only_table", False, "Do not train; tabulate finished runs.")
+_AB_EVENTS = flags.DEFINE_integer("ab_events", 0, "Simulated A/B searches per arm after each "
+                                  "evaluation (experiments/online_ab.py); 0 = no A/B.")
+_AB_PERTURB = flags.DEFINE_integer("ab_perturb", 1, "With --ab_events: also this many perturbed "
+                                   "click models.")
 _ORDER = flags.DEFINE_enum("order", "rung", ["rung", "seed"],
                            "rung: all seeds of a rung, then the next rung; seed: seed 0 of every "
                            "rung, then seed 1 ...")
@@ -60,7 +72,8 @@ class ChildFailed(RuntimeError):
 
 # --- rungs and run directories ----------------------------------------------------------------
 def known_rungs() -> tuple[str, ...] | None:
-    """configs.distill.RUNGS, or None when that module (or its RUNGS) does not exist yet."""
+    """configs.distill.RUNGS + configs.grpo.RL_RUNGS, or None when configs.distill (or its
+    RUNGS) does not exist yet."""
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
     try:
@@ -70,7 +83,14 @@ def known_rungs() -> tuple[str, ...] | None:
             return None
         raise
     rungs = getattr(module, "RUNGS", None)
-    return tuple(rungs) if rungs is not None else None
+    return tuple(rungs) + tuple(rl_rungs()) if rungs is not None else None
+
+
+def rl_rungs() -> dict:
+    """configs.grpo.RL_RUNGS: rung -> (config arg with {preset}, parent rung)."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+    return dict(importlib.import_module("configs.grpo").RL_RUNGS)
 
 
 def validate_rungs(rungs: Sequence[str], valid: Sequence[str] | None) -> None:
@@ -82,7 +102,7 @@ def validate_rungs(rungs: Sequence[str], valid: Sequence[str] | None) -> None:
         return
     unknown = [r for r in rungs if r not in valid]
     if unknown:
-        raise app.UsageError(f"unknown rung(s) {', '.join(unknown)}; configs/distill.py has: "
+        raise app.UsageError(f"unknown rung(s) {', '.join(unknown)}; known rungs: "
                              f"{', '.join(valid)}")
 
 
@@ -127,11 +147,24 @@ def normalize_override(o: str) -> str:
     return f"--config.{o}"
 
 
-def train_command(preset: str, rung: str, seed: int, run: str, overrides: Sequence[str]) -> list:
+def train_command(preset: str, rung: str, seed: int, run: str, overrides: Sequence[str],
+                  root: str | None = None) -> list:
+    """experiments.train for a rung; an RL rung starts from its parent's run under `root`."""
+    rl = rl_rungs()
+    if rung in rl:
+        config, parent = rl[rung]
+        return [sys.executable, "-m", "experiments.train", f"--config={config.format(preset=preset)}",
+                f"--workdir={run}", f"--config.init_workdir={run_dir(root, parent, seed)}",
+                f"--config.train.seed={seed}"]
     return ([sys.executable, "-m", "experiments.train",
              f"--config=configs/distill.py:{preset}:{rung}", f"--workdir={run}"]
             + [normalize_override(o) for o in overrides if o.strip()]
             + [f"--config.train.seed={seed}"])
+
+
+def ab_command(run: str, events: int, perturb: int) -> list:
+    return [sys.executable, "-m", "experiments.online_ab", f"--workdir={run}",
+            f"--num_events={events}", f"--perturb={perturb}"]
 
 
 def evaluate_command(run: str, max_events: int, teacher: bool = False) -> list:
@@ -164,15 +197,23 @@ def run_child(cmd: Sequence[str], tag: str, phase: str) -> float:
 
 
 def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, overrides: Sequence[str],
-            max_events: int, teacher: bool) -> dict[str, float]:
+            max_events: int, teacher: bool, ab_events: int = 0,
+            ab_perturb: int = 1) -> dict[str, float]:
     """Trains (or resumes) and evaluates one run; writes LADDER_DONE last. Seconds per phase."""
     run, tag = run_dir(root, rung, seed), run_tag(rung, seed)
+    parent = rl_rungs().get(rung, (None, None))[1]
+    if parent is not None and not is_done(run_dir(root, parent, seed)):
+        raise app.UsageError(f"{tag} starts from {run_tag(parent, seed)}, which is not done: "
+                             f"put {parent} before {rung} in --rungs")
     prepare_run_dir(base, run)
-    phases = {"train": run_child(train_command(preset, rung, seed, run, overrides), tag, "train")}
+    phases = {"train": run_child(train_command(preset, rung, seed, run, overrides, root), tag,
+                                 "train")}
     phases["evaluate"] = run_child(evaluate_command(run, max_events), tag, "evaluate")
     if teacher:
         phases["evaluate_teacher"] = run_child(evaluate_command(run, max_events, teacher=True),
                                                tag, "evaluate --keywords=teacher")
+    if ab_events > 0:
+        phases["online_ab"] = run_child(ab_command(run, ab_events, ab_perturb), tag, "online_ab")
     phases["total"] = sum(phases.values())
     _write_json(os.path.join(run, DONE_FILE), phases)
     return phases
@@ -214,7 +255,7 @@ def plot(rows: Sequence[Mapping], path: str, metrics: Sequence[str] = lt.PLOT_ME
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    fig.suptitle("distillation ladder: mean ± 95% interval over seeds (dots: seeds)", fontsize=11)
+    fig.suptitle("V2 ladder: mean ± 95% interval over seeds (dots: seeds)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -227,14 +268,15 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     Returns {kind: path}."""
     per_seed = collect(root, rungs, seeds)
     teacher = [r for r in rungs if r in set(teacher_rungs)]
-    rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher, rungs=rungs)
+    rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher,
+                        metrics=lt.METRICS + lt.AB_METRICS, rungs=rungs)
     md = lt.format_markdown(rows, preset, seeds, max_events, overrides)
     os.makedirs(root, exist_ok=True)
     paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
              "png": os.path.join(root, "ladder.png")}
     with open(paths["md"], "w") as f:
         f.write(md)
-    keys = list(lt.METRICS) + [lt.TEACHER_PREFIX + m for m in lt.METRICS]
+    keys = list(lt.METRICS) + lt.AB_METRICS + [lt.TEACHER_PREFIX + m for m in lt.METRICS]
     summary = {
         "preset": preset, "seeds": seeds, "max_events": max_events, "overrides": list(overrides),
         "rungs": list(rungs), "teacher_eval_rungs": teacher, "metrics": list(lt.METRICS),
@@ -263,7 +305,7 @@ def _read_done(run: str):
 # --- main ---------------------------------------------------------------------------------------
 def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order: str,
                preset: str, teacher_rungs: Sequence[str], max_events: int,
-               overrides: Sequence[str]) -> None:
+               overrides: Sequence[str], ab_events: int = 0, ab_perturb: int = 1) -> None:
     plan = schedule(rungs, seeds, order)
     teacher = set(teacher_rungs)
     start = time.perf_counter()
@@ -278,7 +320,8 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
         print(f"ladder: starting {run_tag(rung, seed)} in {run}", flush=True)
         t0 = time.perf_counter()
         run_one(base, root, rung, seed, preset=preset, overrides=overrides,
-                max_events=max_events, teacher=rung in teacher)
+                max_events=max_events, teacher=rung in teacher, ab_events=ab_events,
+                ab_perturb=ab_perturb)
         finished_here += 1
         spent_here += time.perf_counter() - t0
         done += 1
@@ -312,7 +355,8 @@ def main(argv):
     if not _ONLY_TABLE.value:
         check_base(_BASE.value)
         try:
-            run_ladder(_BASE.value, root, rungs, _SEEDS.value, order=_ORDER.value, **common)
+            run_ladder(_BASE.value, root, rungs, _SEEDS.value, order=_ORDER.value,
+                       ab_events=_AB_EVENTS.value, ab_perturb=_AB_PERTURB.value, **common)
         except ChildFailed as e:
             print(f"ladder: run {e.tag} failed in {e.phase} (exit {e.returncode}); finished "
                   f"runs are kept, rerun the same command to resume", file=sys.stderr, flush=True)

@@ -9,6 +9,7 @@ from onesearch_jax import artifacts
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.search import ModelBundle
+from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.world.build import keywords_at_inference
 
 KEYWORD_MODES = ("none", "teacher")
@@ -34,8 +35,10 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
         texts = [bundle.world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
         builder = builder.with_keywords(keywords_at_inference(bundle.world, workdir, texts))
     start = time.perf_counter()
+    rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
+                            artifacts.load_events(workdir, "train"))
     metrics = generative_eval.evaluate_events(retriever, builder, events, targets,
-                                              keywords=keywords == "teacher")
+                                              keywords=keywords == "teacher", rewards=rewards)
     metrics["eval_seconds"] = time.perf_counter() - start
     if keywords == "teacher":
         metrics["keyword_event_share"] = float(builder.has_keywords(events["query_id"]).mean())

@@ -13,14 +13,24 @@ TOP_K = 10
 
 
 def evaluate_events(retriever: SidRetriever, builder, events: Mapping[str, np.ndarray],
-                    targets: world_eval.WorldTargets, keywords: bool = False) -> dict[str, float]:
+                    targets: world_eval.WorldTargets, keywords: bool = False,
+                    rewards=None) -> dict[str, float]:
     """World metrics (rel_/click_/order_ x slices) plus valid_sid_rate over the top-10 beams.
 
-    `keywords`: the teacher input (the builder's keywords after the query, where it has any)."""
+    `keywords`: the teacher input (the builder's keywords after the query, where it has any).
+    `rewards(query_ids, user_ids, items[E, K]) -> {"item": [E, K], ...}` (train/rewards.py's
+    LoggedRewards): adds `reward@1` and `reward@10`, the mean R_item of the top item and of the
+    top 10 (an empty slot earns 0), what the RL stages optimise."""
     enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"],
                                       keywords=keywords)
     codes, _, valid = retriever.retrieve(enc)
     ranked = items_from_beams(retriever.trie, codes, valid, TOP_K)
     out = world_eval.score_rankings(targets, ranked)
     out["valid_sid_rate"] = metrics_lib.valid_sid_rate(valid[:, :TOP_K])
+    if rewards is not None:
+        top = np.full((len(ranked), TOP_K), -1, np.int64)
+        for row, items in zip(top, ranked):
+            row[:len(items)] = items[:TOP_K]
+        item = rewards(events["query_id"], events["user_id"], top)["item"]
+        out["reward@1"], out["reward@10"] = float(item[:, 0].mean()), float(item.mean())
     return out

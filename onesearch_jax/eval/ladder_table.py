@@ -15,7 +15,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 METRICS = ["order_hr@10", "order_mrr@10", "click_hr@10", "click_mrr@10", "rel_hr@10",
            "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation", "rel_hr@10/unseen",
-           "negation_violation@10"]
+           "negation_violation@10", "reward@10"]
+# The simulated A/B lifts over the legacy engine (experiments/online_ab.py; the ladder's
+# --ab_events): default click model, then the first perturbed one.
+AB_METRICS = ["ab/ctr_lift", "ab/orders_lift", "ab/gmv_lift", "ab_perturbed1/ctr_lift",
+              "ab_perturbed1/orders_lift", "ab_perturbed1/gmv_lift"]
 PLOT_METRICS = ["order_hr@10", "click_hr@10", "rel_hr@10", "rel_hr@10/tail",
                 "rel_hr@10/negation", "rel_hr@10/unseen"]
 TEACHER_PREFIX = "teacher/"
@@ -121,17 +125,25 @@ def format_table(rows: Sequence[Mapping], metrics: Sequence[str] = METRICS, digi
 
 def format_markdown(rows: Sequence[Mapping], preset: str, seeds: int, max_events: int,
                     overrides: Sequence[str], metrics: Sequence[str] = METRICS) -> str:
-    return (format_header(preset, seeds, max_events, overrides) + "\n\n"
-            + format_table(rows, metrics) + "\n")
+    """The offline table; then, if any run has simulated A/B numbers, their table (lifts over
+    the legacy engine; student rows only)."""
+    out = (format_header(preset, seeds, max_events, overrides) + "\n\n"
+           + format_table(rows, metrics) + "\n")
+    ab_rows = [r for r in rows if not r["teacher"]
+               and any((r["stats"].get(m) or {}).get("n") for m in AB_METRICS)]
+    if ab_rows:
+        out += ("\nSimulated online A/B, lift over the legacy engine (default click model; "
+                "ab_perturbed1: a redrawn one):\n\n" + format_table(ab_rows, AB_METRICS) + "\n")
+    return out
 
 
 # Keys a training run writes into its own metrics.json (train, evaluate and the teacher/free
 # evaluations). A run workdir starts from the base's metrics.json without them, so that a stale
 # number of a trained base can never pass for the run's own. World keys such as
 # "bm25/rel_hr@10" or "click_irrelevant_rate" stay.
-_RUN_PREFIXES = ("train/", TEACHER_PREFIX, "free/")
+_RUN_PREFIXES = ("train/", TEACHER_PREFIX, "free/", "ab/", "ab_perturbed")
 _RUN_KEY = re.compile(r"^((rel|click|order)_(count|[a-z]+@\d+(_ci95)?)|negation_violation@\d+"
-                      r"|valid_sid_rate|eval_seconds)(/.*)?$")
+                      r"|valid_sid_rate|eval_seconds|reward@\d+)(/.*)?$")
 _RUN_STAGES = ("train", "evaluate")
 
 

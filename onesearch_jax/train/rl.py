@@ -29,7 +29,7 @@ RL_DEFAULTS = dict(
     epsilon=0.0, beta=0.0, sft_weight=0.1, aggregation="token_mean",
     position_weights="paper", last_zero=True, gate=True, w_item=0.0,
     reward_weights=(1.0, 1.0, 1.0),
-    dpo_beta=0.1, candidates="reference",
+    dpo_beta=0.1, dpo_min_gap=0.5, candidates="reference",
 )
 CANDIDATE_SOURCES = ("reference", "policy")
 PROMPT_KEYS = ("enc_tokens", "targets", "target_mask", "query_id", "user_id",
@@ -55,7 +55,7 @@ def rl_settings(config, stage: str) -> dict:
     if int(s["group_size"]) < 2:
         raise ValueError(f"rl.group_size must be >= 2 (a group z-score needs two samples), "
                          f"got {s['group_size']}")
-    for key in ("epsilon", "beta", "sft_weight", "temperature", "dpo_beta"):
+    for key in ("epsilon", "beta", "sft_weight", "temperature", "dpo_beta", "dpo_min_gap"):
         if float(s[key]) < 0:
             raise ValueError(f"rl.{key} must be >= 0, got {s[key]}")
     if len(tuple(s["reward_weights"])) != 3:
@@ -140,7 +140,7 @@ def dpo_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, settin
                                            ranges)
     loss, metrics = rl_losses.listwise_dpo_loss(
         jnp.sum(logp, -1), jnp.sum(batch["ref_logp"], -1), batch["item_reward"],
-        beta=float(s["dpo_beta"]), valid=batch["valid"])
+        beta=float(s["dpo_beta"]), valid=batch["valid"], min_gap=float(s["dpo_min_gap"]))
     sft, sft_metrics = _sft_term(params, batch, model, float(s["sft_weight"]))
     loss = loss + sft
     metrics.update(sft_metrics)

@@ -53,16 +53,19 @@ def policy_loss(logp, old_logp, advantages, gates, *, mask=None, epsilon: float 
     return reduce(per_token), metrics
 
 
-def reward_gap_weights(chosen_reward, rejected_reward, power: float = 1.5):
+def reward_gap_weights(chosen_reward, rejected_reward, power: float = 1.5,
+                       min_gap: float = 1e-3):
     """rw_diff = (max(r_w, 1) - r_l)^(-power) + 1 (the reference): pairs with a small reward gap
-    weigh more. The gap is floored at 1e-3 so an unordered pair cannot give inf or NaN."""
-    gap = jnp.maximum(jnp.maximum(chosen_reward, 1.0)[..., None] - rejected_reward, 1e-3)
+    weigh more. The gap is floored at `min_gap`, which bounds the weight by min_gap^-power + 1
+    (a continuous reward such as a CTR makes near-ties, whose weights would otherwise explode)."""
+    gap = jnp.maximum(jnp.maximum(chosen_reward, 1.0)[..., None] - rejected_reward, min_gap)
     return gap ** (-power) + 1.0
 
 
-def listwise_dpo_loss(policy_logp, ref_logp, rewards, *, beta: float, valid=None):
+def listwise_dpo_loss(policy_logp, ref_logp, rewards, *, beta: float, valid=None,
+                      min_gap: float = 1e-3):
     """List-wise DPO over K candidates per query: the highest-reward one is chosen, every
-    candidate with a strictly lower reward is rejected.
+    candidate whose reward is at least `min_gap` lower is rejected (closer ones are ties).
 
     loss = -log sigmoid(-log sum_k exp(rw_diff_k * beta * (D_k - D_w))), D = log pi - log pi_ref
     of a whole SID ([B, K] sequence log-probs). Rows with no rejected candidate (all rewards
@@ -74,8 +77,8 @@ def listwise_dpo_loss(policy_logp, ref_logp, rewards, *, beta: float, valid=None
     r_w = jnp.take_along_axis(rewards, chosen[:, None], axis=1)[:, 0]
     delta = policy_logp - jax.lax.stop_gradient(ref_logp)
     d_w = jnp.take_along_axis(delta, chosen[:, None], axis=1)
-    rejected = valid & (rewards < r_w[:, None])
-    weights = reward_gap_weights(r_w, rewards)
+    rejected = valid & (rewards <= r_w[:, None] - min_gap)
+    weights = reward_gap_weights(r_w, rewards, min_gap=min_gap)
     logits = jnp.where(rejected, weights * beta * (delta - d_w), -jnp.inf)
     lse = jax.nn.logsumexp(logits, axis=1)
     has = jnp.any(rejected, axis=1)

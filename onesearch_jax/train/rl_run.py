@@ -13,13 +13,14 @@ reward (train/rewards.py; never the simulator's click model).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
-from typing import Mapping
+from typing import Callable, Mapping
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -87,7 +88,7 @@ class RlPrompts:
 
 class RolloutHook:
     """`hook(state, prompts, rng) -> batch`: the loop's rollout step (jitted sampling and
-    log-probs on the mesh, then host-side rewards). Keeps the seconds it spent (`seconds`)."""
+    log-probs on the mesh, then host-side rewards)."""
 
     def __init__(self, model, vocab, trie: SidTrie, rewards, setup, settings: dict,
                  ref_params=None):
@@ -100,10 +101,8 @@ class RolloutHook:
             model, vocab.level_offsets, vocab.level_sizes, group_size=int(settings["group_size"]),
             sampler=settings["sampler"], temperature=float(settings["temperature"]),
             with_reference=rl.needs_reference(settings)))
-        self.seconds, self.calls = 0.0, 0
 
     def __call__(self, state, prompts, rng):
-        start = time.perf_counter()
         enc = sharding_lib.shard_batch({"enc_tokens": prompts["enc_tokens"]}, self.setup.mesh,
                                        self.setup.rules)["enc_tokens"]
         ref = state.params if self.ref_params is None else self.ref_params
@@ -111,8 +110,6 @@ class RolloutHook:
         with jax.set_mesh(self.setup.mesh), nn.logical_axis_rules(self.setup.rules):
             out = jax.device_get(self.fn(sample, state.params, ref, self.trie, enc, rng))
         rewards = self.rewards(prompts["query_id"], prompts["user_id"], out["items"])
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
         return rl.attach_rewards(prompts, out, rewards)
 
 
@@ -131,7 +128,8 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
                          "checkpoints; the reference run stays untouched)")
     with open(path) as f:
         init_config = ml_collections.ConfigDict(json.load(f))
-    prepare_run_dir(init, workdir)
+    if not os.path.exists(os.path.join(workdir, "world")):  # the ladder links its base's already
+        prepare_run_dir(init, workdir)
     for section in ADOPTED:
         config[section] = ml_collections.ConfigDict(init_config[section].to_dict())
     config.eval.beam_size = int(init_config.eval.beam_size)
@@ -152,8 +150,20 @@ def restore_init_params(model, init_config, init_workdir: str, mesh):
     return state.params
 
 
-def run_rl(config, workdir: str, stage: str, stream=None) -> dict[str, float]:
-    """Trains stage `grpo` or `dpo` (or resumes it) to config.train.steps."""
+@dataclasses.dataclass
+class RlSetup:
+    """Everything an RL stage trains with, built once from the config and workdir."""
+    model: object
+    mesh: object
+    prompts: RlPrompts
+    hook: RolloutHook
+    init_params: object
+    make_step: Callable
+    eval_fn: Callable
+
+
+def build_rl(config, workdir: str, stage: str) -> RlSetup:
+    """Adopts the starting run, builds the prompts, the logged reward and the rollout hook."""
     settings = rl.rl_settings(config, stage)  # refuse bad keys before any data is built
     init_config = adopt_init_config(config, workdir)
     world, vocab, item_codes, builder = sft_run.prepare(config, workdir)
@@ -172,18 +182,24 @@ def run_rl(config, workdir: str, stage: str, stream=None) -> dict[str, float]:
     init_params = restore_init_params(model, init_config, str(config.init_workdir), mesh)
     setup = setup_train_state(model, config, mesh)
     trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
-    hook = RolloutHook(model, vocab, trie, rewards, setup, settings,
-                       ref_params=init_params if rl.needs_reference(settings) else None)
+    # The reference is its own copy: the loop donates the state, whose first parameters are
+    # init_params' buffers.
+    reference = jax.tree.map(jnp.copy, init_params) if rl.needs_reference(settings) else None
+    hook = RolloutHook(model, vocab, trie, rewards, setup, settings, ref_params=reference)
     eval_fn = sft_run.make_world_eval_fn(config, workdir, world, model, vocab, item_codes,
                                          builder)
-    result = train_loop(config, workdir, model, prompts, eval_fn, mesh=mesh,
-                        make_step=rl.make_rl_step(vocab.level_offsets, vocab.level_sizes, stage),
-                        check_batch=rl.check_rl_batch, stream=stream,
-                        init_params=lambda params: init_params, rollout=hook)
+    return RlSetup(model, mesh, prompts, hook, init_params,
+                   rl.make_rl_step(vocab.level_offsets, vocab.level_sizes, stage), eval_fn)
+
+
+def run_rl(config, workdir: str, stage: str, stream=None) -> dict[str, float]:
+    """Trains stage `grpo` or `dpo` (or resumes it) to config.train.steps."""
+    b = build_rl(config, workdir, stage)
+    result = train_loop(config, workdir, b.model, b.prompts, b.eval_fn, mesh=b.mesh,
+                        make_step=b.make_step, check_batch=rl.check_rl_batch, stream=stream,
+                        init_params=lambda params: b.init_params, rollout=b.hook)
     summary = {f"train/{k}": v for k, v in result.metrics.items()}
     summary["train/steps"] = result.step
-    if hook.calls:
-        summary["train/rollout_seconds_per_step"] = hook.seconds / hook.calls
     wd.write_metrics(workdir, "train", summary, config)
     return summary
 

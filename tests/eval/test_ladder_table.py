@@ -178,6 +178,22 @@ def test_commands():
         "experiments.evaluate", "--workdir=/w", "--max_events=100", "--keywords=teacher"]
 
 
+def test_rl_rungs_start_from_their_parent_and_refuse_to_run_before_it(tmp_path):
+    cmd = ladder.train_command("small", "tpma_no_gate", 1, "/r/tpma_no_gate/seed1", ["x=1"],
+                               root="/r")
+    assert cmd[3:] == ["--config=configs/tpma.py:small:no_gate",
+                       "--workdir=/r/tpma_no_gate/seed1", "--config.init_workdir=/r/dpo/seed1",
+                       "--config.train.seed=1"]
+    assert ladder.train_command("tiny", "dpo", 0, "/r/dpo/seed0", [], root="/r")[3] == \
+        "--config=configs/dpo.py:tiny"
+    assert {"sd", "dpo", "grpo", "tpma"} <= set(ladder.known_rungs())
+    assert ladder.ab_command("/w", 500, 1)[2:] == ["experiments.online_ab", "--workdir=/w",
+                                                   "--num_events=500", "--perturb=1"]
+    with pytest.raises(app.UsageError, match="dpo/seed0 starts from sd/seed0, which is not done"):
+        ladder.run_one(str(tmp_path), str(tmp_path / "root"), "dpo", 0, preset="tiny",
+                       overrides=[], max_events=10, teacher=False)
+
+
 def _base(tmp_path):
     base = tmp_path / "base"
     for d in ("world", "sids", "data"):
@@ -216,7 +232,7 @@ _EVAL = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); 
 def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
     base, root = _base(tmp_path), str(tmp_path / "root")
     fail = {"run": None}
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None: [
         sys.executable, "-c", _TRAIN, run, "3" if (rung, seed) == fail["run"] else "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, "teacher/" if teacher else ""])

@@ -135,6 +135,12 @@ def test_listwise_dpo_loss_by_hand():
     tie = jnp.array([[2.0, 6.0, 6.0]])
     loss_tie, _ = rl_losses.listwise_dpo_loss(policy[:1], ref[:1], tie, beta=0.5)
     np.testing.assert_allclose(loss_tie, np.log1p(np.exp(w0 * 0.5 * 1.5)), rtol=1e-6)
+    # Within min_gap of the chosen reward is a tie too, and the gap weight is bounded.
+    near = jnp.array([[2.0, 6.0, 5.8]])
+    loss_near, _ = rl_losses.listwise_dpo_loss(policy[:1], ref[:1], near, beta=0.5, min_gap=0.5)
+    np.testing.assert_allclose(loss_near, np.log1p(np.exp(w0 * 0.5 * 1.5)), rtol=1e-6)
+    np.testing.assert_allclose(rl_losses.reward_gap_weights(jnp.array([6.0]), jnp.array([5.99]),
+                                                            min_gap=0.5), [[0.5 ** -1.5 + 1]])
     # The loss falls as the policy prefers the chosen candidate more than the reference does.
     grad = jax.grad(lambda p: rl_losses.listwise_dpo_loss(p, ref, rewards, beta=0.5)[0])(policy)
     assert grad[0, 1] < 0 and grad[0, 0] > 0 and np.all(grad[1] == 0)
