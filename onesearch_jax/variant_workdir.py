@@ -18,12 +18,14 @@ COPIED = ("world_config.json", "sids_config.json")
 
 
 def prepare_run_dir(base: str, run: str) -> None:
-    """Idempotent: symlinks base's world/, sids/, data/ (absolute), copies its configs, and
+    """Idempotent: symlinks base's world/, sids/, data/ (resolved), copies its configs, and
     starts metrics.json from the base's world/SID numbers (never overwrites a run's own)."""
     base = os.path.abspath(base)
     os.makedirs(run, exist_ok=True)
     for name in LINKED:
-        target = os.path.join(base, name)
+        # The real directory, never a link to a link: a variant of a variant (an RL run from an
+        # SD run) must not break when the middle one moves.
+        target = os.path.realpath(os.path.join(base, name))
         link = os.path.join(run, name)
         if not os.path.exists(target):
             continue

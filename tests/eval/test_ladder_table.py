@@ -218,6 +218,9 @@ def test_prepare_run_dir_is_idempotent(tmp_path):
     assert not os.path.exists(os.path.join(run, "sids_config.json"))
     with open(os.path.join(run, "metrics.json")) as f:
         assert json.load(f)["rel_hr@10"] == 0.5
+    child = str(tmp_path / "root" / "dpo" / "seed0")  # a variant of the variant (RL from SD)
+    ladder.prepare_run_dir(run, child)
+    assert os.readlink(os.path.join(child, "world")) == os.path.realpath(base / "world")
 
 
 # Stand-ins for train/evaluate: plain Python children that write what the real ones would.

@@ -144,3 +144,12 @@ def test_listwise_dpo_loss_by_hand():
     # The loss falls as the policy prefers the chosen candidate more than the reference does.
     grad = jax.grad(lambda p: rl_losses.listwise_dpo_loss(p, ref, rewards, beta=0.5)[0])(policy)
     assert grad[0, 1] < 0 and grad[0, 0] > 0 and np.all(grad[1] == 0)
+
+
+def test_per_position_zscores_cancel_position_weights_when_the_best_target_is_fixed():
+    """With one target, dR_{i,l} = w_l * hit_{i,l}: the per-position z-score divides w_l out,
+    so `flat` and `paper` weights give the same advantages (what the ablation measured)."""
+    r = dict(_rollout(), target_mask=jnp.asarray([[1.0, 0.0, 0.0]]))
+    a_paper, _ = adv.tpma_advantages(r, {})
+    a_flat, _ = adv.tpma_advantages(r, {"position_weights": "flat"})
+    np.testing.assert_allclose(a_paper, a_flat, rtol=1e-6, atol=1e-7)
