@@ -1,6 +1,7 @@
 """Evaluates a trained workdir on the world's test day; formats the results table."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -35,8 +36,10 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
         texts = [bundle.world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
         builder = builder.with_keywords(keywords_at_inference(bundle.world, workdir, texts))
     start = time.perf_counter()
-    rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
-                            artifacts.load_events(workdir, "train"))
+    rewards = None  # reward@1/@10 need the learned reward experiments.build_world fits
+    if os.path.exists(wd.reward_model_path(workdir)):
+        rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
+                                artifacts.load_events(workdir, "train"))
     metrics = generative_eval.evaluate_events(retriever, builder, events, targets,
                                               keywords=keywords == "teacher", rewards=rewards)
     metrics["eval_seconds"] = time.perf_counter() - start

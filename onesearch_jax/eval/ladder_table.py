@@ -107,7 +107,7 @@ def format_cell(mean: float | None, hw: float | None, n: int, digits: int = 4) -
 
 def format_header(preset: str, seeds: int, max_events: int, overrides: Sequence[str]) -> str:
     ov = ", ".join(overrides) if overrides else "none"
-    return (f"Distillation ladder: preset={preset}, seeds={seeds}, max_events={max_events}, "
+    return (f"V2 ladder: preset={preset}, seeds={seeds}, max_events={max_events}, "
             f"overrides: {ov}. Cells: mean ± 95% t-interval half-width (finished seeds).")
 
 

@@ -7,14 +7,17 @@ What the paper's reward.py adds up (../shared/reference/onesearch-paper-notes.md
     training logs), clipped to [0, 1];
   * R_c&o: order 4, click 3 where the (query, item) pair was logged with one in the training
     days, else 0 (the code's values; the paper's text has them swapped).
-Training code never calls the simulator's click model: `LoggedRewards` reads only the world's
-relevance, the reward model and the training events.
+Training code never calls the simulator's click model: `LoggedRewards` reads only the reward
+model's module (its relevance tier, standing in for a relevance model, and its CTR) and the
+training events.
 """
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from onesearch_jax.world.reward_model import relevance_reward
 
 ORDER_VALUE, CLICK_VALUE = 4.0, 3.0
 DEFAULT_WEIGHTS = (1.0, 1.0, 1.0)  # (w_rel, w_ctr, w_co)
@@ -80,12 +83,10 @@ class LoggedRewards:
     def __call__(self, query_ids, user_ids, items) -> dict[str, np.ndarray]:
         items = np.asarray(items, np.int64)
         valid = items >= 0
-        rel = np.stack([np.asarray(self.world.relevance(int(q), np.maximum(row, 0)))
-                        for q, row in zip(query_ids, items)]).astype(np.float32)
+        rel = relevance_reward(self.world, query_ids, items)
         ctr = self.reward_model.ctr(self.world, query_ids, np.where(valid, items, -1), user_ids)
         clicked, ordered = self.pairs.lookup(query_ids, items)
         co = behaviour_reward(clicked, ordered)
-        rel = np.where(valid, rel, 0.0).astype(np.float32)
         ctr = np.where(valid, ctr, 0.0).astype(np.float32)
         return {"rel": rel, "ctr": ctr, "co": co,
                 "item": item_reward(rel, ctr, co, self.weights)}

@@ -153,6 +153,16 @@ class RewardModel:
             return RewardModel(**{k: f[k] for k in f.files})
 
 
+def relevance_reward(world, query_ids, items) -> np.ndarray:
+    """float32 [E, P] relevance tier 0-3 of each (query, item); 0 where items < 0. RL's R_rel: the
+    world's graded relevance stands in for the paper's relevance model, as in the features
+    above (training code reads it only through this module)."""
+    items = np.asarray(items, np.int64)
+    tiers = np.stack([np.asarray(world.relevance(int(q), np.maximum(row, 0)))
+                      for q, row in zip(np.asarray(query_ids), items)]).astype(np.float32)
+    return np.where(items >= 0, tiers, 0.0).astype(np.float32)
+
+
 def _audience_in_title(world) -> np.ndarray:
     """(N, V_audience) bool: the title says 'for <audience value>'."""
     cache = world._cache

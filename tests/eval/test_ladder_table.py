@@ -71,7 +71,7 @@ def test_format_cells_and_table():
     assert table[3] == "| cot | 0.4000 (1) |  |"
     assert table[4] == "| cot (T) | 0.5000 (1) |  |"
     md = lt.format_markdown(rows, "small", 3, 4000, ["train.steps=3000"])
-    assert md.startswith("Distillation ladder: preset=small, seeds=3, max_events=4000, "
+    assert md.startswith("V2 ladder: preset=small, seeds=3, max_events=4000, "
                          "overrides: train.steps=3000.")
     assert "overrides: none" in lt.format_header("small", 1, 10, [])
 

@@ -235,3 +235,37 @@ def test_rl_stages_and_bad_settings_are_refused_by_name():
         rl_run.adopt_init_config(c, "/tmp/nowhere")
     with pytest.raises(ValueError, match="missing keys"):
         rl.check_rl_batch(_prompts(0))
+
+
+class _Builder:
+    """The three things RlPrompts reads from a TaskBuilder."""
+    dec_len = 4
+    item_tokens = np.arange(10 * 3, dtype=np.int32).reshape(10, 3) + 100
+
+    def personalized_inputs(self, q, u, h):
+        return np.stack([q, u, h[:, 0]], 1).astype(np.int32)
+
+
+def test_prompts_keep_rewarded_events_with_their_targets_and_replay_by_step():
+    events = dict(query_id=np.array([0, 1, 2]), user_id=np.array([5, 6, 7]),
+                  history=np.array([[1], [2], [3]]),
+                  items=np.array([[4, 5, 6], [7, 8, -1], [1, 2, 3]]),
+                  clicks=np.array([[0, 1, 0], [0, 0, 0], [0, 0, 1]]),
+                  orders=np.array([[1, 0, 0], [0, 0, 0], [0, 0, 0]]))
+    codes = np.arange(10 * 3).reshape(10, 3) % 7
+    prompts = rl_run.RlPrompts(_Builder(), events, codes, batch_size=4, seed=0)
+    assert len(prompts) == 2  # event 1 has neither a click nor an order
+    a = prompts.arrays
+    np.testing.assert_array_equal(a["query_id"], [0, 2])
+    np.testing.assert_array_equal(a["target_mask"], [[1, 1, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(a["targets"][0, :2], codes[[4, 5]])
+    # The SFT term's SID is the first clicked item (5 in event 0, 3 in event 2), then EOS pad.
+    np.testing.assert_array_equal(a["sft_dec_targets"][:, :3], _Builder.item_tokens[[5, 3]])
+    np.testing.assert_array_equal(a["sft_dec_inputs"][:, 1:], a["sft_dec_targets"][:, :-1])
+    first, again = prompts.batch(3), next(prompts(3))
+    for k in first:
+        np.testing.assert_array_equal(first[k], again[k])
+    with pytest.raises(ValueError, match="no training event has a click or an order"):
+        rl_run.RlPrompts(_Builder(), dict(events, clicks=0 * events["clicks"],
+                                          orders=0 * events["orders"]), codes,
+                         batch_size=4, seed=0)
