@@ -2,8 +2,6 @@
 teacher under stop-gradient, EMA teacher, FGM, sharded == single device, resume == straight."""
 import functools
 import io
-import os
-import signal
 
 import flax.linen as nn
 import jax
@@ -243,28 +241,17 @@ def test_fgm_adds_the_gradient_of_the_loss_at_the_attacked_embedding():
         np.testing.assert_allclose(x, y + z, rtol=1e-4, atol=1e-6)
 
 
-def _factory(sigterm_at=None):
-    def batches(position):
-        i = position
-        while True:
-            if i == sigterm_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield _batch(i)
-            i += 1
-    return batches
-
-
-def test_distill_resume_equals_uninterrupted(tmp_path):
+def test_distill_resume_equals_uninterrupted(tmp_path, preempting_batches):
     c = _config(rdrop_alpha=0.5)
     c.model.dropout_rate = 0.1
     model = build_model(c.model)
     run = functools.partial(train_loop, c, model=model, stream=io.StringIO(),
                             make_step=distill.make_distill_step(OFFSETS, SIZES),
                             check_batch=distill.check_distill_batch)
-    straight = run(str(tmp_path / "a"), batch_iter_factory=_factory())
-    first = run(str(tmp_path / "b"), batch_iter_factory=_factory(sigterm_at=1))
+    straight = run(str(tmp_path / "a"), batch_iter_factory=preempting_batches(_batch))
+    first = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch, sigterm_at=1))
     assert first.preempted and first.step < 4
-    second = run(str(tmp_path / "b"), batch_iter_factory=_factory())
+    second = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch))
     assert second.step == 4
     for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(second.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)

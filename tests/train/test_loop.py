@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import signal
 
 import jax
 import numpy as np
@@ -47,19 +46,7 @@ def _batch(i, poison=False):
     )
 
 
-def _factory(sigterm_at=None, poison_at=None):
-    def batches(position):
-        i = position
-        while True:
-            if i == sigterm_at:
-                os.kill(os.getpid(), signal.SIGTERM)  # preemption notice arrives mid-run
-            yield _batch(i, poison=(i == poison_at))
-            i += 1
-
-    return batches
-
-
-def test_sigterm_then_resume_equals_straight_run(tmp_path):
+def test_sigterm_then_resume_equals_straight_run(tmp_path, preempting_batches):
     c = _config()
     model = build_model(c.model)
     evals = []
@@ -70,7 +57,8 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path):
         return sft_eval(state, step)
 
     stream = io.StringIO()
-    straight = train_loop(c, str(tmp_path / "a"), model, _factory(), eval_fn=eval_fn, stream=stream,
+    straight = train_loop(c, str(tmp_path / "a"), model, preempting_batches(_batch),
+                          eval_fn=eval_fn, stream=stream,
                           make_step=make_train_step, check_batch=check_batch)
     assert straight.step == 4 and not straight.preempted and evals == [2, 4]
     rows = [json.loads(l) for l in open(tmp_path / "a" / "metrics.jsonl")]
@@ -90,25 +78,26 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path):
     assert "steps/s" in stream.getvalue() and "ETA" in stream.getvalue()
 
     workdir = str(tmp_path / "b")
-    first = train_loop(c, workdir, model, _factory(sigterm_at=0), stream=io.StringIO(),
-                       make_step=make_train_step)
+    first = train_loop(c, workdir, model, preempting_batches(_batch, sigterm_at=0),
+                       stream=io.StringIO(), make_step=make_train_step)
     assert first.preempted and first.step == 1  # saved at step 1 and exited cleanly
     assert Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3).all_steps() == [
         1
     ]
-    second = train_loop(c, workdir, model, _factory(), stream=io.StringIO(),
-                        make_step=make_train_step)
+    second = train_loop(c, workdir, model, preempting_batches(_batch),
+                        stream=io.StringIO(), make_step=make_train_step)
     assert second.step == 4 and not second.preempted
     for a, b in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, preempting_batches):
     c = _config(steps=6)
     workdir = str(tmp_path)
     # Batch index 2 is step 3: seen one step late, while step 4 (due a save) is in flight.
+    poisoned = preempting_batches(lambda i: _batch(i, poison=(i == 2)))
     with pytest.raises(NonFiniteLossError, match="at step 3"):
-        train_loop(c, workdir, build_model(c.model), _factory(poison_at=2), stream=io.StringIO(),
+        train_loop(c, workdir, build_model(c.model), poisoned, stream=io.StringIO(),
                    make_step=make_train_step)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3)
     assert ckpt.all_steps() == [2]

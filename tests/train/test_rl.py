@@ -2,8 +2,6 @@
 uninterrupted, the logged reward and bad settings."""
 import functools
 import io
-import os
-import signal
 import types
 
 import jax
@@ -165,18 +163,7 @@ def test_sharded_rl_step_matches_single_device():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
-def _factory(sigterm_at=None):
-    def batches(position):
-        i = position
-        while True:
-            if i == sigterm_at:
-                os.kill(os.getpid(), signal.SIGTERM)
-            yield _prompts(i)
-            i += 1
-    return batches
-
-
-def test_rl_resume_replays_the_same_rollouts(tmp_path):
+def test_rl_resume_replays_the_same_rollouts(tmp_path, preempting_batches):
     c = _config(beta=0.04)
     model = build_model(c.model)
     mesh = _one_device()
@@ -191,10 +178,10 @@ def test_rl_resume_replays_the_same_rollouts(tmp_path):
                           make_step=rl.make_rl_step(OFFSETS, SIZES, "grpo"),
                           check_batch=rl.check_rl_batch, rollout=hook)
 
-    straight = run(str(tmp_path / "a"), _factory())
-    first = run(str(tmp_path / "b"), _factory(sigterm_at=1))
+    straight = run(str(tmp_path / "a"), preempting_batches(_prompts))
+    first = run(str(tmp_path / "b"), preempting_batches(_prompts, sigterm_at=1))
     assert first.preempted and first.step < 4
-    second = run(str(tmp_path / "b"), _factory())
+    second = run(str(tmp_path / "b"), preempting_batches(_prompts))
     assert second.step == 4
     for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(second.state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
