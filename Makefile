@@ -17,7 +17,13 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
-test: install
+# libtpu (the TPU compiler, for tests/train/test_aot.py) beside the venv, not inside it: where it
+# is importable, every CPU-only run probes for a TPU first. The version is the one jax[tpu] pins.
+$(VENV)/.tpu-aot: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps --target $(VENV)/tpu-aot "$$($(PY) -c 'import importlib.metadata as m; print(next(r.split(";")[0] for r in m.requires("jax") if r.startswith("libtpu")))')"
+	touch $@
+
+test: install $(VENV)/.tpu-aot
 	$(PY) -m pytest -q $(PYTEST_ARGS) tests
 
 demo: install

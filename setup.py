@@ -30,6 +30,9 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
+        # Cloud TPU VMs, and experiments/aot_compile.py (libtpu compiles for TPU topologies
+        # without a TPU: run it with JAX_PLATFORMS=cpu there; make test keeps a private copy).
+        "tpu": ["jax[tpu]>=0.7,<0.11"],
         # Benchmarks only (never tests): the PyTorch decoding peer and the faiss reference.
         # torch==2.13.0 is the CPU wheel; other specs pull a multi-GB CUDA build.
         "bench": ["torch==2.13.0", "transformers>=4.45", "faiss-cpu>=1.8"],

@@ -13,23 +13,19 @@ import dataclasses
 import json
 import os
 
-import jax
 import ml_collections
 import numpy as np
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, checkpoint_params
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
+from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
 from onesearch_jax.decode.retrieve import SidRetriever, items_from_beams
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
-from onesearch_jax.train import sharding as sharding_lib
-from onesearch_jax.train.checkpoints import Checkpointer
-from onesearch_jax.train.real_run import real_builder
-from onesearch_jax.train.train_state import setup_train_state
 
 
 def load_train_config(workdir: str) -> ml_collections.ConfigDict:
@@ -41,17 +37,9 @@ def load_train_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def restore_params(model, config, workdir: str, step: int | None = None):
-    """The trained parameters on one device (serving needs no optimizer state)."""
-    mesh = sharding_lib.make_mesh((1, 1, 1), devices=jax.devices()[:1])
-    setup = setup_train_state(model, config, mesh)
-    ckpt = Checkpointer(wd.checkpoint_dir(workdir), save_every=1, keep=1)
-    try:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"no checkpoint under {wd.checkpoint_dir(workdir)}")
-        state, _ = ckpt.restore(setup.abstract, config, step=step)
-    finally:
-        ckpt.close()
-    return state.params
+    """The trained parameters on one device (serving reads no optimizer state)."""
+    return checkpoint_params.restore_params(wd.checkpoint_dir(workdir), config.model,
+                                            checkpoint_params.abstract_params(model), step)
 
 
 @dataclasses.dataclass

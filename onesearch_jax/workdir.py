@@ -3,7 +3,8 @@
 Every stage (build_world, build_sids, train, evaluate) writes into one workdir. A stage records
 the config it was built with; rerunning it with a different config is refused instead of
 silently mixing two worlds. `metrics.json` is flat (metric name -> number) plus `"stage"` (the
-last stage that wrote) and `"config"` (each stage's config, keyed by stage).
+last stage that wrote) and `"config"` (each stage's config, keyed by stage). On several
+processes every one checks, process 0 alone writes.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import json
 import math
 import os
 from typing import Any, Mapping
+
+from onesearch_jax import distributed
 
 METRICS_FILE = "metrics.json"
 
@@ -55,8 +58,9 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
                 f"{workdir} was built by stage {stage!r} with a different config "
                 f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same config")
         return True
-    with open(path, "w") as f:
-        json.dump(plain, f, indent=2, sort_keys=True)
+    if distributed.is_writer():
+        with open(path, "w") as f:
+            json.dump(plain, f, indent=2, sort_keys=True)
     return False
 
 
@@ -69,7 +73,11 @@ def read_metrics(workdir: str) -> dict[str, Any]:
 
 
 def write_metrics(workdir: str, stage: str, metrics: Mapping[str, float], config: Any = None) -> str:
-    """Merges this stage's metrics into `workdir/metrics.json` (atomically); returns the path."""
+    """Merges this stage's metrics into `workdir/metrics.json` (atomically, on process 0 only);
+    returns the path."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not distributed.is_writer():
+        return path
     merged = read_metrics(workdir)
     for k, v in metrics.items():
         v = float(v)
@@ -79,7 +87,6 @@ def write_metrics(workdir: str, stage: str, metrics: Mapping[str, float], config
     if config is not None:
         configs[stage] = _to_plain(config)
     merged["config"] = configs
-    path = os.path.join(workdir, METRICS_FILE)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(merged, f, indent=2, sort_keys=True)

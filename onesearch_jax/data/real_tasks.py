@@ -81,3 +81,13 @@ class RealTaskBuilder:
         return {"title_to_sid": self.title_to_sid(),
                 "query_to_keywords": self.query_to_keywords(judgments.queries),
                 "query_to_sid": self.query_to_sid(judgments, min_relevance)}
+
+
+def real_builder(config, catalog) -> tuple[SidVocab, RealTaskBuilder]:
+    """The SID vocabulary and task builder of a prepared real catalog (training and serving)."""
+    vocab = SidVocab(catalog.tokenizer.get_vocab_size(), catalog.khqe.level_sizes)
+    builder = RealTaskBuilder(
+        catalog.products.product_ids, catalog.products.titles, catalog.tokenizer, vocab,
+        catalog.item_codes, catalog.keywords, enc_len=int(config.data.enc_len),
+        dec_len=int(config.data.dec_len))
+    return vocab, builder

@@ -483,19 +483,28 @@ class MixtureBatches:
         return self.stages[min(int(np.searchsorted(self.bounds, step, side="right")),
                                len(self.stages) - 1)]
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
+    def batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
+        """Batch number `step`, or only its `rows` (one process's share of the global batch):
+        every process draws the same (task, example) list, then gathers its rows alone."""
         stage = self.stage_at(step)
         names = [t for t, w in stage.mixture.items() if w > 0]
         probs = np.array([stage.mixture[t] for t in names], np.float64)
         rng = np.random.default_rng([self.seed, step])
         which = rng.choice(len(names), size=self.batch_size, p=probs / probs.sum())
-        parts: dict[str, list] = {"enc": [], "dec": [], "weight": [], "teacher_enc": [],
-                                  "teacher_mask": []}
+        picks = []  # (task, example indices) in row order: tasks in mixture order
         for j, name in enumerate(names):
             n = int((which == j).sum())
             if n:
+                picks.append((name, rng.integers(0, len(self.tasks[name]), n)))
+        lo, hi = (0, self.batch_size) if rows is None else (rows.start, rows.stop)
+        parts: dict[str, list] = {"enc": [], "dec": [], "weight": [], "teacher_enc": [],
+                                  "teacher_mask": []}
+        start = 0  # the global row of each task's first example
+        for name, drawn in picks:
+            idx = drawn[max(lo - start, 0):max(hi - start, 0)]  # its rows inside lo:hi
+            start += len(drawn)
+            if len(idx):
                 arrays = self.tasks[name]
-                idx = rng.integers(0, len(arrays), n)
                 parts["enc"].append(arrays.enc[idx])
                 parts["dec"].append(arrays.dec[idx])
                 parts["weight"].append(arrays.weight[idx])
@@ -503,7 +512,7 @@ class MixtureBatches:
                     has = arrays.teacher_enc is not None
                     parts["teacher_enc"].append((arrays.teacher_enc if has else arrays.enc)[idx])
                     parts["teacher_mask"].append(arrays.teacher_mask[idx] if has
-                                                 else np.zeros(n, np.float32))
+                                                 else np.zeros(len(idx), np.float32))
         dec = np.concatenate(parts["dec"])
         out = {"enc_tokens": np.concatenate(parts["enc"]), "dec_inputs": decoder_inputs(dec),
                "dec_targets": dec, "dec_weights": np.concatenate(parts["weight"])}
@@ -512,8 +521,9 @@ class MixtureBatches:
             out["teacher_mask"] = np.concatenate(parts["teacher_mask"]).astype(np.float32)
         return out
 
-    def __call__(self, position: int) -> Iterator[dict[str, np.ndarray]]:
+    def __call__(self, position: int, rows: slice | None = None
+                 ) -> Iterator[dict[str, np.ndarray]]:
         step = int(position)
         while True:
-            yield self.batch(step)
+            yield self.batch(step, rows)
             step += 1

@@ -9,30 +9,15 @@ abstract state (ShapeDtypeStructs with shardings) from `setup_train_state`.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 
-# Model fields that change compute but not parameters: free to differ on resume.
-RUNTIME_MODEL_KEYS = frozenset({"dropout_rate", "dtype", "attention_impl"})
-
-
-def config_to_json(config) -> dict:
-    """ConfigDict / dict -> plain JSON-able dict (tuples become lists)."""
-    if hasattr(config, "to_json_best_effort"):
-        return json.loads(config.to_json_best_effort())
-    return json.loads(json.dumps(config, default=str))
-
-
-def model_config_mismatches(saved: dict, current: dict) -> list[str]:
-    """Sorted names of parameter-shaping model keys whose values differ."""
-    saved, current = config_to_json(saved), config_to_json(current)
-    keys = (set(saved) | set(current)) - RUNTIME_MODEL_KEYS
-    return sorted(k for k in keys if saved.get(k, "<missing>") != current.get(k, "<missing>"))
+from onesearch_jax.checkpoint_params import config_to_json, model_config_mismatches
 
 
 class Checkpointer:
@@ -112,14 +97,20 @@ class Checkpointer:
 
 
 class PreemptionGuard:
-    """Context manager: SIGTERM sets `.requested` instead of killing the process.
+    """Context manager: a SIGTERM (a preemption notice) stops the loop at a step every process
+    agrees on, after a checkpoint, instead of killing the process.
 
-    The loop polls the flag, saves a checkpoint and returns cleanly. Outside the
-    main thread (where signals cannot be handled) it installs nothing.
+    One process: a Python handler sets `.requested`. Several: hosts get SIGTERM at different
+    steps, so a per-process flag would send one host into orbax's save barrier while the others
+    step on (a hang). There JAX's coordination service (jax.distributed.initialize) catches
+    SIGTERM on any host and names one sync step; `reached(step)`, called by every process at
+    every step, turns true at that same step everywhere. Outside the main thread (where signals
+    cannot be handled) a single process installs nothing.
     """
 
-    def __init__(self, signals=(signal.SIGTERM,)):
+    def __init__(self, signals=(signal.SIGTERM,), multi_process: bool | None = None):
         self.signals = tuple(signals)
+        self.multi_process = jax.process_count() > 1 if multi_process is None else multi_process
         self.requested = False
         self._previous: dict = {}
 
@@ -127,8 +118,15 @@ class PreemptionGuard:
         del frame
         self.requested = True
 
+    def reached(self, step: int) -> bool:
+        """Whether to save and stop after `step` (call once per step, on every process)."""
+        if self.multi_process and not self.requested:
+            from jax.experimental import multihost_utils
+            self.requested = bool(multihost_utils.reached_preemption_sync_point(int(step)))
+        return self.requested
+
     def __enter__(self) -> "PreemptionGuard":
-        if threading.current_thread() is threading.main_thread():
+        if not self.multi_process and threading.current_thread() is threading.main_thread():
             for s in self.signals:
                 self._previous[s] = signal.signal(s, self._handler)
         return self

@@ -57,13 +57,15 @@ def train_loop(
 ) -> TrainResult:
     """Trains to config.train.steps, resuming from WORKDIR/checkpoints if present.
 
-    batch_iter_factory(position) must yield numpy batches starting at batch number
-    `position` (the count already consumed), so a resumed run sees the same data.
+    batch_iter_factory(position, rows) must yield numpy batches starting at batch number
+    `position` (the count already consumed), so a resumed run sees the same data; each holds
+    only `rows` (a slice) of the global batch of train.batch_size: this process's rows
+    (sharding.process_batch_rows; all of them on one process).
     eval_fn(state, step) -> scalars is called every train.eval_every steps (0 = never).
     init_params(params) -> params edits a fresh run's parameters (e.g. loads a pretrained
     encoder); a resumed run restores its checkpoint instead.
     rollout(state, batch, rng) -> batch (the RL stages) sees the current state before each
-    update and turns the data's prompts into the step's batch (samples, rewards); rng is
+    update and turns this process's prompts into its rows of the step's batch; rng is
     fold_in(rollout_key(seed), step), so a resumed run replays the same rollouts.
     Raises NonFiniteLossError naming the step if the loss is NaN/inf; that state is
     never checkpointed.
@@ -72,6 +74,10 @@ def train_loop(
     total = int(tc.steps)
     log_every, eval_every = int(tc.log_every), int(tc.get("eval_every", 0) or 0)
     mesh = sharding_lib.make_mesh(config.mesh.shape) if mesh is None else mesh
+    if eval_fn is not None and eval_every and jax.process_count() > 1:
+        raise ValueError("periodic evaluation (train.eval_every > 0) runs the retriever on one "
+                         "process; on several set --config.train.eval_every=0 and evaluate the "
+                         "workdir afterwards (experiments.evaluate)")
     setup = setup_train_state(model, config, mesh)
     ckpt = Checkpointer(
         os.path.join(workdir, "checkpoints"), save_every=int(tc.checkpoint_every), keep=int(tc.keep)
@@ -110,7 +116,10 @@ def train_loop(
             writer.write(s, {**{f"train/{k}": v for k, v in m.items()}, **perf})
 
     step = start
-    batches = batch_iter_factory(data_position)
+    global_batch = int(tc.batch_size)
+    rows = sharding_lib.process_batch_rows(mesh, setup.rules, global_batch)
+    local_rows = rows.stop - rows.start
+    batches = batch_iter_factory(data_position, rows)
     try:
         with PreemptionGuard() as guard:
             while step < total:
@@ -124,17 +133,19 @@ def train_loop(
                     if check_batch is not None:
                         check_batch(batch)
                     sizes = {k: v.shape[0] for k, v in batch.items()}
-                    if set(sizes.values()) != {int(tc.batch_size)}:
+                    if set(sizes.values()) != {local_rows}:
                         raise ValueError(
-                            f"batch leading sizes {sizes} != train.batch_size {tc.batch_size}")
+                            f"batch leading sizes {sizes} != the {local_rows} rows this process "
+                            f"feeds ({rows.start}:{rows.stop} of train.batch_size {global_batch})")
                 state, metrics = train_step(
-                    state, sharding_lib.shard_batch(batch, mesh, setup.rules), rng
+                    state, sharding_lib.shard_batch(batch, mesh, setup.rules, global_batch), rng
                 )
                 step += 1
                 handle(late.push(step, metrics))  # step-1's numbers; step is already dispatched
-                writer.count_tokens(token_count(batch))
+                writer.count_tokens(token_count(batch) * global_batch / local_rows)
+                stop = guard.reached(step)
 
-                if ckpt.should_save(step) or step == total or guard.requested:
+                if ckpt.should_save(step) or step == total or stop:
                     handle(late.flush())  # never save a state whose loss we have not checked
                     ckpt.save(
                         step,
@@ -146,7 +157,7 @@ def train_loop(
                 if eval_fn is not None and eval_every and (step % eval_every == 0 or step == total):
                     scores = dict(eval_fn(state, step))
                     writer.write(step, {f"eval/{k}": v for k, v in scores.items()})
-                if guard.requested:
+                if stop:
                     break
             handle(late.flush())
     finally:

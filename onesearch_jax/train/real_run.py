@@ -6,25 +6,16 @@ import os
 
 from absl import logging
 
+from onesearch_jax import distributed
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import sft_tasks
-from onesearch_jax.data.real_build import RealCatalog, build_real_workdir, load_real_catalog
-from onesearch_jax.data.real_tasks import REAL_TASKS, RealTaskBuilder
+from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
+from onesearch_jax.data.real_tasks import REAL_TASKS, real_builder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train.sft_run import train_and_record
 
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
-
-
-def real_builder(config, catalog: RealCatalog) -> tuple[SidVocab, RealTaskBuilder]:
-    vocab = SidVocab(catalog.tokenizer.get_vocab_size(), catalog.khqe.level_sizes)
-    builder = RealTaskBuilder(
-        catalog.products.product_ids, catalog.products.titles, catalog.tokenizer, vocab,
-        catalog.item_codes, catalog.keywords, enc_len=int(config.data.enc_len),
-        dec_len=int(config.data.dec_len))
-    return vocab, builder
 
 
 def eval_judgments_path(config) -> str | None:
@@ -42,7 +33,9 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     if config.model.encoder == "minilm" and config.tokenizer != "minilm":
         raise ValueError(f"model.encoder='minilm' reads MiniLM's word pieces, but "
                          f"config.tokenizer={config.tokenizer!r}; set --config.tokenizer=minilm")
-    build_real_workdir(config, workdir)
+    # Process 0 prepares the catalog (or checks it); the others read it once it is there.
+    distributed.on_writer_then_all("build_real_workdir", lambda: build_real_workdir(config,
+                                                                                 workdir))
     catalog = load_real_catalog(workdir)
     vocab, builder = real_builder(config, catalog)
     config.model.vocab_size = vocab.vocab_size

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, checkpoint_params
+from onesearch_jax import distributed
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.sft_tasks import decoder_inputs, sid_targets
 from onesearch_jax.model.presets import TransformerConfig
@@ -32,7 +33,6 @@ from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.train import rl, sft_run
 from onesearch_jax.train import sharding as sharding_lib
-from onesearch_jax.train.checkpoints import Checkpointer
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.train.rollout import make_rollout_fn
@@ -45,8 +45,9 @@ ADOPTED = ("model", "data")  # sections an RL run takes from the run it starts f
 class RlPrompts:
     """The loop's batch factory over training events with a click or an order.
 
-    `batches(position)` yields prompt batches position, position+1, ...; batch s draws its rows
-    with default_rng([seed, s]), so a resumed run sees the same prompts."""
+    `batches(position, rows)` yields prompt batches position, position+1, ... (only `rows` of
+    each: this process's share); batch s draws its rows with default_rng([seed, s]), so a
+    resumed run sees the same prompts."""
 
     def __init__(self, builder, events: Mapping[str, np.ndarray], item_codes: np.ndarray, *,
                  batch_size: int, seed: int):
@@ -75,24 +76,29 @@ class RlPrompts:
     def __len__(self):
         return len(self.arrays["query_id"])
 
-    def batch(self, step: int) -> dict[str, np.ndarray]:
+    def batch(self, step: int, rows: slice | None = None) -> dict[str, np.ndarray]:
         idx = np.random.default_rng([self.seed, step]).integers(0, len(self), self.batch_size)
+        idx = idx if rows is None else idx[rows]
         return {k: v[idx] for k, v in self.arrays.items()}
 
-    def __call__(self, position: int):
+    def __call__(self, position: int, rows: slice | None = None):
         step = int(position)
         while True:
-            yield self.batch(step)
+            yield self.batch(step, rows)
             step += 1
 
 
 class RolloutHook:
     """`hook(state, prompts, rng) -> batch`: the loop's rollout step (jitted sampling and
-    log-probs on the mesh, then host-side rewards)."""
+    log-probs on the mesh, then host-side rewards of this process's rows).
+
+    The prompts are this process's rows of a global batch of `global_batch` (default: they are
+    the whole batch, one process)."""
 
     def __init__(self, model, vocab, trie: SidTrie, rewards, setup, settings: dict,
-                 ref_params=None):
-        self.rewards, self.setup, self.trie = rewards, setup, trie
+                 ref_params=None, global_batch: int | None = None):
+        self.rewards, self.setup, self.global_batch = rewards, setup, global_batch
+        self.trie = jax.device_put(trie, sharding_lib.replicated(setup.mesh))
         self.ref_params = ref_params
         self.sample_reference = settings["stage"] == "dpo" and settings["candidates"] == "reference"
         if (rl.needs_reference(settings) or self.sample_reference) and ref_params is None:
@@ -100,15 +106,17 @@ class RolloutHook:
         self.fn = jax.jit(make_rollout_fn(
             model, vocab.level_offsets, vocab.level_sizes, group_size=int(settings["group_size"]),
             sampler=settings["sampler"], temperature=float(settings["temperature"]),
-            with_reference=rl.needs_reference(settings)))
+            with_reference=rl.needs_reference(settings)),
+            out_shardings=sharding_lib.batch_sharding(setup.mesh, setup.rules))
 
     def __call__(self, state, prompts, rng):
         enc = sharding_lib.shard_batch({"enc_tokens": prompts["enc_tokens"]}, self.setup.mesh,
-                                       self.setup.rules)["enc_tokens"]
+                                       self.setup.rules, self.global_batch)["enc_tokens"]
         ref = state.params if self.ref_params is None else self.ref_params
         sample = ref if self.sample_reference else state.params
         with jax.set_mesh(self.setup.mesh), nn.logical_axis_rules(self.setup.rules):
-            out = jax.device_get(self.fn(sample, state.params, ref, self.trie, enc, rng))
+            out = self.fn(sample, state.params, ref, self.trie, enc, rng)
+        out = jax.tree.map(sharding_lib.process_local_rows, out)
         rewards = self.rewards(prompts["query_id"], prompts["user_id"], out["items"])
         return rl.attach_rewards(prompts, out, rewards)
 
@@ -128,8 +136,11 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
                          "checkpoints; the reference run stays untouched)")
     with open(path) as f:
         init_config = ml_collections.ConfigDict(json.load(f))
-    if not os.path.exists(os.path.join(workdir, "world")):  # the ladder links its base's already
-        prepare_run_dir(init, workdir)
+    def link_world():  # the ladder links its base's already
+        if not os.path.exists(os.path.join(workdir, "world")):
+            prepare_run_dir(init, workdir)
+
+    distributed.on_writer_then_all("prepare_run_dir", link_world)
     for section in ADOPTED:
         config[section] = ml_collections.ConfigDict(init_config[section].to_dict())
     config.eval.beam_size = int(init_config.eval.beam_size)
@@ -137,17 +148,10 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
     return init_config
 
 
-def restore_init_params(model, init_config, init_workdir: str, mesh):
-    """The starting run's latest parameters, sharded on `mesh` like the RL run's."""
-    setup = setup_train_state(model, init_config, mesh)
-    ckpt = Checkpointer(wd.checkpoint_dir(init_workdir), save_every=1, keep=1)
-    try:
-        if ckpt.latest_step() is None:
-            raise FileNotFoundError(f"no checkpoint under {wd.checkpoint_dir(init_workdir)}")
-        state, _ = ckpt.restore(setup.abstract, init_config)
-    finally:
-        ckpt.close()
-    return state.params
+def restore_init_params(model, init_config, init_workdir: str, setup):
+    """The starting run's latest parameters (no optimizer state), sharded like the RL run's."""
+    return checkpoint_params.restore_params(wd.checkpoint_dir(init_workdir), init_config.model,
+                                            setup.abstract.params)
 
 
 @dataclasses.dataclass
@@ -179,13 +183,14 @@ def build_rl(config, workdir: str, stage: str) -> RlSetup:
           f"{config.init_workdir}", flush=True)
     model = build_model(TransformerConfig(**config.model.to_dict()))
     mesh = sharding_lib.make_mesh(config.mesh.shape)
-    init_params = restore_init_params(model, init_config, str(config.init_workdir), mesh)
     setup = setup_train_state(model, config, mesh)
+    init_params = restore_init_params(model, init_config, str(config.init_workdir), setup)
     trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
     # The reference is its own copy: the loop donates the state, whose first parameters are
     # init_params' buffers.
     reference = jax.tree.map(jnp.copy, init_params) if rl.needs_reference(settings) else None
-    hook = RolloutHook(model, vocab, trie, rewards, setup, settings, ref_params=reference)
+    hook = RolloutHook(model, vocab, trie, rewards, setup, settings, ref_params=reference,
+                       global_batch=int(config.train.batch_size))
     eval_fn = sft_run.make_world_eval_fn(config, workdir, world, model, vocab, item_codes,
                                          builder)
     return RlSetup(model, mesh, prompts, hook, init_params,

@@ -102,23 +102,63 @@ def batch_shards(mesh: jax.sharding.Mesh, rules) -> int:
     return math.prod(mesh.shape[a] for a in axes)
 
 
-def shard_batch(
-    batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh, rules
-) -> dict[str, jax.Array]:
-    """Host numpy batch -> global jax arrays split along the batch axis.
+def process_batch_rows(mesh: jax.sharding.Mesh, rules, global_batch: int) -> slice:
+    """The rows of a global batch this process feeds: the block its devices hold.
 
-    Uses make_array_from_process_local_data, so on several hosts each process
-    passes its own slice of the global batch.
-    """
+    One process: all of them. Several: a contiguous block (the devices of a host sit together
+    along the batch axes of the mesh); processes that share batch shards (a tensor axis across
+    hosts) get the same block."""
+    index = batch_sharding(mesh, rules).addressable_devices_indices_map((int(global_batch),))
+    spans = {(i[0].start or 0, int(global_batch) if i[0].stop is None else i[0].stop)
+             for i in index.values()}
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    if sum(b - a for a, b in spans) != hi - lo:
+        raise ValueError(f"this process's batch shards {sorted(spans)} of a batch of "
+                         f"{global_batch} are not one contiguous block; order the mesh devices "
+                         "so that each host's devices are adjacent along the batch axes")
+    return slice(lo, hi)
+
+
+def shard_batch(
+    batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh, rules, global_batch: int | None = None
+) -> dict[str, jax.Array]:
+    """This process's rows of a batch -> global jax arrays split along the batch axis.
+
+    On one process the batch is the whole global batch. On several, each process passes only
+    its `process_batch_rows(mesh, rules, global_batch)`, and the arrays are assembled with the
+    global shape (make_array_from_process_local_data with global_shape)."""
     sharding = batch_sharding(mesh, rules)
     shards = batch_shards(mesh, rules)
     out = {}
     for name, value in batch.items():
         value = np.asarray(value)
-        if value.ndim == 0 or value.shape[0] % shards:
+        if value.ndim == 0:
+            raise ValueError(f"batch[{name!r}] is a scalar; every input needs a batch dimension")
+        total = int(global_batch) if global_batch is not None else value.shape[0]
+        if total % shards:
             raise ValueError(
-                f"batch[{name!r}] with shape {value.shape}: leading (batch) dimension "
+                f"batch[{name!r}] with global batch {total}: leading (batch) dimension "
                 f"must be divisible by the {shards} batch shards of the mesh"
             )
-        out[name] = jax.make_array_from_process_local_data(sharding, value)
+        rows = process_batch_rows(mesh, rules, total)
+        if value.shape[0] != rows.stop - rows.start:
+            raise ValueError(
+                f"batch[{name!r}] has {value.shape[0]} rows, but this process feeds rows "
+                f"{rows.start}:{rows.stop} of the global batch of {total}")
+        out[name] = jax.make_array_from_process_local_data(
+            sharding, value, (total,) + value.shape[1:])
     return out
+
+
+def process_local_rows(x: jax.Array) -> np.ndarray:
+    """This process's rows of a batch-sharded global array, as numpy (shard_batch's inverse):
+    what host code (rewards of sampled SIDs) may read of an array that spans hosts."""
+    if x.is_fully_addressable:
+        return np.asarray(x)
+    by_start = {}
+    for shard in x.addressable_shards:
+        if shard.data.shape[1:] != x.shape[1:]:
+            raise ValueError(f"array {x.shape} is split beyond its batch axis "
+                             f"({shard.data.shape} per shard); only batch-sharded arrays")
+        by_start.setdefault(shard.index[0].start or 0, shard.data)
+    return np.concatenate([np.asarray(by_start[k]) for k in sorted(by_start)])

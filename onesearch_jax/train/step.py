@@ -75,8 +75,8 @@ def jit_step(step_fn: Callable, setup: StateSetup, *, has_rng: bool, donate: boo
     """Jits `step_fn(state, batch[, rng])` with explicit shardings.
 
     The returned callable enters the mesh and logical-rule contexts (needed for the
-    model's activation constraints) and exposes the jitted function as `.jitted`
-    for ahead-of-time lowering.
+    model's activation constraints); `.lower(*abstract_args)` lowers ahead of time inside the
+    same contexts (lowering `.jitted` outside them drops the activation constraints).
     """
     batch_sh = sharding_lib.batch_sharding(setup.mesh, setup.rules)
     rep = sharding_lib.replicated(setup.mesh)
@@ -90,7 +90,11 @@ def jit_step(step_fn: Callable, setup: StateSetup, *, has_rng: bool, donate: boo
         with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
             return jitted(*args)
 
-    call.jitted = jitted
+    def lower(*args):
+        with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+            return jitted.lower(*args)
+
+    call.jitted, call.lower = jitted, lower
     return call
 
 

@@ -121,7 +121,10 @@ def _boxed_init_fn(model: nn.Module, tx: optax.GradientTransformation):
     def init(rng):
         dummy = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on lengths
         params = model.init(rng, dummy, dummy)["params"]
-        return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+        state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+        # A strong int32 step, as a restored checkpoint has: a fresh and a resumed run then
+        # trace the same step function and share one compilation.
+        return state.replace(step=jnp.zeros((), jnp.int32))
 
     return init
 

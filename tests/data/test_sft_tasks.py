@@ -91,6 +91,13 @@ def test_batches_are_deterministic_per_step_and_resume_exactly(setup):
     b = straight[0]
     np.testing.assert_array_equal(b["dec_inputs"][:, 1:], b["dec_targets"][:, :-1])
     assert (b["dec_inputs"][:, 0] == sft_tasks.BOS_ID).all()
+    # Each process builds only its rows: the slices of three "processes" tile the global batch.
+    for step in (0, 5):  # a two-task and a one-task stage
+        full = batches.batch(step)
+        parts = [batches.batch(step, slice(lo, lo + 2)) for lo in (0, 2, 4)]
+        for k in full:
+            np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), full[k])
+    assert len(next(batches(0, slice(2, 4)))["enc_tokens"]) == 2
 
 
 def test_bad_stage_config_is_named():

@@ -10,6 +10,7 @@ import pytest
 
 from configs.sft import get_config
 from onesearch_jax.model.transformer import build_model
+from onesearch_jax import checkpoint_params
 from onesearch_jax.train import sharding
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.sft_step import make_train_step
@@ -38,7 +39,7 @@ def _batch(c, i):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     c = _config()
-    mesh = sharding.make_mesh((4, 2, 1))
+    mesh = sharding.make_mesh((8, 1, 1))
     model = build_model(c.model)
     setup = setup_train_state(model, c, mesh)
     step = make_train_step(model, c, setup)
@@ -92,14 +93,44 @@ def test_different_model_config_is_refused(trained):
         Checkpointer(directory, save_every=2, keep=2).restore(setup.abstract, other)
 
 
-def test_restore_onto_a_different_mesh(trained):
+def test_restore_reshards_onto_other_meshes_and_fewer_devices_with_identical_values(trained):
+    """Written on (8, 1, 1); restored onto (2, 2, 2), (1, 2, 4) and a 4-device (2, 1, 2) mesh."""
     c, directory, _, _ = trained
-    mesh = sharding.make_mesh((1, 2, 4))
-    setup = setup_train_state(build_model(c.model), c, mesh)
-    restored, _ = Checkpointer(directory, save_every=2, keep=2).restore(setup.abstract, c)
-    emb = restored.params["embed"]["embedding"]
-    assert emb.sharding == setup.shardings.params["embed"]["embedding"]
+    model = build_model(c.model)
+
+    def restore(mesh):
+        setup = setup_train_state(model, c, mesh)
+        state, _ = Checkpointer(directory, save_every=2, keep=2).restore(setup.abstract, c)
+        return setup, state
+
+    _, written = restore(sharding.make_mesh((8, 1, 1)))
+    for mesh in (sharding.make_mesh((2, 2, 2)), sharding.make_mesh((1, 2, 4)),
+                 sharding.make_mesh((2, 1, 2), devices=jax.devices()[:4])):
+        setup, state = restore(mesh)
+        emb = state.params["embed"]["embedding"]
+        assert emb.sharding == setup.shardings.params["embed"]["embedding"]
+        assert set(emb.sharding.device_set) == set(mesh.devices.flat)
+        for a, b in zip(jax.tree.leaves(written), jax.tree.leaves(state)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert emb.sharding.spec == jax.sharding.PartitionSpec("tensor", "fsdp")
+
+
+def test_serving_reads_the_parameters_alone_onto_one_device(trained):
+    c, directory, _, _ = trained
+    model = build_model(c.model)
+    setup = setup_train_state(model, c, sharding.make_mesh((8, 1, 1)))
+    state, _ = Checkpointer(directory, save_every=2, keep=2).restore(setup.abstract, c)
+    params = checkpoint_params.restore_params(directory, c.model,
+                                              checkpoint_params.abstract_params(model))
+    assert jax.tree.structure(params) == jax.tree.structure(state.params)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params)):
+        assert len(b.sharding.device_set) == 1
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = _config()
+    other.model.d_model = 48
+    with pytest.raises(ValueError, match=r"mismatched keys: \['d_model'\]"):
+        checkpoint_params.restore_params(directory, other.model,
+                                         checkpoint_params.abstract_params(model))
 
 
 def test_keeps_last_k(tmp_path):

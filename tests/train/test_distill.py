@@ -246,6 +246,7 @@ def test_distill_resume_equals_uninterrupted(tmp_path, preempting_batches):
     c.model.dropout_rate = 0.1
     model = build_model(c.model)
     run = functools.partial(train_loop, c, model=model, stream=io.StringIO(),
+                            mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]),
                             make_step=distill.make_distill_step(OFFSETS, SIZES),
                             check_batch=distill.check_distill_batch)
     straight = run(str(tmp_path / "a"), batch_iter_factory=preempting_batches(_batch))

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One training on every worker of a Cloud TPU VM slice (JAX's multi-controller runtime: each
+# worker runs the same command; jax.distributed starts by itself from the TPU metadata).
+#
+#   experiments/launch/tpu_vm.sh TPU_NAME ZONE WORKDIR [experiments.train flags...]
+#   experiments/launch/tpu_vm.sh my-v5e-16 us-west4-a /mnt/shared/w_base \
+#       --config=configs/sft.py:base --config.mesh.shape='(-1,1,1)'
+#
+# WORKDIR must be one directory every worker sees (a Filestore/NFS mount); it must already hold
+# the built world and SIDs (experiments.build_world / build_sids, run once on one worker).
+# The checkout lives at ~/onesearch-jax on each worker (REPO_DIR to change it). Periodic
+# evaluation is off (it serves on one process); run experiments.evaluate afterwards.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+  sed -n '2,14p' "$0"; exit 2
+fi
+TPU=$1 ZONE=$2 WORKDIR=$3; shift 3
+REPO_DIR=${REPO_DIR:-onesearch-jax}
+gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command="
+  set -e; cd ~/$REPO_DIR
+  [ -f .venv/.installed ] || make install
+  .venv/bin/pip install -q -e '.[tpu]'
+  .venv/bin/python -m experiments.train --workdir=$WORKDIR --multihost=on --config.train.eval_every=0 $*"
