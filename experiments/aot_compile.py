@@ -19,9 +19,7 @@ import os
 
 from absl import app, flags
 
-from configs import distill as distill_configs
-from configs import sft as sft_configs
-from configs import tpma as tpma_configs
+from configs import aot as aot_configs
 from onesearch_jax import quiet
 from onesearch_jax.model import presets
 from onesearch_jax.train import aot
@@ -43,15 +41,7 @@ _OUT = flags.DEFINE_string("out", "", "Write every report as JSON here.")
 
 
 def stage_config(stage: str, preset: str, batch_size: int):
-    """The stage's config with the preset's model (the RL and distill presets are CPU-sized)."""
-    base = sft_configs.get_config(preset)
-    c = {"sft": lambda: sft_configs.get_config(preset),
-         "distill": lambda: distill_configs.get_config("small:sd"),
-         "grpo": lambda: tpma_configs.get_config("small")}[stage]()
-    c.model = base.model
-    c.train.batch_size = int(batch_size or base.train.batch_size)
-    c.model.dropout_rate = 0.1
-    return c
+    return aot_configs.get_config(f"{stage}:{preset}:{batch_size or ''}")
 
 
 def _gb(x: float) -> str:

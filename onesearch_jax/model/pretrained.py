@@ -11,6 +11,7 @@ from typing import Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from onesearch_jax.data.minilm_tokenizer import pretrained_rows
 from onesearch_jax.model.presets import MINILM_L6
@@ -35,7 +36,9 @@ def init_from_minilm(params: dict, tokenizer) -> dict:
     pretrained = jax.tree.map(np.asarray, loaded["params"])
     ours = params["encoder"]
     rows = pretrained_rows(tokenizer)
-    table = np.array(ours["embeddings"]["word_embeddings"]["embedding"])
+    # The fresh table may be sharded across hosts (FSDP/tensor): every process gathers it whole.
+    table = np.array(multihost_utils.process_allgather(
+        ours["embeddings"]["word_embeddings"]["embedding"], tiled=True))
     if len(rows) > len(table):
         raise ValueError(f"the tokenizer has {len(rows)} tokens but the encoder's table only "
                          f"{len(table)} rows")
@@ -46,7 +49,7 @@ def init_from_minilm(params: dict, tokenizer) -> dict:
         if np.shape(a) != np.shape(b):
             raise ValueError(f"encoder param {jax.tree_util.keystr(path)}: model shape "
                              f"{np.shape(a)}, MiniLM shape {np.shape(b)}")
-        return np.asarray(b, dtype=np.asarray(a).dtype)
+        return np.asarray(b, dtype=a.dtype)
 
     if jax.tree.structure(ours) != jax.tree.structure(pretrained):
         raise ValueError("the model's encoder tree differs from MiniLM's converted weights")

@@ -66,6 +66,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
             if retriever is None:  # one compiled beam search, fed the current params each time
                 bundle.params = state.params
                 retriever = bundle.retriever()
+                bundle.params = None  # the next step donates these buffers: keep no reference
             retriever.params = state.params
             scores = evaluate_generative(bundle, retriever, judged)
             return {k: scores[k] for k in EVAL_KEYS}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from experiments.aot_compile import stage_config
+from configs import aot as aot_configs
 from onesearch_jax.model import presets
 from onesearch_jax.train import aot, distill, rl, sft_step
 from onesearch_jax.train import sharding as sharding_lib
@@ -19,7 +19,7 @@ LEVELS = (64, 16, 8)
 
 
 def _micro(stage):
-    c = stage_config(stage, "tiny", 8)
+    c = aot_configs.get_config(f"{stage}:tiny:8")
     c.model.update(d_model=32, num_heads=2, mlp_dim=64, enc_layers=1, dec_layers=1)
     c.data.enc_len, c.data.dec_len = 16, 8
     return c
@@ -59,6 +59,8 @@ def test_abstract_batches_meet_each_stage_contract():
         aot.SidLayout.for_vocab(80, LEVELS)
     with pytest.raises(ValueError, match="unknown TPU generation 'v9'"):
         aot.chip_of("v9:2x2")
+    with pytest.raises(ValueError, match="unknown stage 'dpo' to compile"):
+        aot_configs.get_config("dpo:tiny")
 
 
 def _libtpu_path():
