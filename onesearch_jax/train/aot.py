@@ -30,16 +30,19 @@ from onesearch_jax.train.train_state import setup_train_state
 class Chip:
     hbm_bytes: float
     peak_bf16_flops: float  # per chip, dense
+    libtpu_name: str        # the generation as libtpu's topology names spell it
+    chip_config: str        # 'megacore': the chip's two TensorCores are one device
 
 
 GIB = 2.0 ** 30
 # Public Cloud TPU figures per chip.
 CHIPS = {
-    "v4": Chip(32 * GIB, 275e12),
-    "v5e": Chip(16 * GIB, 197e12),
-    "v5p": Chip(95 * GIB, 459e12),
-    "v6e": Chip(32 * GIB, 918e12),
+    "v4": Chip(32 * GIB, 275e12, "v4", "megacore"),
+    "v5e": Chip(16 * GIB, 197e12, "v5e", "default"),
+    "v5p": Chip(95 * GIB, 459e12, "v5", "megacore"),
+    "v6e": Chip(32 * GIB, 918e12, "v6e", "default"),
 }
+CHIPS_PER_HOST = (2, 2, 1)  # a Cloud TPU VM host's chips
 STAGES = ("sft", "distill", "grpo")
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
@@ -61,8 +64,12 @@ def topology_devices(topology: str) -> list:
     # Compiling touches no TPU: let several compiling processes share libtpu (by default it
     # takes a machine-wide lockfile, meant for a process that owns the chips).
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    chip = chip_of(topology)
+    shape = topology.split(":", 1)[1] if ":" in topology else ""
     try:
-        desc = topologies.get_topology_desc(platform="tpu", topology_name=topology)
+        desc = topologies.get_topology_desc(
+            platform="tpu", topology_name=f"{chip.libtpu_name}:{shape}",
+            chip_config_name=chip.chip_config, chips_per_host_bounds=CHIPS_PER_HOST)
     except Exception as e:  # noqa: BLE001 - libtpu missing or the name unknown: say which
         raise RuntimeError(f"cannot describe TPU topology {topology!r} ({e}); install libtpu "
                            "(pip install -e '.[tpu]') and name a topology like v5e:4x4") from e
