@@ -91,7 +91,8 @@ def main(argv):
     devices = {}
 
     def compile_on(topology, stage, preset, shape):
-        key = f"{stage}|{preset}|batch{_BATCH.value}|{topology}|{','.join(map(str, shape))}"
+        key = (f"{stage}|{preset}|batch{_BATCH.value}|{topology}|{','.join(map(str, shape))}"
+               + ("" if levels == [512, 128, 64] else f"|sids{'-'.join(map(str, levels))}"))
 
         def compute():
             if topology not in devices:

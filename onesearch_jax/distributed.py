@@ -87,7 +87,15 @@ def barrier(name: str) -> None:
 
 def on_writer_then_all(name: str, fn: Callable[[], T]) -> T | None:
     """Runs fn on process 0 while the others wait (e.g. preparing a workdir every process then
-    reads); returns fn's result on process 0, None elsewhere."""
-    out = fn() if is_writer() else None
+    reads); returns fn's result on process 0, None elsewhere. Process 0 reaches the barrier
+    even when fn raises (then re-raises), so the others are never left waiting for it."""
+    out, error = None, None
+    if is_writer():
+        try:
+            out = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised after the barrier
+            error = e
     barrier(name)
+    if error is not None:
+        raise error
     return out

@@ -58,9 +58,11 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
                 f"{workdir} was built by stage {stage!r} with a different config "
                 f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same config")
         return True
-    if distributed.is_writer():
-        with open(path, "w") as f:
+    if distributed.is_writer():  # atomically: other processes may be reading it already
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
             json.dump(plain, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
     return False
 
 

@@ -16,8 +16,9 @@ if [ $# -lt 3 ]; then
 fi
 TPU=$1 ZONE=$2 WORKDIR=$3; shift 3
 REPO_DIR=${REPO_DIR:-onesearch-jax}
+ARGS=$(printf '%q ' "--workdir=$WORKDIR" "$@")  # quoted once more for the remote shell
 gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --worker=all --command="
   set -e; cd ~/$REPO_DIR
   [ -f .venv/.installed ] || make install
   .venv/bin/pip install -q -e '.[tpu]'
-  .venv/bin/python -m experiments.train --workdir=$WORKDIR --multihost=on --config.train.eval_every=0 $*"
+  .venv/bin/python -m experiments.train --multihost=on --config.train.eval_every=0 $ARGS"

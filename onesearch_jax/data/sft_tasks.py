@@ -463,7 +463,8 @@ def parse_stages(stages_cfg, tasks: Sequence[str] = TASKS) -> list[Stage]:
 
 
 class MixtureBatches:
-    """`batches(position)` yields batch number position, position+1, ... (the loop's contract).
+    """`batches(position, rows)` yields batch number position, position+1, ... (the loop's
+    contract), each only its `rows` (default all).
 
     With `with_teacher`, batches also carry `teacher_enc_tokens` (the teacher input; the student
     input on rows of tasks without one) and `teacher_mask` float32[B] (1 = keywords present)."""
@@ -496,7 +497,7 @@ class MixtureBatches:
             n = int((which == j).sum())
             if n:
                 picks.append((name, rng.integers(0, len(self.tasks[name]), n)))
-        lo, hi = (0, self.batch_size) if rows is None else (rows.start, rows.stop)
+        lo, hi = (0, self.batch_size) if rows is None else rows.indices(self.batch_size)[:2]
         parts: dict[str, list] = {"enc": [], "dec": [], "weight": [], "teacher_enc": [],
                                   "teacher_mask": []}
         start = 0  # the global row of each task's first example

@@ -48,7 +48,7 @@ def for_workdir(workdir: str) -> Callable[[list[str]], np.ndarray]:
                 state["embedder"] = make_embedder(sid_config["embedder"])
             codes = encode_keyword_texts(distinct, state["embedder"], khqe,
                                          sid_config.get("keyword_enhance", True))
-            tmp = path + ".tmp.npz"
+            tmp = f"{path}.{os.getpid()}.tmp.npz"  # processes sharing the workdir never collide
             np.savez(tmp, codes=codes)
             os.replace(tmp, path)
         index = {t: i for i, t in enumerate(distinct)}

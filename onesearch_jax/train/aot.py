@@ -137,16 +137,16 @@ def make_stage_step(stage: str, layout: SidLayout):
 
 def collective_bytes(hlo_text: str) -> dict[str, float]:
     """Bytes each kind of collective produces per step, summed over the compiled HLO's
-    instructions (an async pair counts once, at its start; a tuple result counts every part)."""
+    instructions: a synchronous op's result (every part of a tuple), an async pair once, at its
+    `-done` (whose shape is exactly the result; a `-start` tuple also holds the operands and
+    context scalars)."""
     totals = {k: 0.0 for k in COLLECTIVES}
-    pattern = re.compile(r"=\s*(.+?)\s+(" + "|".join(COLLECTIVES) + r")(-start)?\(")
+    pattern = re.compile(r"=\s*(.+?)\s+(" + "|".join(COLLECTIVES) + r")(-done)?\(")
     for line in hlo_text.splitlines():
         m = pattern.search(line)
         if not m:
             continue
         shapes = re.findall(r"(\w+)\[([\d,]*)\]", m.group(1))
-        if m.group(3):  # an async start returns (operands, results[, scratch]): count results
-            shapes = shapes[len(shapes) // 2:] if len(shapes) > 1 else shapes
         totals[m.group(2)] += float(sum(
             _DTYPE_BYTES.get(dt, 4) * float(np.prod([int(d) for d in dims.split(",") if d] or [1]))
             for dt, dims in shapes))

@@ -20,7 +20,7 @@ from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
 from onesearch_jax.train.train_state import (create_train_state, rollout_key, seed_keys,
                                              setup_train_state)
 
-BatchIterFactory = Callable[[int], Iterator[Mapping[str, np.ndarray]]]
+BatchIterFactory = Callable[[int, slice], Iterator[Mapping[str, np.ndarray]]]
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -108,6 +108,10 @@ def process_batch_rows(mesh: jax.sharding.Mesh, rules, global_batch: int) -> sli
     One process: all of them. Several: a contiguous block (the devices of a host sit together
     along the batch axes of the mesh); processes that share batch shards (a tensor axis across
     hosts) get the same block."""
+    shards = batch_shards(mesh, rules)
+    if int(global_batch) % shards:
+        raise ValueError(f"global batch {global_batch} is not divisible by the {shards} batch "
+                         "shards of the mesh")
     index = batch_sharding(mesh, rules).addressable_devices_indices_map((int(global_batch),))
     spans = {(i[0].start or 0, int(global_batch) if i[0].stop is None else i[0].stop)
              for i in index.values()}

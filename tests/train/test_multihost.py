@@ -101,6 +101,8 @@ def test_one_process_feeds_every_row_and_a_short_batch_is_named():
     np.testing.assert_array_equal(sharding.process_local_rows(x), np.arange(16).reshape(8, 2))
     with pytest.raises(ValueError, match="has 4 rows, but this process feeds rows 0:8"):
         sharding.shard_batch({"a": np.zeros((4, 2))}, mesh, rules, 8)
+    with pytest.raises(ValueError, match="global batch 10 is not divisible by the 4 batch"):
+        sharding.process_batch_rows(mesh, rules, 10)
 
 
 def test_launch_settings_are_checked_and_nothing_starts_without_a_cluster(monkeypatch):
@@ -120,3 +122,9 @@ def test_launch_settings_are_checked_and_nothing_starts_without_a_cluster(monkey
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t0,t1,t2,t3")
     assert distributed.cluster_detected()
     assert distributed.is_writer()
+
+    def boom():
+        raise RuntimeError("no catalog")
+    with pytest.raises(RuntimeError, match="no catalog"):  # re-raised after the barrier
+        distributed.on_writer_then_all("prepare", boom)
+    assert distributed.on_writer_then_all("prepare", lambda: 7) == 7
