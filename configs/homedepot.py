@@ -13,6 +13,13 @@ prepares W (catalog copy, keyword dictionary, tokenizer, KHQE SIDs of every prod
 title embeddings, keyword-enhanced); `--config.sids.embedding_cache=DIR`
 shares the title embeddings between workdirs (embedding 55k titles takes ~30 min on 2 CPU cores).
 Ablations: `--config.sids.keyword_enhance=False` (plain title SIDs).
+
+`cpu`: what trains on 2 CPU cores in under an hour and uses the SID space's geometry (see the
+README's Home Depot ablation table): a 2+2-layer d=128 model, SID embeddings initialised from the
+codebook centroids (`sid_embeddings='centroids'`), doc-as-query title spans
+(`data.spans_per_title`, task `span_to_sid`), the query embedding's ADC scores added to the
+decoder's logits (`eval.prior_weight`) and the beams' items re-ranked by dense cosine
+(`eval.rerank='dense'`). Each is an option of every preset (0 / 'random' / 'none' turn it off).
 """
 import ml_collections
 
@@ -22,6 +29,9 @@ from onesearch_jax.sid import khqe
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     name = arg or "small"
+    cpu = name == "cpu"
+    if cpu:
+        name = "small"
     c = sft.get_config(name)
     c.stage = "sft_real"
     c.data_dir = ""  # required: folder with products.tsv and judgments_train.tsv
@@ -32,6 +42,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.sids = ml_collections.ConfigDict()
     c.sids.embedder = "minilm" if name != "tiny" else "hash"
     c.sids.keyword_enhance = True
+    c.sids.query_mix = 0.0  # > 0: relevance-aware SIDs (item fused with its train queries)
     c.sids.embedding_cache = ""  # default: W/sids
     c.sids.khqe = ml_collections.ConfigDict(khqe.khqe_preset("small" if name != "tiny" else "tiny")
                                             .to_dict())
@@ -54,4 +65,24 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.eval.min_relevance = 2.67
     c.eval.max_queries = 300
     c.eval.beam_size = 128 if name != "tiny" else 16
+    c.data.spans_per_title = 0       # doc-as-query spans per title (0: no span_to_sid task)
+    c.sid_embeddings = "random"      # 'centroids': SID rows from the KHQE codebooks
+    c.eval.prior_weight = 0.0        # > 0: logits + weight * ADC score of the query embedding
+    c.eval.rerank = "none"           # 'dense': the beams' items ordered by dense cosine
+    if cpu:
+        c.preset = "cpu"
+        c.model.update(d_model=128, num_heads=4, mlp_dim=512, enc_layers=2, dec_layers=2)
+        c.train.update(steps=3000, batch_size=128, lr=2e-3, warmup=200, eval_every=3000,
+                       checkpoint_every=500)
+        c.data.update(enc_len=32, dec_len=6, spans_per_title=2)  # queries and spans are short
+        c.data.stages = [
+            dict(name="indexing", fraction=0.3, mixture=dict(title_to_sid=1.0, span_to_sid=1.0)),
+            dict(name="retrieval", fraction=0.7,
+                 mixture=dict(query_to_sid=1.0, span_to_sid=1.0, title_to_sid=0.5)),
+        ]
+        c.sid_embeddings = "centroids"
+        # Tuned on a 300-query dev sample (0, 10, 30, 100): recall@10 rises with the weight, so
+        # after 3,000 steps the geometry, not the trained decoder, does most of the ranking.
+        c.eval.prior_weight = 100.0
+        c.eval.rerank = "dense"
     return c

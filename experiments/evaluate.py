@@ -37,12 +37,21 @@ _MAX_QUERIES = flags.DEFINE_integer("max_queries", None, "With --judgments: a se
 _LATENCY = flags.DEFINE_integer("latency_queries", 100, "With --judgments: queries timed alone.")
 _SYSTEMS = flags.DEFINE_list(
     "systems", ["generative", "bm25", "rrf_bm25"],
-    "With --judgments: systems to score, from generative, bm25, rrf_bm25 (generative+BM25), "
-    "dense (MiniLM), rrf_bm25_dense, rrf_all.")
+    "With --judgments: systems to score, from generative, adc (no model: the query embedding's "
+    "ADC scores over the SIDs), adc_dense (ADC beams re-ranked by dense cosine), bm25, "
+    "rrf_bm25 (generative+BM25), dense (MiniLM), rrf_bm25_dense, rrf_all. A prepared catalog "
+    "that was never trained takes the systems without a model.")
+_PRIOR = flags.DEFINE_float("prior_weight", None, "With --judgments: weight of the query "
+                            "embedding's ADC scores added to the generative model's logits "
+                            "(default: the train config's eval.prior_weight; 0 turns it off).")
+_RERANK = flags.DEFINE_enum("rerank", None, ["none", "dense", "rrf"], "With --judgments: "
+                            "re-rank the generative beams' items by dense cosine, or by the RRF "
+                            "of beam order and cosine order (default: eval.rerank).")
 _EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
                                  "folder of cached title embeddings (default: the workdir's).")
 
-NAMES = {"generative": "generative", "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",
+NAMES = {"generative": "generative", "adc": "ADC over the SIDs, no training",
+         "adc_dense": "ADC beams re-ranked by dense cosine", "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",
          "dense": "dense MiniLM", "rrf_bm25_dense": "RRF(BM25, dense)",
          "rrf_all": "RRF(generative, BM25, dense)"}
 
@@ -66,20 +75,23 @@ def main(argv):
         metrics = evaluate_real_workdir(
             _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,
             beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value,
-            systems=_SYSTEMS.value, embedding_cache=_EMB_CACHE.value)
+            systems=_SYSTEMS.value, embedding_cache=_EMB_CACHE.value,
+            prior_weight=_PRIOR.value, rerank=_RERANK.value)
         out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
         metrics["config"] = {"judgments": os.path.abspath(_JUDGMENTS.value),
                              "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value,
-                             "systems": list(_SYSTEMS.value)}
+                             "systems": list(_SYSTEMS.value), "prior_weight": _PRIOR.value,
+                             "rerank": _RERANK.value, "beam_size": _BEAM.value}
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         tmp = out + ".tmp"
         with open(tmp, "w") as f:
             json.dump(metrics, f, indent=2, sort_keys=True)
         os.replace(tmp, out)
         print(judged_table(metrics, _SYSTEMS.value))
+        rate = (f"; valid_sid_rate {metrics['valid_sid_rate']:.4f}"
+                if "valid_sid_rate" in metrics else "")
         print(f"{metrics['num_queries']:.0f} queries ({metrics['num_queries_excluded']:.0f} "
-              f"without a target left out); valid_sid_rate {metrics['valid_sid_rate']:.4f}; "
-              f"wrote {out}")
+              f"without a target left out){rate}; wrote {out}")
         return
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value)

@@ -21,7 +21,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
-from onesearch_jax.decode.retrieve import SidRetriever, items_from_beams
+from onesearch_jax.decode.retrieve import SidRetriever, items_from_beams, rerank_by_vectors
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
@@ -45,7 +45,8 @@ def restore_params(model, config, workdir: str, step: int | None = None):
 @dataclasses.dataclass
 class ModelBundle:
     """Everything a trained workdir holds, loaded once for search and evaluation: a simulated
-    world's (`world` set) or a real catalog's (`world` None)."""
+    world's (`world` set) or a real catalog's (`world` None). A real catalog prepared but not
+    trained loads with `model` None (`for_catalog`): its SIDs still serve through ADC."""
     config: ml_collections.ConfigDict
     world: object
     vocab: SidVocab
@@ -56,6 +57,10 @@ class ModelBundle:
     params: object
     product_ids: list
     titles: list
+    khqe: object = None
+    workdir: str | None = None
+    _embedder: object = dataclasses.field(default=None, repr=False)
+    _item_vectors: object = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None) -> "ModelBundle":
@@ -66,7 +71,7 @@ class ModelBundle:
             _check_vocab(vocab, config)
             model = build_model(TransformerConfig(**config.model.to_dict()))
             params = restore_params(model, config, workdir, step)
-            return cls.for_real(config, catalog, vocab, builder, model, params)
+            return cls.for_real(config, catalog, vocab, builder, model, params, workdir)
         world = artifacts.load_world(workdir)
         tokenizer = artifacts.load_tokenizer(workdir)
         khqe, item_codes, query_codes = artifacts.load_sids(workdir)
@@ -81,18 +86,80 @@ class ModelBundle:
                    list(world.catalog.product_ids), list(world.catalog.titles))
 
     @classmethod
-    def for_real(cls, config, catalog, vocab, builder, model, params) -> "ModelBundle":
+    def for_real(cls, config, catalog, vocab, builder, model, params,
+                 workdir: str | None = None) -> "ModelBundle":
         trie = SidTrie.build(catalog.item_codes, vocab.level_sizes,
                              popularity=catalog.popularity(float(config.data.min_relevance)))
         return cls(config, None, vocab, catalog.item_codes, trie, builder, model, params,
-                   list(catalog.products.product_ids), list(catalog.products.titles))
+                   list(catalog.products.product_ids), list(catalog.products.titles),
+                   khqe=catalog.khqe, workdir=workdir)
+
+    @classmethod
+    def for_catalog(cls, workdir: str) -> "ModelBundle":
+        """A prepared real catalog with no trained model (ADC search over its SIDs only)."""
+        path = os.path.join(workdir, "catalog_config.json")
+        if not is_real_workdir(workdir) or not os.path.exists(path):
+            raise FileNotFoundError(f"{workdir} holds no prepared real catalog ({path})")
+        with open(path) as f:
+            config = ml_collections.ConfigDict(json.load(f))
+        config.data = ml_collections.ConfigDict(dict(enc_len=48, dec_len=8, min_relevance=2.33))
+        config.eval = ml_collections.ConfigDict(dict(beam_size=128))
+        config.sids.embedding_cache = ""
+        catalog = load_real_catalog(workdir)
+        vocab, builder = real_builder(config, catalog)
+        return cls.for_real(config, catalog, vocab, builder, None, None, workdir)
 
     def retriever(self, *, beam_size: int | None = None, constrained: bool = True,
-                  batch_size: int = 32) -> SidRetriever:
+                  batch_size: int = 32, adc_only: bool = False) -> SidRetriever:
+        """The model's beam search (with the ADC prior when `config.eval.prior_weight` > 0), or,
+        with `adc_only` (or no model), ranking by the query embedding's ADC scores alone."""
         beam = int(beam_size or self.config.eval.beam_size)
-        return SidRetriever(self.model, self.params, self.vocab, self.trie, beam_size=beam,
+        model = None if adc_only else self.model
+        return SidRetriever(model, self.params, self.vocab, self.trie, beam_size=beam,
                             constrained=constrained, batch_size=batch_size,
-                            cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)))
+                            cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)),
+                            khqe=self.khqe,
+                            prior_weight=float(self.config.eval.get("prior_weight", 0.0)))
+
+    def embedder(self):
+        """The catalog's text embedder (MiniLM), built on first use: serving embeds queries for
+        the ADC prior and the in-cell re-ranking."""
+        if self._embedder is None:
+            from onesearch_jax.sid.embedder import make_embedder
+            self._embedder = make_embedder(self.config.sids.embedder)
+        return self._embedder
+
+    def query_vectors(self, texts) -> np.ndarray:
+        return self.embedder().embed(list(texts))
+
+    def rank_items(self, retriever: SidRetriever, texts, k: int, rerank: str | None = None):
+        """(item-index lists best first, beam codes [B, K, L], valid [B, K]) for text queries.
+
+        rerank 'dense' (default `config.eval.rerank`, else 'none'): the items of every returned
+        beam re-ordered by the query's cosine with their plain title embeddings; 'rrf': by the
+        reciprocal-rank fusion (k = 60) of the beam order and that cosine order."""
+        rerank = rerank or self.config.eval.get("rerank", "none")
+        if rerank not in RERANKS:
+            raise ValueError(f"rerank must be one of {RERANKS}, got {rerank!r}")
+        texts = list(texts)
+        vectors = self.query_vectors(texts) if retriever.uses_tables or rerank != "none" else None
+        codes, _, valid = retriever.retrieve(self.builder.query_inputs(texts), vectors)
+        if rerank == "none":
+            return items_from_beams(self.trie, codes, valid, k), codes, valid
+        every = items_from_beams(self.trie, codes, valid, self.trie.num_items)
+        if self._item_vectors is None:
+            self._item_vectors = self.item_vectors()
+        fuse_k = 60.0 if rerank == "rrf" else None
+        return rerank_by_vectors(every, vectors, self._item_vectors, k, fuse_k), codes, valid
+
+    def item_vectors(self) -> np.ndarray:
+        """Plain title embeddings of the catalog (cached by content, like the dense baseline)."""
+        from onesearch_jax.sid.embedding_cache import embed_cached
+        cache = self.config.sids.get("embedding_cache") or wd.sid_dir(self.workdir)
+        return embed_cached(self.titles, self.config.sids.embedder, cache, self.embedder().embed)
+
+
+RERANKS = ("none", "dense", "rrf")
 
 
 def _check_vocab(vocab: SidVocab, config) -> None:
@@ -118,10 +185,9 @@ class Searcher:
         out: list[list[int]] = [[] for _ in queries]
         if not keep:
             return out
-        enc = self.bundle.builder.query_inputs([queries[i] for i in keep])
-        codes, _, valid = self._retriever.retrieve(enc)
-        for i, items in zip(keep, items_from_beams(self.bundle.trie, codes, valid, k)):
-            out[i] = items
+        items, _, _ = self.bundle.rank_items(self._retriever, [queries[i] for i in keep], k)
+        for i, row in zip(keep, items):
+            out[i] = row
         return out
 
     def search(self, queries: list[str], k: int = 10) -> list[list[str]]:

@@ -77,6 +77,13 @@ def tiny_config(data_dir, steps=150):
     c.train.log_every = 50
     c.eval.beam_size = 8
     c.eval.max_queries = 5
+    # The CPU preset's options, on: doc-as-query spans, centroid-initialised SID rows, the ADC
+    # prior and the in-cell dense re-ranking (they must not break the pipeline).
+    c.data.spans_per_title = 1
+    c.data.stages[0]["mixture"]["span_to_sid"] = 0.5
+    c.sid_embeddings = "centroids"
+    c.eval.prior_weight = 2.0
+    c.eval.rerank = "dense"
     return c
 
 
@@ -99,6 +106,36 @@ def test_keyword_vocabulary_mines_brands_and_categories():
     assert kw == [["cordless drill", "red", "acme tools"], []]
 
 
+def test_span_texts_are_title_fragments_and_keywords(tmp_path):
+    make_catalog(tmp_path)
+    products = load_products(tmp_path / "products.tsv")
+    vocab = build_keyword_vocabulary(products.titles, min_brand=3, min_category=3)
+    builder = RealTaskBuilder(products.product_ids, products.titles, _WordTok(), SidVocab(100, (4, 3)),
+                              np.zeros((len(products.titles), 2), np.int64),
+                              CatalogKeywords(vocab), enc_len=8, dec_len=4)
+    texts, items = builder.span_texts(spans_per_title=3, seed=0)
+    assert len(texts) == 4 * len(products.titles)  # 3 spans + the keyword string, every title
+    for text, i in zip(texts, items):
+        title = products.titles[i].lower()
+        words = text.lower().split()
+        assert 2 <= len(words) <= 5
+        assert " ".join(words) in title or all(w in title for w in words)
+    assert texts[:4] != builder.span_texts(spans_per_title=3, seed=1)[0][:4]
+    task = builder.span_to_sid(3)
+    assert len(task) == len(texts) and (task.enc[:, 0] == 10).all()  # [Q]: a query's input
+
+
+class _WordTok:  # a stand-in tokenizer: each word -> a fixed id
+    def token_to_id(self, t):
+        return {"[Q]": 10, "[TASK_ITEM]": 11, "[TASK_KW]": 12}.get(t)
+
+    def encode_batch(self, texts, add_special_tokens=False):
+        class E:
+            def __init__(self, t):
+                self.ids = [20 + len(w) for w in t.split()]
+        return [E(t) for t in texts]
+
+
 def test_query_to_sid_keeps_relevant_pairs_weighted_by_relevance(tmp_path):
     make_catalog(tmp_path)
     products = load_products(tmp_path / "products.tsv")
@@ -106,17 +143,7 @@ def test_query_to_sid_keeps_relevant_pairs_weighted_by_relevance(tmp_path):
     codes = np.arange(len(products.product_ids))[:, None] % np.array([[4, 3]])
     vocab = SidVocab(100, (4, 3))
 
-    class Tok:  # a stand-in tokenizer: each word -> a fixed id
-        def token_to_id(self, t):
-            return {"[Q]": 10, "[TASK_ITEM]": 11, "[TASK_KW]": 12}.get(t)
-
-        def encode_batch(self, texts, add_special_tokens=False):
-            class E:
-                def __init__(self, t):
-                    self.ids = [20 + len(w) for w in t.split()]
-            return [E(t) for t in texts]
-
-    builder = RealTaskBuilder(products.product_ids, products.titles, Tok(), vocab, codes,
+    builder = RealTaskBuilder(products.product_ids, products.titles, _WordTok(), vocab, codes,
                               CatalogKeywords({}), enc_len=8, dec_len=4)
     task = builder.query_to_sid(judgments, min_relevance=2.33)
     num_relevant = sum(r >= 2.33 for j in judgments.relevance for r in j.values())
@@ -161,7 +188,8 @@ def test_evaluate_judgments_scores_every_system_in_one_run(trained, tmp_path):
                               systems=REAL_SYSTEMS, embedding_cache=str(tmp_path))
     assert m["num_queries"] == len(CATEGORIES)
     assert m["valid_sid_rate"] == 1.0
-    for prefix in ("", "bm25/", "rrf_bm25/", "dense/", "rrf_bm25_dense/", "rrf_all/"):
+    for prefix in ("", "adc/", "adc_dense/", "bm25/", "rrf_bm25/", "dense/", "rrf_bm25_dense/",
+                   "rrf_all/"):
         for name in ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10"):
             assert 0.0 <= m[prefix + name] <= 1.0
         assert m[prefix + "latency_ms"] > 0
@@ -172,6 +200,26 @@ def test_evaluate_judgments_scores_every_system_in_one_run(trained, tmp_path):
     with pytest.raises(ValueError, match="splade"):
         evaluate_real_workdir(workdir, str(data / "judgments_dev.tsv"),
                               systems=("generative", "splade"))
+
+
+def test_untrained_catalog_serves_through_adc_alone(tmp_path):
+    """A prepared, never trained catalog: ADC over its SIDs (and re-ranked by dense) scores;
+    the systems that need a model are refused by name."""
+    make_catalog(tmp_path)
+    workdir = str(tmp_path / "w")
+    build_real_workdir(tiny_config(tmp_path), workdir)
+    m = evaluate_real_workdir(workdir, str(tmp_path / "judgments_dev.tsv"), latency_queries=1,
+                              systems=("adc", "adc_dense", "dense"),
+                              embedding_cache=str(tmp_path / "cache"), beam_size=8)
+    assert m["adc/valid_sid_rate"] == 1.0
+    for prefix in ("adc/", "adc_dense/"):
+        assert 0.0 <= m[prefix + "recall@10"] <= 1.0 and m[prefix + "latency_ms"] > 0
+    # Re-ranking the beams' items by the dense cosine cannot beat ranking the whole catalog by it
+    # at depth 100 (all 60 products), and it orders within the beams as dense does.
+    assert m["adc_dense/recall@100"] <= m["dense/recall@100"] + 1e-9
+    with pytest.raises(ValueError, match="no trained model"):
+        evaluate_real_workdir(workdir, str(tmp_path / "judgments_dev.tsv"),
+                              systems=("generative",))
 
 
 def test_real_baselines_score_bm25_dense_and_their_fusion(tmp_path):

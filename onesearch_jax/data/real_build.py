@@ -34,7 +34,7 @@ from onesearch_jax.data.text_tokenizer import TASK_TOKENS
 from onesearch_jax.sid.build import fit_and_save_sids
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.embedding_cache import CachingEmbedder
-from onesearch_jax.sid.keyword_fusion import embed_with_keywords
+from onesearch_jax.sid.keyword_fusion import embed_with_keywords, fuse_queries
 from onesearch_jax.sid.khqe import KHQE
 
 PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE = "products.tsv", "judgments_train.tsv"
@@ -85,6 +85,10 @@ def catalog_config(config) -> ml_collections.ConfigDict:
     """The part of a real-data config that the prepared workdir depends on."""
     sids = config.sids.to_dict()
     sids.pop("embedding_cache", None)  # where embeddings are cached does not change the SIDs
+    if not sids.get("query_mix"):  # off: the same record as before the option existed
+        sids.pop("query_mix", None)
+    else:
+        sids["query_mix_min_relevance"] = float(config.data.min_relevance)
     return ml_collections.ConfigDict(dict(
         data_dir=os.path.abspath(config.data_dir), tokenizer=config.tokenizer,
         tokenizer_vocab_size=config.tokenizer_vocab_size,
@@ -102,6 +106,22 @@ def make_tokenizer(config, texts: list[str]):
         return minilm_text_tokenizer(TASK_TOKENS)
     return text_tokenizer.train_text_tokenizer(
         texts, vocab_size=int(config.tokenizer_vocab_size), extra_special_tokens=TASK_TOKENS)
+
+
+def fuse_train_queries(items: np.ndarray, products: Products, train: Judgments, embedder,
+                       weight: float, min_relevance: float) -> np.ndarray:
+    """Item vectors fused with the mean embedding of the train queries that judged them at least
+    `min_relevance` (sid/keyword_fusion.fuse_queries)."""
+    index = {uid: i for i, uid in enumerate(products.product_ids)}
+    item_of, query_of = [], []
+    for q, judged in enumerate(train.relevance):
+        for uid, rel in judged.items():
+            if rel >= min_relevance and uid in index:
+                item_of.append(index[uid])
+                query_of.append(q)
+    query_emb = embedder.embed(list(train.queries))
+    return fuse_queries(items, query_emb, np.asarray(item_of, np.int64),
+                        np.asarray(query_of, np.int64), weight)
 
 
 def build_real_workdir(config, workdir: str) -> dict[str, float]:
@@ -151,6 +171,10 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
     embed_start = time.perf_counter()
     items = embed_with_keywords(embedder, list(products.titles), keywords.flat(products.titles),
                                 enabled=bool(sids.keyword_enhance))
+    query_mix = float(sids.get("query_mix", 0.0))
+    if query_mix > 0:  # relevance-aware SIDs: items moved toward their judged train queries
+        items = fuse_train_queries(items, products, train, embedder, query_mix,
+                                   float(config.data.min_relevance))
     metrics = fit_and_save_sids(items, None, sids.khqe, wd.sid_dir(workdir))
     metrics.update(num_products=len(products.product_ids), num_train_queries=len(train.queries),
                    num_keywords=len(vocabulary),

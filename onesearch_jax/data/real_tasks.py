@@ -4,7 +4,11 @@ The V1 stages map onto what such data has:
 - alignment: `title_to_sid` (indexing: product title -> its SID) and `query_to_keywords`
   (query -> its dictionary keywords, the keyword-CoT task with a dictionary as the "LLM");
 - co-occurrence: `query_to_sid` (train-split query -> SID of each product judged at least
-  `min_relevance`, weighted by relevance / 3: a 3 counts fully, a 2.33 about 0.78).
+  `min_relevance`, weighted by relevance / 3: a 3 counts fully, a 2.33 about 0.78);
+- doc-as-query indexing: `span_to_sid` (random 2-5-word spans of each title, and its dictionary
+  keywords joined, as `[Q]` queries -> its SID): every product gets query-like inputs, the
+  largest single effect reported for generative retrieval at scale (DSI-QG, NCI; Home Depot
+  queries average 3.3 words and are often title fragments). Built when spans_per_title > 0.
 Inputs use the same task tokens and layout as the world's tasks (`sft_tasks`), so the model,
 decoding and serving code are shared; `query_inputs` is the serving input.
 """
@@ -19,7 +23,7 @@ from onesearch_jax.data.real_catalog import Judgments
 from onesearch_jax.data.sft_tasks import TaskArrays, column, compact, keyword_targets, sid_targets
 from onesearch_jax.sid.vocab import SidVocab
 
-REAL_TASKS = ("title_to_sid", "query_to_keywords", "query_to_sid")
+REAL_TASKS = ("title_to_sid", "query_to_keywords", "query_to_sid", "span_to_sid")
 MAX_RELEVANCE = 3.0
 
 
@@ -77,10 +81,37 @@ class RealTaskBuilder:
         return TaskArrays(enc, *sid_targets(self.item_tokens[np.asarray(items)], self.dec_len,
                                             np.asarray(weights, np.float32)))
 
-    def build(self, judgments: Judgments, min_relevance: float) -> dict[str, TaskArrays]:
-        return {"title_to_sid": self.title_to_sid(),
-                "query_to_keywords": self.query_to_keywords(judgments.queries),
-                "query_to_sid": self.query_to_sid(judgments, min_relevance)}
+    def span_texts(self, spans_per_title: int, seed: int) -> tuple[list[str], np.ndarray]:
+        """(query-like texts, their product index): per title `spans_per_title` random spans of
+        2-5 consecutive words (the whole title when shorter), plus its first three dictionary
+        keywords joined, when it has any."""
+        rng = np.random.default_rng(seed)
+        texts, items = [], []
+        for i, (title, words_kw) in enumerate(zip(self.titles, self.keywords.flat(self.titles))):
+            words = title.split()
+            for _ in range(spans_per_title):
+                n = min(len(words), int(rng.integers(2, 6)))
+                start = int(rng.integers(0, len(words) - n + 1))
+                texts.append(" ".join(words[start:start + n]))
+                items.append(i)
+            if words_kw:
+                texts.append(" ".join(words_kw[:3]))
+                items.append(i)
+        return texts, np.asarray(items, np.int64)
+
+    def span_to_sid(self, spans_per_title: int, seed: int = 0) -> TaskArrays:
+        texts, items = self.span_texts(spans_per_title, seed)
+        return TaskArrays(self.query_inputs(texts),
+                          *sid_targets(self.item_tokens[items], self.dec_len))
+
+    def build(self, judgments: Judgments, min_relevance: float, spans_per_title: int = 0,
+              seed: int = 0) -> dict[str, TaskArrays]:
+        tasks = {"title_to_sid": self.title_to_sid(),
+                 "query_to_keywords": self.query_to_keywords(judgments.queries),
+                 "query_to_sid": self.query_to_sid(judgments, min_relevance)}
+        if spans_per_title > 0:
+            tasks["span_to_sid"] = self.span_to_sid(spans_per_title, seed)
+        return tasks
 
 
 def real_builder(config, catalog) -> tuple[SidVocab, RealTaskBuilder]:

@@ -13,17 +13,25 @@ import numpy as np
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import beam_search
 from onesearch_jax.decode.cot_search import cot_beam_search
+from onesearch_jax.decode.score_prior import tables_only, with_prior
 from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn
+from onesearch_jax.sid import adc
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 
 
 class SidRetriever:
-    """`retrieve(enc_tokens)` -> (codes [B,K,L], scores [B,K], valid [B,K]) as numpy."""
+    """`retrieve(enc_tokens[, query_vectors])` -> (codes [B,K,L], scores [B,K], valid [B,K]) as
+    numpy.
+
+    With `khqe` and `prior_weight` > 0, each level's logits gain prior_weight * the ADC score of
+    its codes for the query's embedding (`query_vectors`, sid/adc.py); with `model=None` the ADC
+    scores alone rank the SIDs (summed, unnormalised: retrieval by q . x_hat with no training).
+    """
 
     def __init__(
         self,
-        model: EncoderDecoder,
+        model: EncoderDecoder | None,
         params,
         vocab: SidVocab,
         trie: SidTrie,
@@ -32,13 +40,25 @@ class SidRetriever:
         constrained: bool = True,
         batch_size: int = 32,
         cot_keyword_len: int = 0,
+        khqe=None,
+        prior_weight: float = 0.0,
     ):
         """`cot_keyword_len` > 0: a direct-CoT model, which writes that many keyword tokens
         before the SID (decode/cot_search.py; no KV cache, the reference decoder path)."""
         self.model, self.params, self.vocab, self.trie = model, params, vocab, trie
         self.beam_size, self.constrained, self.batch_size = beam_size, constrained, batch_size
         self.cot_keyword_len = int(cot_keyword_len)
+        self.khqe, self.prior_weight = khqe, float(prior_weight)
+        if model is None and khqe is None:
+            raise ValueError("a retriever needs a model, or the KHQE codebooks to score with")
+        if self.uses_tables and self.cot_keyword_len:
+            raise ValueError("the ADC prior is not supported with direct-CoT decoding")
         self._search = jax.jit(self._cot_search_impl if self.cot_keyword_len else self._search_impl)
+
+    @property
+    def uses_tables(self) -> bool:
+        """Whether retrieve() needs the queries' embeddings (the ADC prior or ADC alone)."""
+        return self.khqe is not None and (self.model is None or self.prior_weight != 0.0)
 
     def _cot_search_impl(self, params, trie, enc_tokens):
         result, _ = cot_beam_search(self.model, params, enc_tokens,
@@ -46,40 +66,57 @@ class SidRetriever:
                                     beam_size=self.beam_size, constrained=self.constrained)
         return result
 
-    def _search_impl(self, params, trie, enc_tokens):
-        enc_out, enc_mask = self.model.apply(
-            {"params": params}, enc_tokens, method=EncoderDecoder.encode
-        )
-        logits_fn, cache = make_cached_logits_fn(
-            self.model,
-            params,
-            enc_out,
-            enc_mask,
-            zip(self.vocab.level_offsets, self.vocab.level_sizes),
-        )
+    def _search_impl(self, params, trie, enc_tokens, tables=None):
+        batch, offsets = enc_tokens.shape[0], self.vocab.level_offsets
+        if self.model is None:
+            logits_fn, cache = tables_only(tables, offsets, batch), jnp.zeros((batch,))
+        else:
+            enc_out, enc_mask = self.model.apply(
+                {"params": params}, enc_tokens, method=EncoderDecoder.encode
+            )
+            logits_fn, cache = make_cached_logits_fn(
+                self.model,
+                params,
+                enc_out,
+                enc_mask,
+                zip(self.vocab.level_offsets, self.vocab.level_sizes),
+            )
+            if tables is not None:
+                logits_fn = with_prior(logits_fn, tables, self.prior_weight, offsets, batch)
         return beam_search(
             logits_fn,
             cache,
-            batch_size=enc_tokens.shape[0],
+            batch_size=batch,
             beam_size=self.beam_size,
             bos_id=BOS_ID,
             level_offsets=self.vocab.level_offsets,
             level_sizes=self.vocab.level_sizes,
             trie=trie,
             constrained=self.constrained,
+            score_over="raw" if self.model is None else "level",
             level_logits=True,
         )
 
-    def retrieve(self, enc_tokens: np.ndarray):
+    def retrieve(self, enc_tokens: np.ndarray, query_vectors: np.ndarray | None = None):
         enc_tokens = np.asarray(enc_tokens, np.int32)
         n = len(enc_tokens)
+        if self.uses_tables:
+            if query_vectors is None or len(query_vectors) != n:
+                raise ValueError(f"this retriever scores SIDs with the queries' embeddings: pass "
+                                 f"query_vectors for all {n} queries")
+            query_vectors = np.asarray(query_vectors, np.float32)
         codes, scores, valid = [], [], []
         for lo in range(0, n, self.batch_size):
             chunk = enc_tokens[lo : lo + self.batch_size]
             pad = self.batch_size - len(chunk)
             padded = np.pad(chunk, ((0, pad), (0, 0))) if pad else chunk
             padded[len(chunk) :, 0] = BOS_ID  # keep padded rows non-empty (no all-masked attention)
-            out = jax.device_get(self._search(self.params, self.trie, jnp.asarray(padded)))
+            args = (self.params, self.trie, jnp.asarray(padded))
+            if self.uses_tables:
+                vectors = query_vectors[lo : lo + self.batch_size]
+                vectors = np.pad(vectors, ((0, pad), (0, 0))) if pad else vectors
+                args += (adc.level_score_tables(self.khqe, vectors),)
+            out = jax.device_get(self._search(*args))
             codes.append(out.codes[: len(chunk)])
             scores.append(out.scores[: len(chunk)])
             valid.append(out.valid[: len(chunk)])
@@ -91,6 +128,29 @@ class SidRetriever:
                 np.zeros((0, self.beam_size), bool),
             )
         return np.concatenate(codes), np.concatenate(scores), np.concatenate(valid)
+
+
+def rerank_by_vectors(candidates: list[list[int]], query_vectors: np.ndarray,
+                      item_vectors: np.ndarray, k: int, fuse_k: float | None = None
+                      ) -> list[list[int]]:
+    """Per query, its candidate items (in beam order) re-ordered by q . x, highest first, the top
+    k kept: the generated SIDs choose the cells, the embeddings rank inside them (GDR's ranking
+    step). With `fuse_k`, the order is instead the reciprocal-rank fusion of the beam order and
+    the q . x order (1 / (fuse_k + rank) summed), so what the model learned still counts."""
+    out = []
+    for items, q in zip(candidates, np.asarray(query_vectors, np.float32)):
+        if not items:
+            out.append([])
+            continue
+        scores = item_vectors[np.asarray(items)] @ q
+        order = np.argsort(-scores, kind="stable")
+        if fuse_k is not None:
+            dense_rank = np.empty(len(items))
+            dense_rank[order] = np.arange(len(items))
+            fused = 1.0 / (fuse_k + np.arange(len(items))) + 1.0 / (fuse_k + dense_rank)
+            order = np.argsort(-fused, kind="stable")
+        out.append([items[i] for i in order[:k]])
+    return out
 
 
 def items_from_beams(

@@ -5,7 +5,8 @@ position l only level l's token range ``[level_offsets[l], level_offsets[l] + le
 can be emitted. ``"level"`` (default) takes log_softmax over that range only, so text tokens and
 other levels' tokens never steal probability mass; ``"vocab"`` takes log_softmax over the full
 vocabulary and then slices, i.e. the model's raw next-token log-probs (scores of a level then do
-not sum to one). Either way trie masking happens afterwards: a masked code gets -inf and the
+not sum to one); ``"raw"`` takes the level's logits as they are, unnormalised (additive
+scores, e.g. ADC's q . x_hat terms from ``decode/score_prior.py``). Either way trie masking happens afterwards: a masked code gets -inf and the
 remaining scores are *not* renormalised, so a constrained beam's score is its true model log-prob.
 """
 
@@ -16,7 +17,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-SCORE_OVER = ("level", "vocab")
+SCORE_OVER = ("level", "vocab", "raw")
 
 
 def check_sid_layout(
@@ -61,10 +62,10 @@ def tile_rows(state, batch_size: int, copies: int):
 
 
 def check_level_logits(level_logits: bool, score_over: str) -> None:
-    if level_logits and score_over != "level":
+    if level_logits and score_over == "vocab":
         raise ValueError(
             "level_logits=True (a logits_fn that returns only the current level's logits) "
-            f"needs score_over='level', got {score_over!r}"
+            f"needs score_over='level' or 'raw', got {score_over!r}"
         )
 
 
@@ -89,6 +90,8 @@ def level_log_probs(
 ) -> jax.Array:
     """float32[N, size] log-probs of level codes from full-vocab ``logits`` float[N, V] (or, with
     ``level_logits``, from the level's own logits [N, size])."""
+    if score_over == "raw":
+        return level_slice(logits, offset, size, level_logits).astype(jnp.float32) / temperature
     if level_logits:
         return jax.nn.log_softmax(
             level_slice(logits, offset, size, True).astype(jnp.float32) / temperature, axis=-1

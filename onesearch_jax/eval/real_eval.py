@@ -8,13 +8,16 @@ experiments/real_baselines.py: `recall@10`, `recall@100`, `ndcg@10` (binary gain
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Callable, Sequence
 
 import numpy as np
 
-from onesearch_jax.data.real_catalog import LoadReport, Products, load_judgments, targets
-from onesearch_jax.decode.retrieve import items_from_beams
+from onesearch_jax.data.real_build import load_real_catalog
+from onesearch_jax.data.real_catalog import (Judgments, LoadReport, Products, load_judgments,
+                                             targets)
+from onesearch_jax.eval.retrieval_diagnostics import prefix_survival, split_recall
 from onesearch_jax.eval.metrics import aggregate, per_query_metrics, valid_sid_rate
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
 
@@ -33,7 +36,13 @@ class JudgedQueries:
     @classmethod
     def load(cls, path: str, products: Products, min_relevance: float,
              max_queries: int | None = None, seed: int = 0) -> "JudgedQueries":
-        judgments = load_judgments(path, products)
+        return cls.from_judgments(load_judgments(path, products), min_relevance, max_queries,
+                                  seed)
+
+    @classmethod
+    def from_judgments(cls, judgments: Judgments, min_relevance: float,
+                       max_queries: int | None = None, seed: int = 0) -> "JudgedQueries":
+        path = judgments.report.path
         all_targets = targets(judgments, min_relevance)
         keep = [i for i, t in enumerate(all_targets) if t]
         excluded = len(all_targets) - len(keep)
@@ -47,6 +56,12 @@ class JudgedQueries:
                    excluded, judgments.report)
 
 
+def seen_products(train: Judgments, min_relevance: float) -> set[str]:
+    """Products with at least one training pair (judged >= min_relevance on a train query)."""
+    return {uid for judged in train.relevance for uid, rel in judged.items()
+            if rel >= min_relevance}
+
+
 def score_rankings(ranked: Sequence[Sequence[str]], judged: JudgedQueries,
                    titles: Sequence[str], prefix: str = "") -> dict[str, float]:
     """REPORTED metrics overall and recall@10 per query slice, names prefixed."""
@@ -58,12 +73,16 @@ def score_rankings(ranked: Sequence[Sequence[str]], judged: JudgedQueries,
     return out
 
 
-def generative_rankings(bundle, retriever, queries: Sequence[str], depth: int = 100):
-    """(product-id lists best first, valid-SID rate) from beam search over the catalog's SIDs."""
-    codes, _, valid = retriever.retrieve(bundle.builder.query_inputs(list(queries)))
-    items = items_from_beams(bundle.trie, codes, valid, depth)
+def generative_rankings(bundle, retriever, queries: Sequence[str], depth: int = 100,
+                        rerank: str | None = None, with_codes: bool = False):
+    """(product-id lists best first, valid-SID rate[, beam codes, valid]) from beam search over
+    the catalog's SIDs."""
+    items, codes, valid = bundle.rank_items(retriever, queries, depth, rerank)
     ids = bundle.product_ids
-    return [[ids[i] for i in row] for row in items], valid_sid_rate(valid)
+    ranked = [[ids[i] for i in row] for row in items]
+    if with_codes:
+        return ranked, valid_sid_rate(valid), codes, valid
+    return ranked, valid_sid_rate(valid)
 
 
 def evaluate_generative(bundle, retriever, judged: JudgedQueries, depth: int = 100) -> dict:
@@ -162,71 +181,127 @@ def score_systems(systems: dict[str, SearchFn], judged: JudgedQueries, titles: S
     return metrics
 
 
-REAL_SYSTEMS = ("generative", "bm25", "rrf_bm25", "dense", "rrf_bm25_dense", "rrf_all")
+REAL_SYSTEMS = ("generative", "adc", "adc_dense", "bm25", "rrf_bm25", "dense", "rrf_bm25_dense",
+                "rrf_all")
 DEFAULT_SYSTEMS = ("generative", "bm25", "rrf_bm25")
 PREFIXES = {"generative": ""}  # the generative model's metrics keep plain names
+NEEDS_MODEL = ("generative", "rrf_bm25", "rrf_all")
 
 
 def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: float = 2.67,
                           beam_size: int | None = None, rrf_k: float = 60.0,
                           latency_queries: int = 100, max_queries: int | None = None,
                           systems: Sequence[str] = DEFAULT_SYSTEMS,
-                          embedding_cache: str | None = None) -> dict:
+                          embedding_cache: str | None = None, train_queries: int = 300,
+                          prior_weight: float | None = None, rerank: str | None = None) -> dict:
     """The trained generative retriever of `workdir` on a judgments file, next to the baselines
     over the same catalog, each with its single-query latency, in one run.
 
-    Systems (REAL_SYSTEMS): `generative` (metrics under plain names: `recall@10`, ...), `bm25`,
-    `rrf_bm25` (generative + BM25), `dense` (MiniLM title embeddings, read from
-    `embedding_cache`, default the workdir's SID cache), `rrf_bm25_dense`, `rrf_all` (all three),
-    each under `name/`. Also counts, `valid_sid_rate`, and `examples`: queries the generative
-    model misses in its top 10 while BM25 finds a target.
+    Systems (REAL_SYSTEMS): `generative` (metrics under plain names: `recall@10`, ...), `adc`
+    (no model: beam search over the SIDs by the query embedding's ADC scores), `adc_dense` (the
+    ADC beams' items re-ranked by exact dense cosine), `bm25`, `rrf_bm25` (generative + BM25),
+    `dense` (MiniLM title embeddings, read from `embedding_cache`, default the workdir's SID
+    cache), `rrf_bm25_dense`, `rrf_all` (all three), each under `name/`. A prepared catalog that
+    was never trained takes the systems without a model. Also counts, `valid_sid_rate`, and
+    `examples`: queries the generative model misses in its top 10 while BM25 finds a target.
+
+    Diagnostics: every system's `recall@10/seen_targets` and `/unseen_targets` (targets with and
+    without training pairs); per beam system `gold_prefix_in_beams/l1..l5` (share of gold items
+    whose first l codes start a returned beam); `train/recall@10` and `@100` of the generative
+    model on `train_queries` judged train queries (memorisation). `prior_weight` and `rerank`
+    override the trained config's `eval.prior_weight` / `eval.rerank` for the generative system.
     """
     from onesearch_jax import workdir as wd
     from onesearch_jax.eval.rank_fusion import rrf
     from onesearch_jax.search import ModelBundle
 
     unknown = sorted(set(systems) - set(REAL_SYSTEMS))
-    if unknown or "generative" not in systems:
-        raise ValueError(f"systems must include 'generative' and come from {list(REAL_SYSTEMS)}; "
-                         f"got {list(systems)}")
-    bundle = ModelBundle.from_workdir(workdir)
+    if unknown or not systems:
+        raise ValueError(f"systems must come from {list(REAL_SYSTEMS)}; got {list(systems)}")
+    from onesearch_jax.data.real_build import is_real_workdir
+
+    trained = os.path.exists(os.path.join(workdir, "train_config.json"))
+    if not trained and not is_real_workdir(workdir):
+        raise FileNotFoundError(f"{workdir} holds neither a trained model (train_config.json) "
+                                "nor a prepared real catalog; run experiments.train on it first")
+    if not trained and set(systems) & set(NEEDS_MODEL):
+        raise ValueError(f"{workdir} has no trained model (no train_config.json): systems "
+                         f"{sorted(set(systems) & set(NEEDS_MODEL))} need one")
+    bundle = ModelBundle.from_workdir(workdir) if trained else ModelBundle.for_catalog(workdir)
     if bundle.world is not None:
         raise ValueError(f"{workdir} is a simulated-world workdir; --judgments needs a workdir "
                          "trained with a real-data config (configs/homedepot.py)")
+    if embedding_cache:
+        bundle.config.sids.embedding_cache = embedding_cache
+    if prior_weight is not None:  # serving options of the generative system, for ablations
+        bundle.config.eval.prior_weight = float(prior_weight)
+    if rerank is not None:
+        bundle.config.eval.rerank = rerank
     products = Products(bundle.product_ids, bundle.titles, LoadReport(workdir))
     judged = JudgedQueries.load(judgments_path, products, min_relevance, max_queries=max_queries)
     depth = max(KS)
-    retriever = bundle.retriever(beam_size=beam_size)
-    single = bundle.retriever(beam_size=beam_size, batch_size=1)
-    gen, rate = generative_rankings(bundle, retriever, judged.queries, depth)
+    search: dict[str, SearchFn] = {}
+    ranked: dict[str, list] = {}
+    metrics = {"num_queries": float(len(judged.queries)),
+               "num_queries_excluded": float(judged.num_excluded)}
 
-    def generative(queries):
-        if len(queries) == 1:  # serving: one query at a time, batch-1 compiled search
-            return generative_rankings(bundle, single, queries, depth)[0]
-        return generative_rankings(bundle, retriever, queries, depth)[0]
+    catalog = load_real_catalog(workdir)
+    seen = seen_products(catalog.train, float(bundle.config.data.min_relevance))
+    code_of = dict(zip(bundle.product_ids, bundle.item_codes))
 
+    def add_beam_system(name, rerank, adc_only):
+        batch = bundle.retriever(beam_size=beam_size, adc_only=adc_only)
+        single = bundle.retriever(beam_size=beam_size, batch_size=1, adc_only=adc_only)
+
+        def run(queries):  # serving: one query at a time through the batch-1 compiled search
+            chosen = single if len(queries) == 1 else batch
+            return generative_rankings(bundle, chosen, queries, depth, rerank)[0]
+        search[name] = run
+        ranked[name], rate, codes, valid = generative_rankings(
+            bundle, batch, judged.queries, depth, rerank, with_codes=True)
+        prefix = "" if name == "generative" else name + "/"
+        metrics[prefix + "valid_sid_rate"] = rate
+        metrics["beam_size"] = float(batch.beam_size)
+        gold = [np.stack([code_of[t] for t in sorted(ts)]) for ts in judged.targets]
+        for level, share in enumerate(prefix_survival(codes, valid, gold)):
+            metrics[f"{prefix}gold_prefix_in_beams/l{level + 1}"] = float(share)
+        if name == "generative":  # memorisation: the same search on judged train queries
+            train = JudgedQueries.from_judgments(catalog.train, min_relevance,
+                                                 max_queries=train_queries)
+            train_ranked = generative_rankings(bundle, batch, train.queries, depth, rerank)[0]
+            scores = score_rankings(train_ranked, train, bundle.titles)
+            metrics.update({f"train/{m}": scores[m] for m in ("recall@10", "recall@100")})
+
+    if "generative" in set(systems).union(*(p for n, p in FUSIONS.items() if n in systems)):
+        add_beam_system("generative", None, adc_only=False)
+    if "adc" in systems:
+        add_beam_system("adc", "none", adc_only=True)
+    if "adc_dense" in systems:
+        add_beam_system("adc_dense", "dense", adc_only=True)
     # Fusions are scored from their parts' rankings; timing re-runs the parts per query.
-    fusions = {"rrf_bm25": ("generative", "bm25"), "rrf_bm25_dense": ("bm25", "dense"),
-               "rrf_all": ("generative", "bm25", "dense")}
-    needed = set(systems).union(*(fusions[n] for n in systems if n in fusions))
-    cache = embedding_cache or bundle.config.sids.get("embedding_cache") or wd.sid_dir(workdir)
+    needed = set(systems).union(*(FUSIONS[n] for n in systems if n in FUSIONS))
+    cache = bundle.config.sids.get("embedding_cache") or wd.sid_dir(workdir)
     base = baseline_systems(
         bundle.product_ids, bundle.titles, [n for n in ("bm25", "dense") if n in needed],
         embedder_name=bundle.config.sids.embedder, cache_dir=cache, depth=depth, rrf_k=rrf_k)
-    search: dict[str, SearchFn] = {"generative": generative, **base}
-    ranked = {"generative": gen}
+    search.update(base)
     ranked.update({name: fn(judged.queries) for name, fn in base.items()})
-    for name, parts in fusions.items():
+    for name, parts in FUSIONS.items():
         if name in systems:
             search[name] = lambda q, parts=parts: rrf([search[p](q) for p in parts], k=rrf_k,
                                                       top=depth)
             ranked[name] = rrf([ranked[p] for p in parts], k=rrf_k, top=depth)
-    metrics = {"num_queries": float(len(judged.queries)),
-               "num_queries_excluded": float(judged.num_excluded),
-               "valid_sid_rate": rate, "beam_size": float(retriever.beam_size)}
     metrics.update(score_systems({n: search[n] for n in systems}, judged, bundle.titles,
                                  latency_queries, PREFIXES, ranked))
-    if "bm25" in ranked:
+    for name in systems:  # targets with training pairs vs without (reachable only by indexing)
+        split = split_recall(ranked[name], judged.targets, seen, k=10)
+        metrics.update({PREFIXES.get(name, name + "/") + k: v for k, v in split.items()})
+    if "bm25" in ranked and "generative" in ranked:
         titles_of = dict(zip(bundle.product_ids, bundle.titles))
-        metrics["examples"] = failure_examples(gen, ranked["bm25"], judged, titles_of)
+        metrics["examples"] = failure_examples(ranked["generative"], ranked["bm25"], judged,
+                                               titles_of)
     return metrics
+
+
+FUSIONS = {"rrf_bm25": ("generative", "bm25"), "rrf_bm25_dense": ("bm25", "dense"),
+           "rrf_all": ("generative", "bm25", "dense")}

@@ -105,3 +105,29 @@ def embed_with_keywords(embedder, texts: list[str], keywords: list[list[str]],
     else:
         keyword_emb = np.zeros((0, text_emb.shape[1]), np.float32)
     return fuse_keywords(text_emb, keyword_emb, np.asarray(owner, np.int64), enabled=True)
+
+
+def fuse_queries(item_emb: np.ndarray, query_emb: np.ndarray, item_of_pair: np.ndarray,
+                 query_of_pair: np.ndarray, weight: float) -> np.ndarray:
+    """Relevance-aware item vectors: L2norm((1 - w) * item + w * mean of the embeddings of the
+    queries it was judged relevant to); items without such a pair keep L2norm(item).
+
+    Quantising these puts products where their searchers' queries are, so the SIDs of items that
+    share queries share prefixes (the SID space is still the items': a product's code is its own).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"query fusion weight must be in [0, 1], got {weight}")
+    item_emb = np.asarray(item_emb, np.float64)
+    query_emb = np.asarray(query_emb, np.float64)
+    item_of_pair, query_of_pair = np.asarray(item_of_pair), np.asarray(query_of_pair)
+    if item_of_pair.shape != query_of_pair.shape:
+        raise ValueError(f"{item_of_pair.shape} item indices but {query_of_pair.shape} query "
+                         "indices")
+    n = item_emb.shape[0]
+    sums = np.zeros_like(item_emb)
+    np.add.at(sums, item_of_pair, query_emb[query_of_pair])
+    counts = np.bincount(item_of_pair, minlength=n).astype(np.float64)
+    out = item_emb.copy()
+    has = counts > 0
+    out[has] = (1.0 - weight) * item_emb[has] + weight * sums[has] / counts[has, None]
+    return l2_normalize(out, "query-fused embedding").astype(np.float32)

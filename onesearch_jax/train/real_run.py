@@ -15,6 +15,7 @@ from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train.sft_run import train_and_record
 
+SID_EMBEDDINGS = ("random", "centroids")
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
 
 
@@ -30,6 +31,10 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     from onesearch_jax.eval.real_eval import JudgedQueries, evaluate_generative
     from onesearch_jax.search import ModelBundle
 
+    sid_embeddings = config.get("sid_embeddings", "random")
+    if sid_embeddings not in SID_EMBEDDINGS:
+        raise ValueError(f"config.sid_embeddings must be one of {SID_EMBEDDINGS}, got "
+                         f"{sid_embeddings!r}")
     if config.model.encoder == "minilm" and config.tokenizer != "minilm":
         raise ValueError(f"model.encoder='minilm' reads MiniLM's word pieces, but "
                          f"config.tokenizer={config.tokenizer!r}; set --config.tokenizer=minilm")
@@ -40,7 +45,9 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     vocab, builder = real_builder(config, catalog)
     config.model.vocab_size = vocab.vocab_size
     wd.guard_config(workdir, "train", config)
-    tasks = builder.build(catalog.train, float(config.data.min_relevance))
+    tasks = builder.build(catalog.train, float(config.data.min_relevance),
+                          spans_per_title=int(config.data.get("spans_per_title", 0)),
+                          seed=int(config.train.seed))
     for name, t in tasks.items():
         logging.info("task %s: %d examples", name, len(t))
     batches = sft_tasks.MixtureBatches(
@@ -57,7 +64,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     else:
         judged = JudgedQueries.load(path, catalog.products, float(config.eval.min_relevance),
                                     max_queries=int(config.eval.max_queries))
-        bundle = ModelBundle.for_real(config, catalog, vocab, builder, model, params=None)
+        bundle = ModelBundle.for_real(config, catalog, vocab, builder, model, None, workdir)
         retriever = None
 
         def eval_fn(state, step):
@@ -71,4 +78,10 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
             scores = evaluate_generative(bundle, retriever, judged)
             return {k: scores[k] for k in EVAL_KEYS}
 
-    return train_and_record(config, workdir, model, batches, eval_fn, stream, catalog.tokenizer)
+    extra_init = None
+    if sid_embeddings == "centroids":
+        from onesearch_jax.model.sid_embed_init import init_sid_embeddings
+        extra_init = lambda params: init_sid_embeddings(  # noqa: E731
+            params, catalog.khqe, vocab.level_offsets, seed=int(config.train.seed))
+    return train_and_record(config, workdir, model, batches, eval_fn, stream, catalog.tokenizer,
+                            extra_init=extra_init)

@@ -136,10 +136,15 @@ def run_distill(config, workdir: str, stream=None) -> dict[str, float]:
 
 def train_and_record(config, workdir: str, model, batches, eval_fn, stream=None,
                      tokenizer=None, *, make_step: Callable = sft_step.make_train_step,
-                     check_batch: Callable | None = sft_step.check_batch) -> dict:
+                     check_batch: Callable | None = sft_step.check_batch,
+                     extra_init: Callable | None = None) -> dict:
     """Runs the generic loop (a `minilm` encoder starts from MiniLM's weights, read through
-    `tokenizer`) and merges its last train metrics into W/metrics.json."""
+    `tokenizer`; `extra_init(params) -> params` then edits a fresh run's parameters) and merges
+    its last train metrics into W/metrics.json."""
     init_params = pretrained_init(model.cfg, tokenizer)
+    if extra_init is not None:
+        first = init_params or (lambda params: params)
+        init_params = lambda params: extra_init(first(params))  # noqa: E731
     result = train_loop(config, workdir, model, batches, eval_fn, stream=stream,
                         init_params=init_params, make_step=make_step, check_batch=check_batch)
     summary = {f"train/{k}": v for k, v in result.metrics.items()}

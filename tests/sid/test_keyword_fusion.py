@@ -88,3 +88,18 @@ def test_embed_with_keywords_rejects_bad_keyword_lists():
         embed_with_keywords(embedder, ["a", "b"], [["x"], ["  "]])
     with pytest.raises(ValueError, match=r"keywords\[0\] is a str"):
         embed_with_keywords(embedder, ["a"], ["xyz"])
+
+
+def test_fuse_queries_moves_judged_items_toward_their_queries():
+    from onesearch_jax.sid.keyword_fusion import fuse_queries
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+    queries = np.array([[0.0, 1.0], [0.0, -1.0], [1.0, 1.0]])
+    # item 0 <- queries 0 and 2 (mean (0.5, 1)); item 1 <- none; item 2 <- query 1.
+    out = fuse_queries(items, queries, np.array([0, 0, 2]), np.array([0, 2, 1]), weight=0.5)
+    expect0 = np.array([0.75, 0.5]) / np.linalg.norm([0.75, 0.5])
+    np.testing.assert_allclose(out[0], expect0, rtol=1e-6)
+    np.testing.assert_allclose(out[1], [0.0, 1.0])
+    expect2 = np.array([1.5, 1.5]) / np.linalg.norm([1.5, 1.5])
+    np.testing.assert_allclose(out[2], expect2, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fuse_queries(items, queries, np.array([0]), np.array([0]), weight=1.5)
