@@ -61,7 +61,8 @@ def judged_table(metrics: dict, systems) -> str:
     lines = [f"| system | {' | '.join(cols)} |", "|---" * (len(cols) + 1) + "|"]
     for name in systems:
         prefix = "" if name == "generative" else name + "/"
-        vals = " | ".join(f"{metrics[prefix + c]:.4f}" for c in cols)
+        vals = " | ".join(f"{metrics[prefix + c]:.4f}" if prefix + c in metrics else "-"
+                          for c in cols)  # no latency_ms with --latency_queries=0
         lines.append(f"| {NAMES[name]} | {vals} |")
     return "\n".join(lines)
 
