@@ -59,6 +59,7 @@ class ModelBundle:
     titles: list
     khqe: object = None
     workdir: str | None = None
+    train: object = None  # a real catalog's train Judgments (diagnostics: seen products)
     _embedder: object = dataclasses.field(default=None, repr=False)
     _item_vectors: object = dataclasses.field(default=None, repr=False)
 
@@ -92,7 +93,7 @@ class ModelBundle:
                              popularity=catalog.popularity(float(config.data.min_relevance)))
         return cls(config, None, vocab, catalog.item_codes, trie, builder, model, params,
                    list(catalog.products.product_ids), list(catalog.products.titles),
-                   khqe=catalog.khqe, workdir=workdir)
+                   khqe=catalog.khqe, workdir=workdir, train=catalog.train)
 
     @classmethod
     def for_catalog(cls, workdir: str) -> "ModelBundle":

@@ -29,7 +29,8 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
 from onesearch_jax.data.minilm_tokenizer import minilm_text_tokenizer
-from onesearch_jax.data.real_catalog import Judgments, Products, load_judgments, load_products
+from onesearch_jax.data.real_catalog import (Judgments, Products, judged_pairs, load_judgments,
+                                             load_products)
 from onesearch_jax.data.text_tokenizer import TASK_TOKENS
 from onesearch_jax.sid.build import fit_and_save_sids
 from onesearch_jax.sid.embedder import make_embedder
@@ -65,10 +66,9 @@ class RealCatalog:
         colliding SIDs)."""
         index = {uid: i for i, uid in enumerate(self.products.product_ids)}
         counts = np.zeros(len(index), np.float32)
-        for judged in self.train.relevance:
-            for uid, rel in judged.items():
-                if rel >= min_relevance and uid in index:
-                    counts[index[uid]] += 1
+        for _, uid, _ in judged_pairs(self.train, min_relevance):
+            if uid in index:
+                counts[index[uid]] += 1
         return counts
 
 
@@ -113,12 +113,8 @@ def fuse_train_queries(items: np.ndarray, products: Products, train: Judgments, 
     """Item vectors fused with the mean embedding of the train queries that judged them at least
     `min_relevance` (sid/keyword_fusion.fuse_queries)."""
     index = {uid: i for i, uid in enumerate(products.product_ids)}
-    item_of, query_of = [], []
-    for q, judged in enumerate(train.relevance):
-        for uid, rel in judged.items():
-            if rel >= min_relevance and uid in index:
-                item_of.append(index[uid])
-                query_of.append(q)
+    pairs = [(index[uid], q) for q, uid, _ in judged_pairs(train, min_relevance) if uid in index]
+    item_of, query_of = zip(*pairs) if pairs else ((), ())
     query_emb = embedder.embed(list(train.queries))
     return fuse_queries(items, query_emb, np.asarray(item_of, np.int64),
                         np.asarray(query_of, np.int64), weight)

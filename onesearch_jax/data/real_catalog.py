@@ -167,6 +167,13 @@ def load_judgments(path: Union[str, Path], products: Optional[Products] = None,
     return Judgments(list(by_query), list(by_query.values()), report)
 
 
+def judged_pairs(judgments: Judgments, min_relevance: float) -> list[tuple[int, str, float]]:
+    """(query index, product_uid, relevance) of every pair judged at least `min_relevance`, in
+    file order (the training pairs of a train split)."""
+    return [(q, uid, rel) for q, judged in enumerate(judgments.relevance)
+            for uid, rel in judged.items() if rel >= min_relevance]
+
+
 def targets(judgments: Judgments, min_relevance: float = 2.67) -> list[set[str]]:
     """Per query, the product ids judged at least `min_relevance` (may be empty)."""
     if not math.isfinite(min_relevance):

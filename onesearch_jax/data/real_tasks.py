@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from onesearch_jax.data import text_tokenizer
-from onesearch_jax.data.real_catalog import Judgments
+from onesearch_jax.data.real_catalog import Judgments, judged_pairs
 from onesearch_jax.data.sft_tasks import TaskArrays, column, compact, keyword_targets, sid_targets
 from onesearch_jax.sid.vocab import SidVocab
 
@@ -69,12 +69,11 @@ class RealTaskBuilder:
 
     def query_to_sid(self, judgments: Judgments, min_relevance: float) -> TaskArrays:
         queries, items, weights = [], [], []
-        for query, judged in zip(judgments.queries, judgments.relevance):
-            for uid, rel in judged.items():
-                if rel >= min_relevance and uid in self.index:
-                    queries.append(query)
-                    items.append(self.index[uid])
-                    weights.append(min(rel, MAX_RELEVANCE) / MAX_RELEVANCE)
+        for q, uid, rel in judged_pairs(judgments, min_relevance):
+            if uid in self.index:
+                queries.append(judgments.queries[q])
+                items.append(self.index[uid])
+                weights.append(min(rel, MAX_RELEVANCE) / MAX_RELEVANCE)
         if not queries:
             raise ValueError(f"no train judgment reaches min_relevance {min_relevance}")
         enc = self.query_inputs(queries)

@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from onesearch_jax.data.real_build import load_real_catalog
-from onesearch_jax.data.real_catalog import (Judgments, LoadReport, Products, load_judgments,
-                                             targets)
+from onesearch_jax.data.real_build import is_real_workdir
+from onesearch_jax.data.real_catalog import (Judgments, LoadReport, Products, judged_pairs,
+                                             load_judgments, targets)
 from onesearch_jax.eval.retrieval_diagnostics import prefix_survival, split_recall
 from onesearch_jax.eval.metrics import aggregate, per_query_metrics, valid_sid_rate
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
@@ -58,8 +58,7 @@ class JudgedQueries:
 
 def seen_products(train: Judgments, min_relevance: float) -> set[str]:
     """Products with at least one training pair (judged >= min_relevance on a train query)."""
-    return {uid for judged in train.relevance for uid, rel in judged.items()
-            if rel >= min_relevance}
+    return {uid for _, uid, _ in judged_pairs(train, min_relevance)}
 
 
 def score_rankings(ranked: Sequence[Sequence[str]], judged: JudgedQueries,
@@ -218,8 +217,6 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     unknown = sorted(set(systems) - set(REAL_SYSTEMS))
     if unknown or not systems:
         raise ValueError(f"systems must come from {list(REAL_SYSTEMS)}; got {list(systems)}")
-    from onesearch_jax.data.real_build import is_real_workdir
-
     trained = os.path.exists(os.path.join(workdir, "train_config.json"))
     if not trained and not is_real_workdir(workdir):
         raise FileNotFoundError(f"{workdir} holds neither a trained model (train_config.json) "
@@ -245,9 +242,11 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     metrics = {"num_queries": float(len(judged.queries)),
                "num_queries_excluded": float(judged.num_excluded)}
 
-    catalog = load_real_catalog(workdir)
-    seen = seen_products(catalog.train, float(bundle.config.data.min_relevance))
+    seen = seen_products(bundle.train, float(bundle.config.data.min_relevance))
     code_of = dict(zip(bundle.product_ids, bundle.item_codes))
+    gold = [np.stack([code_of[t] for t in sorted(ts)]) for ts in judged.targets]
+    # Fusions are scored from their parts' rankings; timing re-runs the parts per query.
+    needed = set(systems).union(*(FUSIONS[n] for n in systems if n in FUSIONS))
 
     def add_beam_system(name, rerank, adc_only):
         batch = bundle.retriever(beam_size=beam_size, adc_only=adc_only)
@@ -262,24 +261,21 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
         prefix = "" if name == "generative" else name + "/"
         metrics[prefix + "valid_sid_rate"] = rate
         metrics["beam_size"] = float(batch.beam_size)
-        gold = [np.stack([code_of[t] for t in sorted(ts)]) for ts in judged.targets]
         for level, share in enumerate(prefix_survival(codes, valid, gold)):
             metrics[f"{prefix}gold_prefix_in_beams/l{level + 1}"] = float(share)
         if name == "generative":  # memorisation: the same search on judged train queries
-            train = JudgedQueries.from_judgments(catalog.train, min_relevance,
+            train = JudgedQueries.from_judgments(bundle.train, min_relevance,
                                                  max_queries=train_queries)
             train_ranked = generative_rankings(bundle, batch, train.queries, depth, rerank)[0]
             scores = score_rankings(train_ranked, train, bundle.titles)
             metrics.update({f"train/{m}": scores[m] for m in ("recall@10", "recall@100")})
 
-    if "generative" in set(systems).union(*(p for n, p in FUSIONS.items() if n in systems)):
+    if "generative" in needed:
         add_beam_system("generative", None, adc_only=False)
     if "adc" in systems:
         add_beam_system("adc", "none", adc_only=True)
     if "adc_dense" in systems:
         add_beam_system("adc_dense", "dense", adc_only=True)
-    # Fusions are scored from their parts' rankings; timing re-runs the parts per query.
-    needed = set(systems).union(*(FUSIONS[n] for n in systems if n in FUSIONS))
     cache = bundle.config.sids.get("embedding_cache") or wd.sid_dir(workdir)
     base = baseline_systems(
         bundle.product_ids, bundle.titles, [n for n in ("bm25", "dense") if n in needed],
