@@ -19,6 +19,13 @@ done once R/<rung>/seed<N>/LADDER_DONE exists (seconds per phase, as JSON); reru
 skips done runs, and an interrupted training resumes from its own checkpoints. The table goes to
 R/ladder.md (and stdout), all numbers with the per-seed values to R/ladder.json, a plot to
 R/ladder.png. The pure parts live in onesearch_jax/eval/ladder_table.py.
+
+A ladder outlives one machine through --archive=A (a directory under version control, say): each
+finished run's metrics.json, LADDER_DONE and train_config.json are copied to A/<rung>/seed<N>,
+and a run archived there counts as done on a fresh machine (its numbers are restored, nothing is
+retrained). An RL rung whose parent was restored from the archive has no parent checkpoint: the
+parent (and its parent) is trained again, train phase only, from the same seed. `--only_table
+--root=A` tabulates the archive itself.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import collections
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +48,7 @@ from onesearch_jax.variant_workdir import prepare_run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "LADDER_DONE"
+ARCHIVED = (wd.METRICS_FILE, DONE_FILE, "train_config.json")
 TAIL_LINES = 30
 
 _BASE = flags.DEFINE_string("base_workdir", None, "Workdir with a built world and SIDs.")
@@ -59,6 +68,9 @@ _AB_EVENTS = flags.DEFINE_integer("ab_events", 0, "Simulated A/B searches per ar
                                   "evaluation (experiments/online_ab.py); 0 = no A/B.")
 _AB_PERTURB = flags.DEFINE_integer("ab_perturb", 1, "With --ab_events: also this many perturbed "
                                    "click models.")
+_ARCHIVE = flags.DEFINE_string("archive", None, "Copy each finished run's numbers to "
+                                "ARCHIVE/<rung>/seed<N> and count runs archived there as done "
+                                "(a ladder that outlives the machine).")
 _ORDER = flags.DEFINE_enum("order", "rung", ["rung", "seed"],
                            "rung: all seeds of a rung, then the next rung; seed: seed 0 of every "
                            "rung, then seed 1 ...")
@@ -139,6 +151,50 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+# --- the archive: a ladder that outlives the machine ---------------------------------------------
+def archive_run(run: str, archived: str) -> None:
+    """Copies a finished run's numbers (ARCHIVED, LADDER_DONE last) to `archived`."""
+    os.makedirs(archived, exist_ok=True)
+    for name in ARCHIVED:
+        src = os.path.join(run, name)
+        if os.path.exists(src):
+            shutil.copyfile(src, os.path.join(archived, name + ".tmp"))
+            os.replace(os.path.join(archived, name + ".tmp"), os.path.join(archived, name))
+
+
+def restore_run(base: str, archived: str, run: str) -> None:
+    """Makes `run` a done run from its archived numbers (no checkpoint: see ensure_checkpoint)."""
+    prepare_run_dir(base, run)
+    for name in ARCHIVED:  # LADDER_DONE is last: a half-restored run is not done
+        src = os.path.join(archived, name)
+        if os.path.exists(src):
+            shutil.copyfile(src, os.path.join(run, name))
+
+
+def has_checkpoint(run: str) -> bool:
+    ckpt = wd.checkpoint_dir(run)
+    return os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
+
+
+def ensure_checkpoint(base: str, root: str, rung: str, seed: int, *, preset: str,
+                      overrides: Sequence[str]) -> float:
+    """Trains a done run again (train phase only) when it has no checkpoint, as after a restore
+    from the archive, parents first. Returns seconds spent."""
+    run = run_dir(root, rung, seed)
+    if has_checkpoint(run):
+        return 0.0
+    spent = 0.0
+    parent = rl_rungs().get(rung, (None, None))[1]
+    if parent is not None:
+        spent += ensure_checkpoint(base, root, parent, seed, preset=preset, overrides=overrides)
+    prepare_run_dir(base, run)
+    tag = run_tag(rung, seed)
+    print(f"ladder: {tag} has no checkpoint (restored from the archive): training it again",
+          flush=True)
+    return spent + run_child(train_command(preset, rung, seed, run, overrides, root), tag,
+                             "train (checkpoint for a child rung)")
+
+
 # --- one run ------------------------------------------------------------------------------------
 def normalize_override(o: str) -> str:
     o = o.strip()
@@ -205,9 +261,13 @@ def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, override
     if parent is not None and not is_done(run_dir(root, parent, seed)):
         raise app.UsageError(f"{tag} starts from {run_tag(parent, seed)}, which is not done: "
                              f"put {parent} before {rung} in --rungs")
+    phases = {}
+    if parent is not None:
+        phases["train_parent"] = ensure_checkpoint(base, root, parent, seed, preset=preset,
+                                                   overrides=overrides)
     prepare_run_dir(base, run)
-    phases = {"train": run_child(train_command(preset, rung, seed, run, overrides, root), tag,
-                                 "train")}
+    phases["train"] = (run_child(train_command(preset, rung, seed, run, overrides, root), tag,
+                                 "train"))
     phases["evaluate"] = run_child(evaluate_command(run, max_events), tag, "evaluate")
     if teacher:
         phases["evaluate_teacher"] = run_child(evaluate_command(run, max_events, teacher=True),
@@ -305,10 +365,19 @@ def _read_done(run: str):
 # --- main ---------------------------------------------------------------------------------------
 def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order: str,
                preset: str, teacher_rungs: Sequence[str], max_events: int,
-               overrides: Sequence[str], ab_events: int = 0, ab_perturb: int = 1) -> None:
+               overrides: Sequence[str], ab_events: int = 0, ab_perturb: int = 1,
+               archive: str | None = None) -> None:
     plan = schedule(rungs, seeds, order)
     teacher = set(teacher_rungs)
     start = time.perf_counter()
+    if archive:
+        restored = [(r, s) for r, s in plan if not is_done(run_dir(root, r, s))
+                    and is_done(run_dir(archive, r, s))]
+        for r, s in restored:
+            restore_run(base, run_dir(archive, r, s), run_dir(root, r, s))
+        if restored:
+            print(f"ladder: restored {len(restored)} run(s) from {archive}: "
+                  f"{', '.join(run_tag(r, s) for r, s in restored)}", flush=True)
     done = sum(is_done(run_dir(root, r, s)) for r, s in plan)
     if done:
         print(f"ladder: {done}/{len(plan)} runs already done (skipped)", flush=True)
@@ -322,6 +391,8 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
         run_one(base, root, rung, seed, preset=preset, overrides=overrides,
                 max_events=max_events, teacher=rung in teacher, ab_events=ab_events,
                 ab_perturb=ab_perturb)
+        if archive:
+            archive_run(run, run_dir(archive, rung, seed))
         finished_here += 1
         spent_here += time.perf_counter() - t0
         done += 1
@@ -350,13 +421,15 @@ def main(argv):
         valid = None
     validate_rungs(rungs, valid)
     root = os.path.abspath(_ROOT.value)
+    archive = os.path.abspath(_ARCHIVE.value) if _ARCHIVE.value else None
     common = dict(preset=_PRESET.value, teacher_rungs=teacher_rungs,
                   max_events=_MAX_EVENTS.value, overrides=list(_OVERRIDES.value))
     if not _ONLY_TABLE.value:
         check_base(_BASE.value)
         try:
             run_ladder(_BASE.value, root, rungs, _SEEDS.value, order=_ORDER.value,
-                       ab_events=_AB_EVENTS.value, ab_perturb=_AB_PERTURB.value, **common)
+                       ab_events=_AB_EVENTS.value, ab_perturb=_AB_PERTURB.value,
+                       archive=archive, **common)
         except ChildFailed as e:
             print(f"ladder: run {e.tag} failed in {e.phase} (exit {e.returncode}); finished "
                   f"runs are kept, rerun the same command to resume", file=sys.stderr, flush=True)

@@ -224,8 +224,9 @@ def test_prepare_run_dir_is_idempotent(tmp_path):
 
 
 # Stand-ins for train/evaluate: plain Python children that write what the real ones would.
-_TRAIN = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
+_TRAIN = ("import json,os,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
           "m['train/steps']=3; json.dump(m,open(p,'w')); print('step 3/3'); "
+          "os.makedirs(sys.argv[1]+'/checkpoints/3', exist_ok=True); "
           "sys.exit(int(sys.argv[2]))")
 _EVAL = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
          "pre=sys.argv[2]; m[pre+'rel_hr@10']=0.25+0.1*int(sys.argv[1][-1]); "
@@ -264,3 +265,38 @@ def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
     cot_t = summary["rows"][2]
     assert cot_t["name"] == "cot (T)" and cot_t["stats"]["rel_hr@10"]["n"] == 2
     assert summary["per_seed"]["v1"]["seed1"]["rel_hr@10"] == pytest.approx(0.35)
+
+
+def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monkeypatch, capsys):
+    base, archive = _base(tmp_path), str(tmp_path / "archive")
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None: [
+        sys.executable, "-c", _TRAIN, run, "0"])
+    monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
+        sys.executable, "-c", _EVAL, run, ""])
+    kw = dict(order="rung", preset="small", teacher_rungs=[], max_events=10, overrides=[],
+              archive=archive)
+    ladder.run_ladder(str(base), str(tmp_path / "machine1"), ["v1"], 2, **kw)
+    for s in (0, 1):
+        archived = ladder.run_dir(archive, "v1", s)
+        assert sorted(os.listdir(archived)) == ["LADDER_DONE", "metrics.json"]
+        assert json.loads(open(os.path.join(archived, "metrics.json")).read())["train/steps"] == 3
+        assert not os.path.exists(os.path.join(archived, "checkpoints"))
+    capsys.readouterr()
+
+    # A fresh machine: the archived runs are done (numbers restored, nothing trained) ...
+    root = str(tmp_path / "machine2")
+    monkeypatch.setattr(ladder, "rl_rungs", lambda: {"dpo": ("configs/dpo.py:{preset}", "v1")})
+    ladder.run_ladder(str(base), root, ["v1", "dpo"], 1, **kw)
+    out = capsys.readouterr().out
+    assert "restored 1 run(s)" in out and "v1/seed0" in out
+    # ... but the RL child needs its parent's checkpoint: the parent trains again, first.
+    assert out.index("[v1/seed0] step 3/3") < out.index("[dpo/seed0] step 3/3")
+    assert "[v1/seed0] evaluated" not in out
+    assert ladder.is_done(ladder.run_dir(archive, "dpo", 0))
+    with open(os.path.join(ladder.run_dir(root, "dpo", 0), ladder.DONE_FILE)) as f:
+        assert json.load(f)["train_parent"] > 0
+    # The table can be written from the archive alone.
+    ladder.write_table(archive, ["v1", "dpo"], 2, preset="small", teacher_rungs=[],
+                       max_events=10, overrides=[])
+    summary = json.loads(open(os.path.join(archive, "ladder.json")).read())
+    assert summary["rows"][0]["stats"]["rel_hr@10"]["n"] == 2
