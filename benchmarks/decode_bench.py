@@ -16,6 +16,14 @@ length 32, CPU. Per setting (batch 1 / 64 x beams 16 / 128), ms per query = wall
   torch.no_grad, eval mode, torch.set_num_threads(--threads, default 2). On a 2-core machine
   shared with other jobs, 2 OpenMP threads stall on each other (b1 x k16 peer-free measured at
   0.4-3.6 s instead of ~0.1 s with 1 thread, load average ~7); --threads=1 is then the fair peer.
+* ``--serving`` adds the serving path of a query, SIDs *and* items: ours-serve-walk (the
+  path before the fix: the beams' codes copied to the host, then per query the trie's item
+  tables copied off the device and its codes walked again, ``SidTrie.sid_items``) and
+  ours-serve-leaves (the search returns each beam's trie leaf id from inside the jit; one host
+  copy of the leaf -> items table, ``LeafItems``, reused by every query), and this CPU's floor
+  for the same model at batch 1: the compiled search's FLOPs / the measured f32 matmul
+  throughput, and the weight bytes one query reads (encoder once, decoder layers + the level's
+  output rows once per SID level) / the measured memory bandwidth.
 * ``--uncached`` adds ours-uncached(-free): the full-prefix decoder (``make_logits_fn``, the
   whole prefix re-decoded each step over the full vocabulary), the path before the cache.
   Before timing, the cached decoder is checked against it (codes equal, scores within 1e-3).
@@ -51,7 +59,8 @@ from onesearch_jax.model.transformer import (
     make_cached_logits_fn,
     make_logits_fn,
 )
-from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.decode.retrieve import items_from_beams
+from onesearch_jax.sid.trie import LeafItems, SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 
 LEVEL_SIZES = (256, 64, 32, 64, 64)
@@ -127,6 +136,73 @@ def make_search(model: EncoderDecoder, vocab: SidVocab, beam_size: int, cached: 
         )
 
     return jax.jit(search)
+
+
+SERVE_K = 10  # items per query the serving runners list
+
+
+def items_by_walking(trie: SidTrie, codes: np.ndarray, valid: np.ndarray, k: int):
+    """The item lookup before the fix: per query, trie.sid_items (tables copied, codes walked)."""
+    out = []
+    for row_codes, row_valid in zip(codes, valid):
+        items, good = [], row_codes[row_valid]
+        for sid_items in trie.sid_items(good) if len(good) else []:
+            items += [i for i in sid_items.tolist() if i not in items]
+            if len(items) >= k:
+                break
+        out.append(items[:k])
+    return out
+
+
+def serving_runner(search, params, trie, enc: np.ndarray, leaves: bool):
+    """Search + items for each query of `enc`, one query per call (batch-1 serving)."""
+    table = LeafItems.from_trie(trie)
+
+    def run():
+        out = jax.device_get(search(params, trie, enc))
+        if leaves:
+            ranked = items_from_beams(table, out.leaves, SERVE_K)
+        else:
+            ranked = items_by_walking(trie, out.codes, out.valid, SERVE_K)
+        return out.codes, out.valid, ranked
+
+    return run
+
+
+def cpu_peaks(n: int = 2048, mib: int = 512) -> dict:
+    """This machine's f32 matmul FLOP/s (n x n @ n x n, best of 5) and memory bandwidth (read +
+    write of a `mib` MiB array, best of 5), both through XLA like the model."""
+    a = jnp.ones((n, n), jnp.float32)
+    mm = jax.jit(lambda x, y: x @ y)
+    x = jnp.ones((mib * 2**20 // 4,), jnp.float32)
+    scale = jax.jit(lambda v: v * 1.0001)
+    best_mm, best_bw = [], []
+    jax.block_until_ready((mm(a, a), scale(x)))
+    for _ in range(5):
+        t = time.perf_counter()
+        jax.block_until_ready(mm(a, a))
+        best_mm.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        jax.block_until_ready(scale(x))
+        best_bw.append(time.perf_counter() - t)
+    return {"matmul_gflops": 2 * n**3 / min(best_mm) / 1e9,
+            "mem_gbps": 2 * x.size * 4 / min(best_bw) / 1e9}
+
+
+def weight_bytes_per_query(params, vocab: SidVocab) -> int:
+    """Weight bytes one query's search reads: the encoder once; per SID level the decoder layers
+    and that level's output-embedding rows (the KV caches and activations are not counted)."""
+    size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(tree))
+    enc = sum(size(v) for k, v in params.items() if k.startswith("enc"))
+    dec = sum(size(v) for k, v in params.items() if k.startswith("dec"))
+    row = params["embed"]["embedding"].shape[1] * params["embed"]["embedding"].dtype.itemsize
+    return int(enc + len(vocab.level_sizes) * dec + sum(vocab.level_sizes) * row)
+
+
+def compiled_flops(compiled) -> float | None:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) if cost and "flops" in cost else None
 
 
 def ours_runner(search, params, trie, enc: np.ndarray):
@@ -269,6 +345,9 @@ def main():
         action="store_true",
         help="also time the full-prefix decoder (no KV cache; the path before the cache)",
     )
+    parser.add_argument("--serving", action="store_true",
+                        help="also time search + items (before/after the leaf-id fix) and the "
+                             "CPU floor")
     parser.add_argument("--no_peer", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
@@ -294,6 +373,8 @@ def main():
         "load_avg_start": os.getloadavg(),
     }
     meta["cached_check"] = check_cached(model, params, vocab, trie, enc0)
+    if args.serving:
+        meta.update(cpu_peaks(), weight_mb_per_query=weight_bytes_per_query(params, vocab) / 1e6)
     if not args.no_peer:
         import torch
         import transformers
@@ -325,6 +406,14 @@ def main():
             # is this compile alone: a full call costs minutes there).
             compiled = search.lower(params, trie_arg, enc).compile()
             runners[name] = ours_runner(compiled, params, trie_arg, enc)
+            if args.serving and name == "ours_constrained":
+                for serve, leaves in (("ours_serve_walk", False), ("ours_serve_leaves", True)):
+                    runners[serve] = serving_runner(compiled, params, trie, enc, leaves)
+                flops = compiled_flops(compiled)
+                if flops is not None:
+                    row["compute_floor_ms"] = 1e3 * flops / batch / (meta["matmul_gflops"] * 1e9)
+                row["memory_floor_ms"] = meta["weight_mb_per_query"] / meta["mem_gbps"]
+                row["floor_ms"] = max(row.get("compute_floor_ms", 0.0), row["memory_floor_ms"])
         if not args.no_peer:
             for name, td in (("peer_constrained", trie_dict), ("peer_free", None)):
                 runners[name] = peer_runner(peer, enc, beams, td)
@@ -333,6 +422,8 @@ def main():
         times, outs = timed_interleaved(runners, repeats, warm_up=not big)
         for name, t in times.items():
             row[f"{name}_ms"] = 1e3 * t / batch
+            if name.startswith("ours_serve"):
+                continue
             if name.startswith("peer"):
                 tok = outs[name].reshape(-1, len(LEVEL_SIZES)) - np.asarray(vocab.level_offsets)
                 ok = (tok >= 0).all(1) & (tok < np.asarray(LEVEL_SIZES)).all(1)
@@ -346,6 +437,12 @@ def main():
                 )
             row[f"{name}_real_sid_rate"] = float(real)
         row["ours_overhead"] = row["ours_constrained_ms"] / row["ours_free_ms"]
+        if args.serving:
+            for serve in ("ours_serve_walk", "ours_serve_leaves"):
+                row[f"{serve}_x_floor"] = row[f"{serve}_ms"] / row["floor_ms"]
+            walk, leaf = outs["ours_serve_walk"][2], outs["ours_serve_leaves"][2]
+            if walk != leaf:
+                raise AssertionError("the leaf-id item lookup lists other items than the walk")
         if args.uncached:
             row["ours_uncached_overhead"] = (
                 row["ours_uncached_constrained_ms"] / row["ours_uncached_free_ms"]
@@ -367,10 +464,10 @@ def main():
             with open(args.out, "w") as f:
                 json.dump({"meta": meta, "rows": rows}, f, indent=1)
 
-    print_table(rows, args.uncached, not args.no_peer)
+    print_table(rows, args.uncached, not args.no_peer, args.serving)
 
 
-def print_table(rows, uncached: bool, peer: bool):
+def print_table(rows, uncached: bool, peer: bool, serving: bool = False):
     cols = [
         ("setting", lambda r: f"b{r['batch']} x k{r['beams']}"),
         ("ours con ms/q", lambda r: f"{r['ours_constrained_ms']:.2f}"),
@@ -392,6 +489,14 @@ def print_table(rows, uncached: bool, peer: bool):
         ]
         if peer:
             cols += [("uncached speedup", lambda r: f"{r['uncached_speedup_vs_peer']:.2f}x")]
+    if serving:
+        cols += [
+            ("serve, walk ms/q", lambda r: f"{r['ours_serve_walk_ms']:.2f}"),
+            ("serve, leaf ids ms/q", lambda r: f"{r['ours_serve_leaves_ms']:.2f}"),
+            ("floor ms/q (compute, memory)", lambda r: f"{r['floor_ms']:.2f} "
+             f"({r.get('compute_floor_ms', float('nan')):.2f}, {r['memory_floor_ms']:.2f})"),
+            ("leaf ids / floor", lambda r: f"{r['ours_serve_leaves_x_floor']:.1f}x"),
+        ]
     print("| " + " | ".join(c for c, _ in cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

@@ -36,6 +36,7 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
         dict(presets.TransformerConfig(**presets.get_preset(name)).__dict__)
     )
     c.model.dropout_rate = 0.0 if name == "tiny" else 0.1
+    c.model.vocab_multiple = 128  # embedding rows padded to a multiple of 128 (TPU lanes, TP)
 
     t = _TRAIN[name]
     c.train = ml_collections.ConfigDict(
@@ -56,6 +57,8 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
             checkpoint_every=250 if name == "tiny" else 1000,
             keep=3,
             seed=0,
+            # Batches built ahead on an input thread (train/prefetch.py); 0 = no thread.
+            prefetch=2,
             # Learning-rate multiplier of the pretrained encoder (minilm preset).
             pretrained_lr_scale=0.1 if name == "minilm" else 1.0,
         )

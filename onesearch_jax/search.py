@@ -21,7 +21,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
-from onesearch_jax.decode.retrieve import SidRetriever, items_from_beams, rerank_by_vectors
+from onesearch_jax.decode.retrieve import SidRetriever, rerank_by_vectors
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
@@ -144,10 +144,11 @@ class ModelBundle:
             raise ValueError(f"rerank must be one of {RERANKS}, got {rerank!r}")
         texts = list(texts)
         vectors = self.query_vectors(texts) if retriever.uses_tables or rerank != "none" else None
-        codes, _, valid = retriever.retrieve(self.builder.query_inputs(texts), vectors)
+        result = retriever.search(self.builder.query_inputs(texts), vectors)
+        codes, valid = result.codes, result.valid
         if rerank == "none":
-            return items_from_beams(self.trie, codes, valid, k), codes, valid
-        every = items_from_beams(self.trie, codes, valid, self.trie.num_items)
+            return retriever.ranked_items(result, k), codes, valid
+        every = retriever.ranked_items(result, self.trie.num_items)
         if self._item_vectors is None:
             self._item_vectors = self.item_vectors()
         fuse_k = 60.0 if rerank == "rrf" else None

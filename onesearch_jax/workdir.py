@@ -41,6 +41,11 @@ def config_differences(old: Mapping, new: Mapping) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k, "<missing>") != b.get(k, "<missing>"))
 
 
+# Keys that change how a run executes, never what it computes: a resume may change them, and a
+# workdir recorded before such a key existed matches a config that has it.
+RUNTIME_KEYS = frozenset({"train.prefetch"})
+
+
 def guard_config(workdir: str, stage: str, config: Any) -> bool:
     """Records `config` for `stage`; refuses a different one. Returns True if it was already there.
 
@@ -52,7 +57,7 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        diff = config_differences(old, plain)
+        diff = [k for k in config_differences(old, plain) if k not in RUNTIME_KEYS]
         if diff:
             raise ValueError(
                 f"{workdir} was built by stage {stage!r} with a different config "

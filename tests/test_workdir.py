@@ -23,3 +23,13 @@ def test_metrics_merge_across_stages(tmp_path):
         m = json.load(f)
     assert m["num_items"] == 3 and m["icr"] == 0.5 and m["bad"] is None
     assert m["stage"] == "sids" and m["config"] == {"world": {"a": 1}, "sids": {"b": 2}}
+
+
+def test_runtime_keys_may_change_on_resume(tmp_path):
+    old = {"train": {"steps": 10}}
+    assert workdir.guard_config(str(tmp_path), "train", old) is False
+    # recorded before train.prefetch existed, resumed with it (and with another value)
+    assert workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 10, "prefetch": 2}})
+    assert workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 10, "prefetch": 0}})
+    with pytest.raises(ValueError, match=r"mismatched keys: train\.steps\)"):
+        workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 11, "prefetch": 2}})

@@ -31,6 +31,9 @@ class BeamResult(NamedTuple):
     codes: jax.Array  # int32[B, K, L] level-local SID codes, best first
     scores: jax.Array  # float32[B, K] sum of per-level log-probs (divided by L**length_penalty)
     valid: jax.Array  # bool[B, K] finite score and (when a trie is given) a real item's SID
+    # int32[B, K] each beam's leaf id in the trie (-1: not a real SID, or no trie), so serving
+    # maps beams to items with a host lookup and no trie walk or device copy per query.
+    leaves: jax.Array | None = None
 
 
 def _top_k_continuations(cand: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -139,7 +142,11 @@ def beam_search(
 
     valid = jnp.isfinite(scores)
     if trie is not None:
-        valid &= trie_lib.is_valid(trie, codes.reshape(n, depth)).reshape(b, k)
+        leaves = trie_lib.leaf_ids(trie, codes.reshape(n, depth)).reshape(b, k)
+        valid &= leaves >= 0
+        leaves = jnp.where(valid, leaves, -1)
+    else:
+        leaves = jnp.full((b, k), -1, jnp.int32)
     if length_penalty is not None:
         scores = scores / (float(depth) ** float(length_penalty))
-    return BeamResult(codes=codes, scores=scores.astype(jnp.float32), valid=valid)
+    return BeamResult(codes=codes, scores=scores.astype(jnp.float32), valid=valid, leaves=leaves)

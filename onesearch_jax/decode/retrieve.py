@@ -11,18 +11,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from onesearch_jax.data.text_tokenizer import BOS_ID
-from onesearch_jax.decode.beam_search import beam_search
+from onesearch_jax.decode.beam_search import BeamResult, beam_search
 from onesearch_jax.decode.cot_search import cot_beam_search
 from onesearch_jax.decode.score_prior import tables_only, with_prior
 from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn
 from onesearch_jax.sid import adc
-from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.sid.trie import LeafItems, SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 
 
 class SidRetriever:
     """`retrieve(enc_tokens[, query_vectors])` -> (codes [B,K,L], scores [B,K], valid [B,K]) as
-    numpy.
+    numpy; `search(...)` -> the numpy BeamResult with each beam's trie leaf id too, which
+    `ranked_items` turns into items through a host table copied once (`leaf_items`).
 
     With `khqe` and `prior_weight` > 0, each level's logits gain prior_weight * the ADC score of
     its codes for the query's embedding (`query_vectors`, sid/adc.py); with `model=None` the ADC
@@ -54,6 +55,18 @@ class SidRetriever:
         if self.uses_tables and self.cot_keyword_len:
             raise ValueError("the ADC prior is not supported with direct-CoT decoding")
         self._search = jax.jit(self._cot_search_impl if self.cot_keyword_len else self._search_impl)
+        self._leaf_items: LeafItems | None = None
+
+    @property
+    def leaf_items(self) -> LeafItems:
+        """The trie's leaf -> items table on the host (copied on first use, then reused)."""
+        if self._leaf_items is None:
+            self._leaf_items = LeafItems.from_trie(self.trie)
+        return self._leaf_items
+
+    def ranked_items(self, result: BeamResult, k: int) -> list[list[int]]:
+        """Per query, up to k items of its beams (best first), from `search`'s result."""
+        return items_from_beams(self.leaf_items, result.leaves, k)
 
     @property
     def uses_tables(self) -> bool:
@@ -98,6 +111,13 @@ class SidRetriever:
         )
 
     def retrieve(self, enc_tokens: np.ndarray, query_vectors: np.ndarray | None = None):
+        """(codes [B,K,L], scores [B,K], valid [B,K]) as numpy."""
+        out = self.search(enc_tokens, query_vectors)
+        return out.codes, out.scores, out.valid
+
+    def search(self, enc_tokens: np.ndarray, query_vectors: np.ndarray | None = None
+               ) -> BeamResult:
+        """The beam search over all queries, in padded batches, as a numpy BeamResult."""
         enc_tokens = np.asarray(enc_tokens, np.int32)
         n = len(enc_tokens)
         if self.uses_tables:
@@ -105,7 +125,7 @@ class SidRetriever:
                 raise ValueError(f"this retriever scores SIDs with the queries' embeddings: pass "
                                  f"query_vectors for all {n} queries")
             query_vectors = np.asarray(query_vectors, np.float32)
-        codes, scores, valid = [], [], []
+        parts = []
         for lo in range(0, n, self.batch_size):
             chunk = enc_tokens[lo : lo + self.batch_size]
             pad = self.batch_size - len(chunk)
@@ -117,17 +137,13 @@ class SidRetriever:
                 vectors = np.pad(vectors, ((0, pad), (0, 0))) if pad else vectors
                 args += (adc.level_score_tables(self.khqe, vectors),)
             out = jax.device_get(self._search(*args))
-            codes.append(out.codes[: len(chunk)])
-            scores.append(out.scores[: len(chunk)])
-            valid.append(out.valid[: len(chunk)])
-        if not codes:
-            depth = self.vocab.num_levels
-            return (
-                np.zeros((0, self.beam_size, depth), np.int32),
-                np.zeros((0, self.beam_size), np.float32),
-                np.zeros((0, self.beam_size), bool),
-            )
-        return np.concatenate(codes), np.concatenate(scores), np.concatenate(valid)
+            parts.append(BeamResult(*(x[: len(chunk)] for x in out)))
+        if not parts:
+            k, depth = self.beam_size, self.vocab.num_levels
+            return BeamResult(codes=np.zeros((0, k, depth), np.int32),
+                              scores=np.zeros((0, k), np.float32), valid=np.zeros((0, k), bool),
+                              leaves=np.zeros((0, k), np.int32))
+        return BeamResult(*(np.concatenate(field) for field in zip(*parts)))
 
 
 def rerank_by_vectors(candidates: list[list[int]], query_vectors: np.ndarray,
@@ -153,16 +169,14 @@ def rerank_by_vectors(candidates: list[list[int]], query_vectors: np.ndarray,
     return out
 
 
-def items_from_beams(
-    trie: SidTrie, codes: np.ndarray, valid: np.ndarray, k: int
-) -> list[list[int]]:
-    """Per query, up to k item indices: each valid beam's items in beam order, no repeats."""
+def items_from_beams(leaf_items: LeafItems, leaves: np.ndarray, k: int) -> list[list[int]]:
+    """Per query, up to k item indices: each real beam's items (leaf id >= 0) in beam order, no
+    repeats (colliding SIDs list all their items, most popular first)."""
     out = []
-    for row_codes, row_valid in zip(codes, valid):
+    for row in np.asarray(leaves):
         items, seen = [], set()
-        good = row_codes[row_valid]
-        for sid_items in trie.sid_items(good) if len(good) else []:
-            for i in sid_items.tolist():
+        for leaf in row[row >= 0].tolist():
+            for i in leaf_items.items(leaf).tolist():
                 if i not in seen:
                     seen.add(i)
                     items.append(i)

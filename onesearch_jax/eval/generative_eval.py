@@ -5,7 +5,7 @@ from typing import Mapping
 
 import numpy as np
 
-from onesearch_jax.decode.retrieve import SidRetriever, items_from_beams
+from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.eval import metrics as metrics_lib
 from onesearch_jax.eval import world_eval
 
@@ -23,8 +23,9 @@ def evaluate_events(retriever: SidRetriever, builder, events: Mapping[str, np.nd
     top 10 (an empty slot earns 0), what the RL stages optimise."""
     enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"],
                                       keywords=keywords)
-    codes, _, valid = retriever.retrieve(enc)
-    ranked = items_from_beams(retriever.trie, codes, valid, TOP_K)
+    result = retriever.search(enc)
+    valid = result.valid
+    ranked = retriever.ranked_items(result, TOP_K)
     out = world_eval.score_rankings(targets, ranked)
     out["valid_sid_rate"] = metrics_lib.valid_sid_rate(valid[:, :TOP_K])
     if rewards is not None:

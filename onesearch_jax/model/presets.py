@@ -93,6 +93,16 @@ class TransformerConfig:
     # 'scratch': the pre-LN encoder above; 'minilm': MiniLM-L6's post-LN BERT encoder
     # (MINILM_L6; enc_layers must say 6), weights loaded by model/pretrained.py.
     encoder: str = "scratch"
+    # The embedding table (and the logits matmul) has padded_vocab_size rows, vocab_size rounded
+    # up to a multiple of this: lane-aligned on TPU/GPU and divisible by a 'tensor' mesh axis.
+    # The padding rows are never looked up and the logits are cut back to vocab_size. 1 = none
+    # (the default for configs recorded before the option; configs/sft.py sets 128).
+    vocab_multiple: int = 1
+
+    @property
+    def padded_vocab_size(self) -> int:
+        m = int(self.vocab_multiple)
+        return -(-int(self.vocab_size) // m) * m
 
     def __post_init__(self):
         for name in (
@@ -104,6 +114,7 @@ class TransformerConfig:
             "dec_layers",
             "max_enc_len",
             "max_dec_len",
+            "vocab_multiple",
         ):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
@@ -165,7 +176,7 @@ def train_flops_per_example(cfg: TransformerConfig, enc_len: int, dec_len: int) 
     Counts every matmul (projections, attention scores without a causal discount,
     MLPs, the tied output projection); ignores norms, softmax and embedding lookups.
     """
-    d, a, m, v = cfg.d_model, cfg.attn_dim, cfg.mlp_dim, cfg.vocab_size
+    d, a, m, v = cfg.d_model, cfg.attn_dim, cfg.mlp_dim, cfg.padded_vocab_size
     s, t = enc_len, dec_len
     ed, ea, em = cfg.encoder_dims
     enc_layer = s * (2 * 4 * ed * ea + 2 * 2 * ed * em) + 2 * 2 * s * s * ea
@@ -202,4 +213,4 @@ def param_count(cfg: TransformerConfig) -> int:
         enc = cfg.enc_layers * layer + table + (h * d + d if h != d else 0)
     else:
         enc = cfg.enc_layers * (2 * ln + attn + mlp) + ln + (cfg.max_enc_len * d if learned else 0)
-    return cfg.vocab_size * d + enc + dec
+    return cfg.padded_vocab_size * d + enc + dec

@@ -194,7 +194,7 @@ class EncoderDecoder(nn.Module):
     def setup(self):
         cfg = self.cfg
         self.embed = nn.Embed(
-            cfg.vocab_size,
+            cfg.padded_vocab_size,
             cfg.d_model,
             dtype=jnp.dtype(cfg.dtype),
             param_dtype=jnp.dtype(cfg.param_dtype),
@@ -272,8 +272,14 @@ class EncoderDecoder(nn.Module):
     def decode(self, enc_out, enc_mask, dec_tokens, train: bool = False):
         """Causal decoder over the whole prefix; returns float32 logits [B,T,V]."""
         x = self.decode_hidden(enc_out, enc_mask, dec_tokens, train)
-        # Tied output projection, scaled like T5 so N(0,1) embeddings give unit-scale logits.
+        return self.full_logits(x)
+
+    def full_logits(self, x):
+        """float32 logits [..., vocab_size]: the tied output projection, scaled like T5 so N(0,1)
+        embeddings give unit-scale logits; the padding rows of the table are cut off."""
         logits = self.embed.attend(x) / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
+        if self.cfg.padded_vocab_size != self.cfg.vocab_size:
+            logits = logits[..., : self.cfg.vocab_size]
         return logits.astype(jnp.float32)
 
     def project_slice(self, x, start: int, size: int):
@@ -307,8 +313,7 @@ class EncoderDecoder(nn.Module):
         targets) and the SID-slice log-probs [B,L,K] at `positions` (for distillation)."""
         enc_out, enc_mask = self.encode(enc_tokens, train)
         x = self.decode_hidden(enc_out, enc_mask, dec_inputs, train)
-        logits = self.embed.attend(x) / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
-        return logits.astype(jnp.float32), self.level_log_probs_at(x, positions, level_ranges)
+        return self.full_logits(x), self.level_log_probs_at(x, positions, level_ranges)
 
     def cross_cache(self, enc_out):
         """Per decoder layer, cross-attention keys/values [B, S, H, hd] (once per query)."""

@@ -27,6 +27,29 @@ import jax.numpy as jnp
 import numpy as np
 
 
+class LeafItems:
+    """The trie's leaf -> items table on the host, copied off the device once: serving looks up
+    each returned leaf id here (a numpy slice) instead of copying the tables per query."""
+
+    def __init__(self, leaf_item_start, item_order):
+        self.starts = np.asarray(leaf_item_start)
+        self.order = np.asarray(item_order)
+
+    @classmethod
+    def from_trie(cls, trie: "SidTrie") -> "LeafItems":
+        return cls(trie.leaf_item_start, trie.item_order)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.order.shape[0])
+
+    def items(self, leaf: int) -> np.ndarray:
+        """Items of leaf id `leaf`, most popular first; empty for -1 (not a real SID)."""
+        if leaf < 0:
+            return self.order[:0]
+        return self.order[self.starts[leaf] : self.starts[leaf + 1]]
+
+
 @flax.struct.dataclass
 class SidTrie:
     """Device-resident trie over the SIDs of real items (a pytree; static sizes are aux data)."""
@@ -122,15 +145,15 @@ class SidTrie:
     def sid_items(self, codes) -> list[np.ndarray]:
         """Items (most popular first) for each SID in ``codes`` int[B, L]; empty for unknown SIDs.
 
-        Host-side: copies the item tables to numpy on each call (cheap on CPU; batch calls on GPU).
+        A convenience: copies the item tables to the host on each call. Serving keeps one
+        ``LeafItems`` and looks up the leaf ids the beam search returns instead.
         """
         codes = np.asarray(codes)
         if codes.ndim != 2 or codes.shape[1] != self.depth:
             raise ValueError(f"codes must have shape (B, {self.depth}), got {codes.shape}")
         leaves = np.asarray(leaf_ids(self, jnp.asarray(codes, dtype=jnp.int32)))
-        starts = np.asarray(self.leaf_item_start)
-        order = np.asarray(self.item_order)
-        return [order[starts[s] : starts[s + 1]] if s >= 0 else order[:0] for s in leaves]
+        table = LeafItems.from_trie(self)
+        return [table.items(s) for s in leaves]
 
     def all_sids(self) -> np.ndarray:
         """The unique SIDs, int32[num_sids, L], in lexicographic (leaf id) order."""

@@ -150,3 +150,25 @@ def test_bad_arguments_raise():
         beam_search(m.logits_fn, {"query": jnp.zeros(3, jnp.int32)}, **kwargs)
     with pytest.raises(ValueError, match="score_over"):
         beam_search(m.logits_fn, m.initial_state(), score_over="all", **kwargs)
+
+
+def test_leaf_ids_from_the_search_list_the_same_items_as_walking_the_codes():
+    from onesearch_jax.decode.retrieve import items_from_beams
+    from onesearch_jax.sid.trie import LeafItems
+
+    trie = real_trie()
+    result = run(trie, beam_size=12, constrained=False)  # some beams are not real SIDs
+    codes, valid = np.asarray(result.codes), np.asarray(result.valid)
+    leaves = np.asarray(result.leaves)
+    walked = np.asarray(trie_lib.leaf_ids(trie, jnp.asarray(codes.reshape(-1, 3))))
+    np.testing.assert_array_equal(leaves, np.where(valid, walked.reshape(BATCH, 12), -1))
+    table = LeafItems.from_trie(trie)
+    ranked, top3 = items_from_beams(table, leaves, k=100), items_from_beams(table, leaves, k=3)
+    for b in range(BATCH):  # by hand: the items of each valid beam's SID, in beam order
+        expected = []
+        for sid_items in trie.sid_items(codes[b][valid[b]]):
+            expected += [i for i in sid_items.tolist() if i not in expected]
+        assert len(expected) > 3 and ranked[b] == expected and top3[b] == expected[:3]
+    assert items_from_beams(table, np.full((1, 4), -1), k=5) == [[]]
+    free = run(None, beam_size=4)
+    assert np.all(np.asarray(free.leaves) == -1)  # no trie: no leaf ids

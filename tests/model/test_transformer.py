@@ -196,3 +196,21 @@ def test_flops_per_token_counts_dominant_matmuls():
     # Roughly 6 * non-embedding params per token plus the logits projection.
     n_body = presets.param_count(cfg) - cfg.vocab_size * cfg.d_model
     assert 6 * n_body * 0.5 < f < 6 * n_body * 3
+
+
+def test_padded_vocabulary_gives_the_unpadded_models_logits(setup):
+    cfg, model, params, apply, enc, dec = setup  # vocab 300, no padding
+    padded_cfg = presets.TransformerConfig(**{**cfg.__dict__, "vocab_multiple": 128})
+    assert padded_cfg.padded_vocab_size == 384 and cfg.padded_vocab_size == 300
+    padded = build_model(padded_cfg)
+    shapes = jax.eval_shape(padded.init, jax.random.key(0), enc, dec)["params"]
+    assert nn.unbox(shapes)["embed"]["embedding"].shape == (384, cfg.d_model)
+    extra = np.random.default_rng(1).normal(size=(84, cfg.d_model)).astype(np.float32)
+    table = np.concatenate([np.asarray(params["embed"]["embedding"]), extra])
+    padded_params = {**params, "embed": {"embedding": jnp.asarray(table)}}
+    got = padded.apply({"params": padded_params}, enc, dec)
+    assert got.shape == (B, T, 300)  # cut back: no padding logit reaches a softmax
+    np.testing.assert_allclose(got, apply(params, enc, dec), rtol=1e-5, atol=1e-5)
+    assert presets.param_count(padded_cfg) - presets.param_count(cfg) == 84 * cfg.d_model
+    with pytest.raises(ValueError, match="vocab_multiple must be positive"):
+        presets.TransformerConfig(**{**cfg.__dict__, "vocab_multiple": 0})
