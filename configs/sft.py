@@ -57,8 +57,9 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
             checkpoint_every=250 if name == "tiny" else 1000,
             keep=3,
             seed=0,
-            # Batches built ahead on an input thread (train/prefetch.py); 0 = no thread.
-            prefetch=2,
+            # Batches built ahead on an input thread (train/prefetch.py); 0 = no thread,
+            # -1 = auto (2 on GPU/TPU, none on the CPU backend, where it does not pay).
+            prefetch=-1,
             # Learning-rate multiplier of the pretrained encoder (minilm preset).
             pretrained_lr_scale=0.1 if name == "minilm" else 1.0,
         )

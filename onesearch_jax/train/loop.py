@@ -17,7 +17,7 @@ import numpy as np
 from onesearch_jax.train import sharding as sharding_lib
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
-from onesearch_jax.train.prefetch import prefetching
+from onesearch_jax.train.prefetch import prefetch_depth, prefetching
 from onesearch_jax.train.train_state import (create_train_state, rollout_key, seed_keys,
                                              setup_train_state)
 
@@ -122,7 +122,7 @@ def train_loop(
     local_rows = rows.stop - rows.start
     # train.prefetch batches are built on a thread ahead of the step (0 = here); the thread lives
     # inside the guard, so whatever the input does happens under it.
-    depth = int(tc.get("prefetch", 0) or 0)
+    depth = prefetch_depth(int(tc.get("prefetch", 0) or 0), jax.default_backend())
     try:
         with PreemptionGuard() as guard, \
                 prefetching(batch_iter_factory(data_position, rows), depth) as batches:

@@ -28,6 +28,7 @@ def _config(steps=4):
         eval_every=2,
         checkpoint_every=2,
         keep=3,
+        prefetch=2,  # through the input thread (auto would skip it on CPU)
     )
     return c
 

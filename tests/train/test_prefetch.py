@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from onesearch_jax.train.prefetch import Prefetch, maybe_prefetch
+from onesearch_jax.train.prefetch import Prefetch, maybe_prefetch, prefetch_depth
 
 
 def test_same_items_in_order_and_builds_ahead():
@@ -64,3 +64,10 @@ def test_depth_zero_is_the_plain_iterator_and_bad_depth_is_refused():
         maybe_prefetch(iter([]), -1)
     with pytest.raises(ValueError, match="depth must be >= 1"):
         Prefetch(iter([]), 0)
+
+
+def test_auto_depth_is_off_on_cpu_and_on_elsewhere():
+    assert prefetch_depth(-1, "cpu") == 0 and prefetch_depth(-1, "gpu") == 2
+    assert prefetch_depth(-1, "tpu") == 2 and prefetch_depth(3, "cpu") == 3
+    with pytest.raises(ValueError, match="-1 \\(auto\\)"):
+        prefetch_depth(-2, "tpu")
