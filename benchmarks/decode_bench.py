@@ -47,6 +47,7 @@ import os
 import platform
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -192,6 +193,7 @@ def cpu_peaks(n: int = 2048, mib: int = 512) -> dict:
 def weight_bytes_per_query(params, vocab: SidVocab) -> int:
     """Weight bytes one query's search reads: the encoder once; per SID level the decoder layers
     and that level's output-embedding rows (the KV caches and activations are not counted)."""
+    params = nn.unbox(params)
     size = lambda tree: sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(tree))
     enc = sum(size(v) for k, v in params.items() if k.startswith("enc"))
     dec = sum(size(v) for k, v in params.items() if k.startswith("dec"))
