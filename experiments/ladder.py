@@ -48,7 +48,7 @@ from onesearch_jax.variant_workdir import prepare_run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "LADDER_DONE"
-ARCHIVED = (wd.METRICS_FILE, DONE_FILE, "train_config.json")
+ARCHIVED = (wd.METRICS_FILE, "train_config.json", DONE_FILE)  # the done marker last
 TAIL_LINES = 30
 
 _BASE = flags.DEFINE_string("base_workdir", None, "Workdir with a built world and SIDs.")
@@ -266,8 +266,8 @@ def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, override
         phases["train_parent"] = ensure_checkpoint(base, root, parent, seed, preset=preset,
                                                    overrides=overrides)
     prepare_run_dir(base, run)
-    phases["train"] = (run_child(train_command(preset, rung, seed, run, overrides, root), tag,
-                                 "train"))
+    phases["train"] = run_child(train_command(preset, rung, seed, run, overrides, root), tag,
+                                "train")
     phases["evaluate"] = run_child(evaluate_command(run, max_events), tag, "evaluate")
     if teacher:
         phases["evaluate_teacher"] = run_child(evaluate_command(run, max_events, teacher=True),

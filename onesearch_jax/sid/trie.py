@@ -39,10 +39,6 @@ class LeafItems:
     def from_trie(cls, trie: "SidTrie") -> "LeafItems":
         return cls(trie.leaf_item_start, trie.item_order)
 
-    @property
-    def num_items(self) -> int:
-        return int(self.order.shape[0])
-
     def items(self, leaf: int) -> np.ndarray:
         """Items of leaf id `leaf`, most popular first; empty for -1 (not a real SID)."""
         if leaf < 0:
