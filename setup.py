@@ -25,6 +25,8 @@ setuptools.setup(
         "matplotlib>=3.8,<4",
         "safetensors>=0.4,<0.9",
         "scipy>=1.11,<2",
+        # Workdir file access, local or gs:// (onesearch_jax/fileio.py).
+        "etils[epath]>=1.7",
         # tfds resolves a builder's code path through etils, which imports this lazily.
         "importlib_resources>=6",
     ],
@@ -32,7 +34,10 @@ setuptools.setup(
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
         # Cloud TPU VMs, and experiments/aot_compile.py (libtpu compiles for TPU topologies
         # without a TPU: run it with JAX_PLATFORMS=cpu there; make test keeps a private copy).
-        "tpu": ["jax[tpu]>=0.7,<0.11"],
+        "tpu": ["jax[tpu]>=0.7,<0.11", "gcsfs>=2024.2", "google-cloud-storage>=2.14"],
+        # gs:// workdirs on any machine: epath reads/writes through gcsfs, orbax and
+        # tensorboardX call the GCS client.
+        "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14"],
         # Benchmarks only (never tests): the PyTorch decoding peer and the faiss reference.
         # torch==2.13.0 is the CPU wheel; other specs pull a multi-GB CUDA build.
         "bench": ["torch==2.13.0", "transformers>=4.45", "faiss-cpu>=1.8"],

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from onesearch_jax import fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
 from onesearch_jax.sid.khqe import KHQE
@@ -13,7 +14,7 @@ from onesearch_jax.world.world import World
 
 
 def _require(path: str, stage: str) -> str:
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise FileNotFoundError(f"{path} is missing; run experiments.{stage} on this workdir first")
     return path
 
@@ -31,8 +32,9 @@ def load_sids(workdir: str) -> tuple[KHQE, np.ndarray, np.ndarray]:
     """(tokenizer model, item codes (N, L), query codes (Q, L))."""
     d = wd.sid_dir(workdir)
     _require(os.path.join(d, "item_codes.npy"), "build_sids")
-    return (KHQE.load(os.path.join(d, "khqe.npz")), np.load(os.path.join(d, "item_codes.npy")),
-            np.load(os.path.join(d, "query_codes.npy")))
+    return (KHQE.load(os.path.join(d, "khqe.npz")),
+            fileio.load_npy(os.path.join(d, "item_codes.npy")),
+            fileio.load_npy(os.path.join(d, "query_codes.npy")))
 
 
 def load_query_keywords(workdir: str) -> dict[str, dict]:
@@ -49,16 +51,14 @@ def load_reward_model(workdir: str):
 
 def load_query_event_counts(workdir: str) -> dict[str, np.ndarray]:
     """Events per query id on the train days and on the test day."""
-    path = _require(os.path.join(wd.world_dir(workdir), "query_event_counts.npz"), "build_world")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    return fileio.load_npz(
+        _require(os.path.join(wd.world_dir(workdir), "query_event_counts.npz"), "build_world"))
 
 
 def load_train_clicks(workdir: str) -> dict[str, np.ndarray]:
     """(query_id, item, weight) of every clicked/ordered item in the train days."""
-    path = _require(os.path.join(wd.world_dir(workdir), "train_clicks.npz"), "build_world")
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+    return fileio.load_npz(
+        _require(os.path.join(wd.world_dir(workdir), "train_clicks.npz"), "build_world"))
 
 
 def load_events(workdir: str, split: str, max_events: int | None = None, seed: int = 0):

@@ -9,13 +9,14 @@ train/checkpoints.py; this module never imports training code.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from onesearch_jax import fileio
 
 # Model fields that change compute but not parameters: free to differ on resume.
 RUNTIME_MODEL_KEYS = frozenset({"dropout_rate", "dtype", "attention_impl"})
@@ -47,7 +48,7 @@ def abstract_params(model: nn.Module, sharding: jax.sharding.Sharding | None = N
 
 def restore_params(checkpoint_dir: str, model_config, abstract, step: int | None = None) -> Any:
     """The parameters of checkpoint `step` (default: the latest) onto `abstract`'s shardings."""
-    manager = ocp.CheckpointManager(os.path.abspath(checkpoint_dir),
+    manager = ocp.CheckpointManager(fileio.absolute(checkpoint_dir),
                                     options=ocp.CheckpointManagerOptions(create=False))
     try:
         step = manager.latest_step() if step is None else step

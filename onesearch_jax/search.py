@@ -10,13 +10,12 @@ tokenizer, SIDs, train config, checkpoint).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import ml_collections
 import numpy as np
 
-from onesearch_jax import artifacts, checkpoint_params
+from onesearch_jax import artifacts, checkpoint_params, fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
@@ -30,10 +29,9 @@ from onesearch_jax.sid.vocab import SidVocab
 
 def load_train_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "train_config.json")
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise FileNotFoundError(f"{path} is missing; run experiments.train on this workdir first")
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(fileio.read_json(path))
 
 
 def restore_params(model, config, workdir: str, step: int | None = None):
@@ -99,10 +97,9 @@ class ModelBundle:
     def for_catalog(cls, workdir: str) -> "ModelBundle":
         """A prepared real catalog with no trained model (ADC search over its SIDs only)."""
         path = os.path.join(workdir, "catalog_config.json")
-        if not is_real_workdir(workdir) or not os.path.exists(path):
+        if not is_real_workdir(workdir) or not fileio.exists(path):
             raise FileNotFoundError(f"{workdir} holds no prepared real catalog ({path})")
-        with open(path) as f:
-            config = ml_collections.ConfigDict(json.load(f))
+        config = ml_collections.ConfigDict(fileio.read_json(path))
         config.data = ml_collections.ConfigDict(dict(enc_len=48, dec_len=8, min_relevance=2.33))
         config.eval = ml_collections.ConfigDict(dict(beam_size=128))
         config.sids.embedding_cache = ""

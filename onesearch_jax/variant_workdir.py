@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 
+from onesearch_jax import fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
 
@@ -20,6 +21,11 @@ COPIED = ("world_config.json", "sids_config.json")
 def prepare_run_dir(base: str, run: str) -> None:
     """Idempotent: symlinks base's world/, sids/, data/ (resolved), copies its configs, and
     starts metrics.json from the base's world/SID numbers (never overwrites a run's own)."""
+    if fileio.is_remote(base) or fileio.is_remote(run):
+        raise ValueError(
+            f"a variant workdir links its base's world/, sids/ and data/, and a bucket holds no "
+            f"links: copy them into {run} instead (gsutil -m cp -r {base}/world {base}/sids "
+            f"{base}/data {base}/*_config.json {run}/), then run the stage on {run}")
     base = os.path.abspath(base)
     os.makedirs(run, exist_ok=True)
     for name in LINKED:

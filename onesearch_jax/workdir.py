@@ -4,7 +4,7 @@ Every stage (build_world, build_sids, train, evaluate) writes into one workdir. 
 the config it was built with; rerunning it with a different config is refused instead of
 silently mixing two worlds. `metrics.json` is flat (metric name -> number) plus `"stage"` (the
 last stage that wrote) and `"config"` (each stage's config, keyed by stage). On several
-processes every one checks, process 0 alone writes.
+processes every one checks, process 0 alone writes. A workdir may be a gs:// URI (fileio).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import math
 import os
 from typing import Any, Mapping
 
-from onesearch_jax import distributed
+from onesearch_jax import distributed, fileio
 
 METRICS_FILE = "metrics.json"
 
@@ -51,12 +51,11 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
 
     Raises ValueError naming the mismatched keys, so a user never mixes two builds in one dir.
     """
-    os.makedirs(workdir, exist_ok=True)
+    fileio.makedirs(workdir)
     path = os.path.join(workdir, f"{stage}_config.json")
     plain = _to_plain(config)
-    if os.path.exists(path):
-        with open(path) as f:
-            old = json.load(f)
+    if fileio.exists(path):
+        old = fileio.read_json(path)
         diff = [k for k in config_differences(old, plain) if k not in RUNTIME_KEYS]
         if diff:
             raise ValueError(
@@ -64,19 +63,13 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
                 f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same config")
         return True
     if distributed.is_writer():  # atomically: other processes may be reading it already
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(plain, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
+        fileio.write_json(path, plain)
     return False
 
 
 def read_metrics(workdir: str) -> dict[str, Any]:
     path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    return fileio.read_json(path) if fileio.exists(path) else {}
 
 
 def write_metrics(workdir: str, stage: str, metrics: Mapping[str, float], config: Any = None) -> str:
@@ -94,10 +87,7 @@ def write_metrics(workdir: str, stage: str, metrics: Mapping[str, float], config
     if config is not None:
         configs[stage] = _to_plain(config)
     merged["config"] = configs
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(merged, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    fileio.write_json(path, merged)
     return path
 
 

@@ -8,7 +8,7 @@
 # Each process drives all GPUs of its host (jax.local_devices()); the mesh spans every GPU of
 # every host. Under SLURM or Open MPI no address is needed: `srun .venv/bin/python -m
 # experiments.train --workdir=W ...` (one task per host) starts the runtime by itself.
-# WORKDIR must be one directory every host sees. Periodic evaluation is off (it serves on one
+# WORKDIR must be one place every host sees (gs://BUCKET/DIR with .[gcs] installed, or NFS). Periodic evaluation is off (it serves on one
 # process); run experiments.evaluate on the workdir afterwards.
 set -euo pipefail
 if [ $# -lt 4 ]; then

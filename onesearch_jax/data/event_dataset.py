@@ -13,6 +13,8 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
+from onesearch_jax import fileio
+
 SPLITS = ("train", "valid", "test")
 DATASET_NAME = "world_events"
 _ARRAY_FIELDS = {
@@ -130,7 +132,7 @@ def load_event_split(data_dir: str, split: str):
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {SPLITS}")
     version_dir = os.path.join(data_dir, DATASET_NAME, str(WorldEvents.VERSION))
-    if not os.path.isdir(version_dir):
+    if not fileio.isdir(version_dir):
         raise FileNotFoundError(f"no event dataset at {version_dir}; build the world first")
     builder = tfds.builder_from_directory(version_dir)
     return builder.as_data_source(split)
@@ -140,9 +142,9 @@ def read_event_arrays(data_dir: str, split: str) -> dict[str, np.ndarray]:
     """All events of a split as stacked arrays sorted by event_id (records are stored shuffled).
 
     Reads the columnar copy when present, else decodes every tfds record."""
-    if split in SPLITS and os.path.exists(columnar_path(data_dir, split)):
-        with np.load(columnar_path(data_dir, split)) as f:
-            return {k: f[k] for k in _ARRAY_FIELDS}
+    if split in SPLITS and fileio.exists(columnar_path(data_dir, split)):
+        arrays = fileio.load_npz(columnar_path(data_dir, split))
+        return {k: arrays[k] for k in _ARRAY_FIELDS}
     source = load_event_split(data_dir, split)
     rows = [source[i] for i in range(len(source))]
     if not rows:

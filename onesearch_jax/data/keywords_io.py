@@ -23,6 +23,8 @@ import json
 import os
 from typing import Iterable, Mapping, Optional, Union
 
+from onesearch_jax import fileio
+
 FIELDS = ("intent", "category", "attribute", "topic")
 MAX_PER_FIELD = 5
 
@@ -67,23 +69,22 @@ def _validate(obj, where: str, max_per_field: int, truncate: bool) -> tuple[Key,
 def read_keywords_jsonl(path: Union[str, os.PathLike], max_per_field: int = MAX_PER_FIELD,
                         truncate: bool = False) -> dict[Key, dict[str, list[str]]]:
     """Loads a keywords file into {(query, user_id or None): {field: [keywords]}}."""
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise FileNotFoundError(f"keywords file not found: {path}")
     name = os.path.basename(os.fspath(path))
     rows: dict[Key, dict[str, list[str]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{name}:{line_no}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-            key, fields = _validate(obj, where, max_per_field, truncate)
-            if key in rows:
-                raise ValueError(f"{where}: duplicate row for query {key[0]!r} user_id {key[1]!r}")
-            rows[key] = fields
+    for line_no, line in enumerate(fileio.read_lines(path), start=1):
+        if not line.strip():
+            continue
+        where = f"{name}:{line_no}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+        key, fields = _validate(obj, where, max_per_field, truncate)
+        if key in rows:
+            raise ValueError(f"{where}: duplicate row for query {key[0]!r} user_id {key[1]!r}")
+        rows[key] = fields
     return rows
 
 
@@ -107,6 +108,5 @@ def write_keywords_jsonl(path: Union[str, os.PathLike],
         seen.add(key)
         obj = {"query": key[0], **({} if key[1] is None else {"user_id": key[1]}), **fields}
         lines.append(json.dumps(obj, ensure_ascii=False) + "\n")
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(lines)
+    fileio.write_text(path, "".join(lines))
     return len(lines)

@@ -18,6 +18,8 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from onesearch_jax import fileio
+
 BASE_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, SEP_ID, MASK_ID = range(6)
 # Special tokens every model input uses; fixed ids right after [PAD] [UNK] [BOS] [EOS] [SEP] [MASK].
@@ -67,17 +69,14 @@ def train_text_tokenizer(texts: Iterable[str], vocab_size: int,
 
 def save_text_tokenizer(tokenizer: Tokenizer, path: Union[str, os.PathLike]) -> None:
     """Writes the tokenizer as one tokenizer.json file (creating parent folders)."""
-    parent = os.path.dirname(os.fspath(path))
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    tokenizer.save(os.fspath(path))
+    fileio.write_text(path, tokenizer.to_str(pretty=True))
 
 
 def load_text_tokenizer(path: Union[str, os.PathLike]) -> Tokenizer:
     """Reads a tokenizer saved by `save_text_tokenizer`."""
-    if not os.path.isfile(path):
+    if not fileio.exists(path):
         raise FileNotFoundError(f"text tokenizer file not found: {path}")
-    tokenizer = Tokenizer.from_file(os.fspath(path))
+    tokenizer = Tokenizer.from_str(fileio.read_text(path))
     for expected_id, tok in enumerate(BASE_SPECIAL_TOKENS):
         if tokenizer.token_to_id(tok) != expected_id:
             raise ValueError(f"{path}: {tok!r} must have id {expected_id}, has "

@@ -1,12 +1,11 @@
 """Evaluates a trained workdir on the world's test day; formats the results table."""
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.search import ModelBundle
@@ -37,7 +36,7 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
         builder = builder.with_keywords(keywords_at_inference(bundle.world, workdir, texts))
     start = time.perf_counter()
     rewards = None  # reward@1/@10 need the learned reward experiments.build_world fits
-    if os.path.exists(wd.reward_model_path(workdir)):
+    if fileio.exists(wd.reward_model_path(workdir)):
         rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
                                 artifacts.load_events(workdir, "train"))
     metrics = generative_eval.evaluate_events(retriever, builder, events, targets,

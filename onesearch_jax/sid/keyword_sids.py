@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.keyword_fusion import embed_with_keywords
@@ -29,10 +29,9 @@ def encode_keyword_texts(texts: list[str], embedder, khqe, keyword_enhance: bool
 def for_workdir(workdir: str) -> Callable[[list[str]], np.ndarray]:
     """texts -> codes for a workdir with built SIDs; distinct texts are embedded once, cached."""
     config_path = os.path.join(workdir, "sids_config.json")
-    if not os.path.exists(config_path):
+    if not fileio.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found; run experiments.build_sids first")
-    with open(config_path) as f:
-        sid_config = json.load(f)
+    sid_config = fileio.read_json(config_path)
     khqe, _, _ = artifacts.load_sids(workdir)
     state: dict = {}
 
@@ -40,17 +39,14 @@ def for_workdir(workdir: str) -> Callable[[list[str]], np.ndarray]:
         distinct = sorted(set(texts))
         key = hashlib.sha256(json.dumps([sid_config, distinct]).encode()).hexdigest()[:16]
         path = os.path.join(wd.sid_dir(workdir), f"keyword_codes-{key}.npz")
-        if os.path.exists(path):
-            with np.load(path, allow_pickle=False) as f:
-                codes = f["codes"]
+        if fileio.exists(path):
+            codes = fileio.load_npz(path)["codes"]
         else:
             if "embedder" not in state:
                 state["embedder"] = make_embedder(sid_config["embedder"])
             codes = encode_keyword_texts(distinct, state["embedder"], khqe,
                                          sid_config.get("keyword_enhance", True))
-            tmp = f"{path}.{os.getpid()}.tmp.npz"  # processes sharing the workdir never collide
-            np.savez(tmp, codes=codes)
-            os.replace(tmp, path)
+            fileio.save_npz(path, {"codes": codes})  # atomic: processes may share the workdir
         index = {t: i for i, t in enumerate(distinct)}
         return codes[[index[t] for t in texts]]
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from onesearch_jax import fileio
 from onesearch_jax.sid import kmeans
 from onesearch_jax.sid.dedup_suffix import dedup_suffix
 from onesearch_jax.sid.opq import OPQ, fit_opq
@@ -149,20 +150,19 @@ class KHQE:
             arrays["opq_rotation"] = self.opq.rotation
             arrays["opq_codebooks"] = self.opq.codebooks
         config = json.dumps(self.config.to_dict())
-        with open(path, "wb") as f:
-            np.savez(f, config=np.array(config), **arrays)
+        fileio.save_npz(path, {"config": np.array(config), **arrays})
 
     @classmethod
     def load(cls, path) -> "KHQE":
-        with np.load(path) as z:
-            config = KHQEConfig.from_dict(json.loads(str(z["config"])))
-            n_global = len(config.level_sizes) - (config.last_level == "per_parent")
-            rq = ResidualKMeans(global_centroids=[z[f"level_{i}"] for i in range(n_global)],
-                                last_level=config.last_level)
-            if config.last_level == "per_parent":
-                rq.parent_centroids, rq.parent_valid = z["parent_centroids"], z["parent_valid"]
-            opq = (OPQ(rotation=z["opq_rotation"], codebooks=z["opq_codebooks"])
-                   if config.suffix == "opq" else None)
+        z = fileio.load_npz(path)
+        config = KHQEConfig.from_dict(json.loads(str(z["config"])))
+        n_global = len(config.level_sizes) - (config.last_level == "per_parent")
+        rq = ResidualKMeans(global_centroids=[z[f"level_{i}"] for i in range(n_global)],
+                            last_level=config.last_level)
+        if config.last_level == "per_parent":
+            rq.parent_centroids, rq.parent_valid = z["parent_centroids"], z["parent_valid"]
+        opq = (OPQ(rotation=z["opq_rotation"], codebooks=z["opq_codebooks"])
+               if config.suffix == "opq" else None)
         return cls(config=config, rq=rq, opq=opq)
 
 

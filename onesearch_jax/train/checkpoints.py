@@ -9,7 +9,6 @@ abstract state (ShapeDtypeStructs with shardings) from `setup_train_state`.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from onesearch_jax import fileio
 from onesearch_jax.checkpoint_params import config_to_json, model_config_mismatches
 
 
@@ -34,8 +34,9 @@ class Checkpointer:
             create=True,
             enable_async_checkpointing=async_save,
         )
-        # orbax's tensorstore backend refuses relative paths ("workdirs/demo" from `make demo`).
-        self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+        # orbax's tensorstore backend refuses relative paths ("workdirs/demo" from `make demo`);
+        # a gs:// URI goes to orbax as it is.
+        self.manager = ocp.CheckpointManager(fileio.absolute(directory), options=options)
         self.save_every = int(save_every)
 
     def latest_step(self) -> int | None:

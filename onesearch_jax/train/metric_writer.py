@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from onesearch_jax import fileio
+
 
 def to_host_scalars(metrics: Mapping) -> dict[str, float]:
     """Device scalars -> python floats (blocks until they are computed)."""
@@ -72,9 +74,8 @@ class MetricWriter:
         self._tb = None
         self._jsonl = None
         if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = fileio.LineAppender(self.jsonl_path)
             self._tb = SummaryWriter(logdir=os.path.join(workdir, "tensorboard"))
-            self._jsonl = open(self.jsonl_path, "a")
         self._last_time = time.perf_counter()
         self._last_step = int(start_step)
         self._tokens = 0.0

@@ -14,7 +14,6 @@ reward (train/rewards.py; never the simulator's click model).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Callable, Mapping
 
@@ -24,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from onesearch_jax import artifacts, checkpoint_params
+from onesearch_jax import artifacts, checkpoint_params, fileio
 from onesearch_jax import distributed
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.sft_tasks import decoder_inputs, sid_targets
@@ -129,15 +128,14 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
         raise ValueError("config.init_workdir is empty: name the trained workdir (e.g. the "
                          "self-distilled one) this RL stage starts from")
     path = os.path.join(init, "train_config.json")
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         raise FileNotFoundError(f"{path} is missing: {init} is not a trained workdir")
-    if os.path.abspath(init) == os.path.abspath(workdir):
+    if fileio.absolute(init) == fileio.absolute(workdir):
         raise ValueError("config.init_workdir must differ from --workdir (RL writes its own "
                          "checkpoints; the reference run stays untouched)")
-    with open(path) as f:
-        init_config = ml_collections.ConfigDict(json.load(f))
+    init_config = ml_collections.ConfigDict(fileio.read_json(path))
     def link_world():  # the ladder links its base's already
-        if not os.path.exists(os.path.join(workdir, "world")):
+        if not fileio.exists(os.path.join(workdir, "world")):
             prepare_run_dir(init, workdir)
 
     distributed.on_writer_then_all("prepare_run_dir", link_world)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-import jax
 import jax.numpy as jnp
 
 from onesearch_jax.data.text_tokenizer import BOS_ID

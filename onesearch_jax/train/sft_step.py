@@ -11,7 +11,6 @@ from typing import Callable, Iterable, Mapping
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 

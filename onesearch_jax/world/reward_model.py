@@ -18,10 +18,10 @@ slot, `reward/ctr_auc_valid_top` on top slots only, `..._with_position` the full
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
+from onesearch_jax import fileio
 from onesearch_jax.world import taxonomy as tx
 
 CTR_FEATURES = ("tier1", "tier2", "tier3", "overlap", "brand_liked", "audience_in_title",
@@ -142,15 +142,13 @@ class RewardModel:
 
     # --- persistence ----------------------------------------------------------------------------
     def save(self, path: str) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        np.savez(path, **dataclasses.asdict(self))
+        fileio.save_npz(path, dataclasses.asdict(self))
 
     @staticmethod
     def load(path: str) -> "RewardModel":
-        if not os.path.exists(path):
+        if not fileio.exists(path):
             raise FileNotFoundError(f"{path} is missing; run experiments.build_world on this workdir")
-        with np.load(path) as f:
-            return RewardModel(**{k: f[k] for k in f.files})
+        return RewardModel(**fileio.load_npz(path))
 
 
 def relevance_reward(world, query_ids, items) -> np.ndarray:

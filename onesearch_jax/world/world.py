@@ -12,6 +12,7 @@ import os
 import ml_collections
 import numpy as np
 
+from onesearch_jax import fileio
 from onesearch_jax.world import catalog as catalog_lib
 from onesearch_jax.world import keyword_llm
 from onesearch_jax.world import queries as queries_lib
@@ -106,39 +107,39 @@ class World:
 
     # --- persistence --------------------------------------------------------------------------
     def save(self, directory: str) -> None:
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, "config.json"), "w") as f:
-            f.write(self.config.to_json(indent=1, sort_keys=True))
+        """config.json, catalog.npz, items.jsonl, queries.jsonl, users.npz (a local dir or a URI)."""
+        fileio.write_text(os.path.join(directory, "config.json"),
+                          self.config.to_json(indent=1, sort_keys=True))
         c = self.catalog
-        np.savez(os.path.join(directory, "catalog.npz"),
-                 **{k: getattr(c, k) for k in catalog_lib.ARRAY_FIELDS})
-        with open(os.path.join(directory, "items.jsonl"), "w") as f:
-            for pid, title in zip(c.product_ids, c.titles):
-                f.write(json.dumps({"product_id": pid, "title": title}) + "\n")
+        fileio.save_npz(os.path.join(directory, "catalog.npz"),
+                        {k: getattr(c, k) for k in catalog_lib.ARRAY_FIELDS})
+        fileio.write_text(os.path.join(directory, "items.jsonl"), "".join(
+            json.dumps({"product_id": pid, "title": title}) + "\n"
+            for pid, title in zip(c.product_ids, c.titles)))
         q = self.queries
-        with open(os.path.join(directory, "queries.jsonl"), "w") as f:
-            for i in range(len(q)):
-                f.write(json.dumps({
-                    "query_id": i, "text": q.texts[i], "qtype": str(q.qtype[i]),
-                    "is_typo": bool(q.is_typo[i]), "typo_of": int(q.typo_of[i]),
-                    "slice": str(q.slice[i]), "freq": float(q.freq[i]), "top": int(q.top[i]),
-                    "is_new": bool(q.is_new[i]),
-                    "intent": dataclasses.asdict(q.intents[i])}) + "\n")
-        np.savez(os.path.join(directory, "users.npz"),
-                 **{k: getattr(self.users, k) for k in USER_FIELDS})
+        fileio.write_text(os.path.join(directory, "queries.jsonl"), "".join(
+            json.dumps({
+                "query_id": i, "text": q.texts[i], "qtype": str(q.qtype[i]),
+                "is_typo": bool(q.is_typo[i]), "typo_of": int(q.typo_of[i]),
+                "slice": str(q.slice[i]), "freq": float(q.freq[i]), "top": int(q.top[i]),
+                "is_new": bool(q.is_new[i]),
+                "intent": dataclasses.asdict(q.intents[i])}) + "\n" for i in range(len(q))))
+        fileio.save_npz(os.path.join(directory, "users.npz"),
+                        {k: getattr(self.users, k) for k in USER_FIELDS})
 
     @staticmethod
     def load(directory: str, config=None) -> "World":
-        with open(os.path.join(directory, "config.json")) as f:
-            saved = ml_collections.ConfigDict(json.load(f))
+        saved = ml_collections.ConfigDict(fileio.read_json(os.path.join(directory, "config.json")))
         if config is not None:
             check_same_config(saved, config, directory)
-        arrays = np.load(os.path.join(directory, "catalog.npz"))
-        rows = [json.loads(line) for line in open(os.path.join(directory, "items.jsonl"))]
+        arrays = fileio.load_npz(os.path.join(directory, "catalog.npz"))
+        rows = [json.loads(line)
+                for line in fileio.read_lines(os.path.join(directory, "items.jsonl"))]
         cat = catalog_lib.Catalog(product_ids=[r["product_id"] for r in rows],
                                   titles=[r["title"] for r in rows],
                                   **{k: arrays[k] for k in catalog_lib.ARRAY_FIELDS})
-        qrows = [json.loads(line) for line in open(os.path.join(directory, "queries.jsonl"))]
+        qrows = [json.loads(line)
+                 for line in fileio.read_lines(os.path.join(directory, "queries.jsonl"))]
         q = queries_lib.Queries(
             texts=[r["text"] for r in qrows], qtype=np.array([r["qtype"] for r in qrows]),
             is_typo=np.array([r["is_typo"] for r in qrows], bool),
@@ -148,7 +149,7 @@ class World:
             top=np.array([r["top"] for r in qrows], np.int32),
             intents=[queries_lib.Intent.from_dict(r["intent"]) for r in qrows],
             is_new=np.array([r.get("is_new", False) for r in qrows], bool))
-        uarr = np.load(os.path.join(directory, "users.npz"))
+        uarr = fileio.load_npz(os.path.join(directory, "users.npz"))
         users = users_lib.Users(**{k: uarr[k] for k in USER_FIELDS})
         return World(saved, cat, q, users)
 
