@@ -40,9 +40,11 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
     """Joins the processes of one run; returns whether a multi-process runtime was started.
 
     Explicit settings (arguments, else $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES,
-    $JAX_PROCESS_ID) start it with those values. Otherwise mode "auto" starts it only where a
-    cluster launcher is detected (JAX then reads the topology itself: Cloud TPU metadata,
-    SLURM, Open MPI), "on" always does, "off" never does (one process, all local devices)."""
+    $JAX_PROCESS_ID) start it with those values; under a detected cluster launcher some may be
+    left out (e.g. only the coordinator's address under SLURM) and JAX reads the rest from the
+    launcher. Otherwise mode "auto" starts it only where a cluster launcher is detected (JAX then
+    reads the topology itself: Cloud TPU metadata, SLURM, Open MPI), "on" always does, "off"
+    never does (one process, all local devices)."""
     if mode not in MODES:
         raise ValueError(f"multihost mode {mode!r}; valid: {MODES}")
     if mode == "off":
@@ -56,10 +58,11 @@ def initialize(mode: str = "auto", coordinator_address: str | None = None,
     if explicit:
         missing = [n for n, v in (("coordinator_address", address), ("num_processes", count),
                                   ("process_id", pid)) if v is None]
-        if missing:
+        if missing and not cluster_detected():
             raise ValueError(f"multi-process launch needs coordinator_address, num_processes and "
-                             f"process_id; missing: {', '.join(missing)}")
-        if not 0 <= pid < count:
+                             f"process_id (or a cluster launcher: a TPU VM slice, SLURM, Open MPI, "
+                             f"to read the rest from); missing: {', '.join(missing)}")
+        if count is not None and pid is not None and not 0 <= pid < count:
             raise ValueError(f"process_id {pid} is outside 0..{count - 1}")
         jax.distributed.initialize(coordinator_address=address, num_processes=count,
                                    process_id=pid)

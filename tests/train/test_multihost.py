@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -122,6 +123,15 @@ def test_launch_settings_are_checked_and_nothing_starts_without_a_cluster(monkey
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t0,t1,t2,t3")
     assert distributed.cluster_detected()
     assert distributed.is_writer()
+    # Under a launcher, the address alone is enough: JAX reads the count and index from it.
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h0:1234")
+    assert distributed.initialize("auto")
+    assert calls == [dict(coordinator_address="h0:1234", num_processes=None, process_id=None)]
+    with pytest.raises(ValueError, match="process_id 3 is outside 0..1"):
+        distributed.initialize("auto", num_processes=2, process_id=3)
 
     def boom():
         raise RuntimeError("no catalog")
