@@ -18,7 +18,7 @@ import numpy as np
 from configs.sft import get_config
 from onesearch_jax.model import presets
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.train import sharding
+from onesearch_jax import sharding
 from onesearch_jax.train.sft_step import make_train_step
 from onesearch_jax.train.train_state import create_train_state, setup_train_state
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ml_collections
 
 from onesearch_jax.model import presets
-from onesearch_jax.train.sharding import DEFAULT_RULES
+from onesearch_jax.sharding import DEFAULT_RULES
 
 _TRAIN = {
     "tiny": dict(steps=1000, batch_size=64, lr=3e-3, warmup=50),

@@ -12,12 +12,11 @@ relevance TSV): scores the generative model over the whole catalog, next to BM25
 fusion (`--systems` adds dense MiniLM and the other fusions), and writes `recall@10`, `recall@100`, `ndcg@10`, `mrr@10`, `hr@10` (plus slices,
 `bm25/...`, `rrf_bm25/...`, latencies and failure examples) to --out.
 """
-import json
 import os
 
 from absl import app, flags
 
-from onesearch_jax import quiet
+from onesearch_jax import fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
@@ -47,6 +46,8 @@ _PRIOR = flags.DEFINE_float("prior_weight", None, "With --judgments: weight of t
 _RERANK = flags.DEFINE_enum("rerank", None, ["none", "dense", "rrf"], "With --judgments: "
                             "re-rank the generative beams' items by dense cosine, or by the RRF "
                             "of beam order and cosine order (default: eval.rerank).")
+_MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mesh of this "
+                          "host's devices, e.g. 1,1,-1 (default: one device).")
 _EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
                                  "folder of cached title embeddings (default: the workdir's).")
 
@@ -77,17 +78,13 @@ def main(argv):
             _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,
             beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value,
             systems=_SYSTEMS.value, embedding_cache=_EMB_CACHE.value,
-            prior_weight=_PRIOR.value, rerank=_RERANK.value)
+            prior_weight=_PRIOR.value, rerank=_RERANK.value, mesh_shape=_MESH.value)
         out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
         metrics["config"] = {"judgments": os.path.abspath(_JUDGMENTS.value),
                              "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value,
                              "systems": list(_SYSTEMS.value), "prior_weight": _PRIOR.value,
                              "rerank": _RERANK.value, "beam_size": _BEAM.value}
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        tmp = out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(metrics, f, indent=2, sort_keys=True)
-        os.replace(tmp, out)
+        fileio.write_json(out, metrics)
         print(judged_table(metrics, _SYSTEMS.value))
         rate = (f"; valid_sid_rate {metrics['valid_sid_rate']:.4f}"
                 if "valid_sid_rate" in metrics else "")
@@ -95,7 +92,8 @@ def main(argv):
               f"without a target left out){rate}; wrote {out}")
         return
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
-                               constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value)
+                               constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
+                               mesh_shape=_MESH.value)
     print(results_table(wd.read_metrics(_WORKDIR.value)))
     prefix = ("" if _CONSTRAINED.value else "free/") + (
         "teacher/" if _KEYWORDS.value == "teacher" else "")

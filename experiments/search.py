@@ -12,12 +12,14 @@ from onesearch_jax.search import Searcher
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _QUERY = flags.DEFINE_multi_string("query", None, "Query text (repeatable).", required=True)
 _K = flags.DEFINE_integer("k", 10, "Results per query.")
+_MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mesh of this "
+                          "host's devices, e.g. 1,1,-1 (default: one device).")
 
 
 def main(argv):
     del argv
     quiet.quiet_libraries()
-    searcher = Searcher.from_workdir(_WORKDIR.value)
+    searcher = Searcher.from_workdir(_WORKDIR.value, mesh_shape=_MESH.value)
     title_of = dict(zip(searcher.bundle.product_ids, searcher.bundle.titles))
     for query, results in zip(_QUERY.value, searcher.search(_QUERY.value, _K.value)):
         print(f"query: {query!r}")

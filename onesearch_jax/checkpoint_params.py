@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from onesearch_jax import fileio
+from onesearch_jax import sharding as sharding_lib
 
 # Model fields that change compute but not parameters: free to differ on resume.
 RUNTIME_MODEL_KEYS = frozenset({"dropout_rate", "dtype", "attention_impl"})
@@ -36,11 +37,18 @@ def model_config_mismatches(saved: dict, current: dict) -> list[str]:
     return sorted(k for k in keys if saved.get(k, "<missing>") != current.get(k, "<missing>"))
 
 
-def abstract_params(model: nn.Module, sharding: jax.sharding.Sharding | None = None):
-    """ShapeDtypeStructs of the model's parameters, each placed on `sharding` (default: the
+def abstract_params(model: nn.Module, sharding: jax.sharding.Sharding | None = None, *,
+                    mesh: jax.sharding.Mesh | None = None, rules=None):
+    """ShapeDtypeStructs of the model's parameters: with `mesh`, each sharded by its logical
+    axis names under `rules` (as training shards them), else all on `sharding` (default: the
     first local device)."""
     dummy = jnp.ones((1, 1), jnp.int32)
     boxed = jax.eval_shape(lambda r: model.init(r, dummy, dummy)["params"], jax.random.key(0))
+    if mesh is not None:
+        shardings = sharding_lib.logical_to_shardings(nn.get_partition_spec(boxed), mesh,
+                                                      rules or sharding_lib.DEFAULT_RULES)
+        return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                            nn.unbox(boxed), shardings)
     where = sharding or jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
                         nn.unbox(boxed))

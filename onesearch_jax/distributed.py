@@ -3,7 +3,7 @@
 A run over several hosts (a Cloud TPU pod slice, a GPU cluster, or several processes on one
 machine) is one program per process, joined by `jax.distributed.initialize`: JAX's own runtime,
 which also gives orbax its barriers and the preemption sync point the training loop stops at.
-Every process builds only its rows of each global batch (train/sharding.process_batch_rows);
+Every process builds only its rows of each global batch (sharding.process_batch_rows);
 checkpoints are written by all processes through orbax; JSON, TensorBoard and catalog files by
 process 0 alone (`is_writer`).
 """

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 import ml_collections
 import numpy as np
 
 from onesearch_jax import artifacts, checkpoint_params, fileio
+from onesearch_jax import sharding as sharding_lib
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
@@ -34,10 +36,21 @@ def load_train_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(fileio.read_json(path))
 
 
-def restore_params(model, config, workdir: str, step: int | None = None):
-    """The trained parameters on one device (serving reads no optimizer state)."""
-    return checkpoint_params.restore_params(wd.checkpoint_dir(workdir), config.model,
-                                            checkpoint_params.abstract_params(model), step)
+def restore_params(model, config, workdir: str, step: int | None = None, mesh=None):
+    """The trained parameters (serving reads no optimizer state): on one device, or sharded on
+    `mesh` by the training config's logical axis rules."""
+    abstract = checkpoint_params.abstract_params(
+        model, mesh=mesh, rules=config.mesh.logical_axis_rules if mesh is not None else None)
+    return checkpoint_params.restore_params(wd.checkpoint_dir(workdir), config.model, abstract,
+                                            step)
+
+
+def serving_mesh(mesh_shape) -> "jax.sharding.Mesh | None":
+    """A ('data','fsdp','tensor') mesh over this host's devices from a shape like (1, 1, -1), or
+    None for a falsy shape (serve on one device)."""
+    if not mesh_shape:
+        return None
+    return sharding_lib.make_mesh(tuple(int(x) for x in mesh_shape), jax.local_devices())
 
 
 @dataclasses.dataclass
@@ -58,19 +71,26 @@ class ModelBundle:
     khqe: object = None
     workdir: str | None = None
     train: object = None  # a real catalog's train Judgments (diagnostics: seen products)
+    mesh: object = None  # serve sharded on this mesh (None: one device)
     _embedder: object = dataclasses.field(default=None, repr=False)
     _item_vectors: object = dataclasses.field(default=None, repr=False)
 
     @classmethod
-    def from_workdir(cls, workdir: str, step: int | None = None) -> "ModelBundle":
+    def from_workdir(cls, workdir: str, step: int | None = None,
+                     mesh_shape=None) -> "ModelBundle":
+        """`mesh_shape` (e.g. (1, 1, 8)): parameters restored sharded onto a mesh of this host's
+        devices and every search run there (`serving_mesh`)."""
         config = load_train_config(workdir)
+        mesh = serving_mesh(mesh_shape)
         if is_real_workdir(workdir):
             catalog = load_real_catalog(workdir)
             vocab, builder = real_builder(config, catalog)
             _check_vocab(vocab, config)
             model = build_model(TransformerConfig(**config.model.to_dict()))
-            params = restore_params(model, config, workdir, step)
-            return cls.for_real(config, catalog, vocab, builder, model, params, workdir)
+            params = restore_params(model, config, workdir, step, mesh)
+            bundle = cls.for_real(config, catalog, vocab, builder, model, params, workdir)
+            bundle.mesh = mesh
+            return bundle
         world = artifacts.load_world(workdir)
         tokenizer = artifacts.load_tokenizer(workdir)
         khqe, item_codes, query_codes = artifacts.load_sids(workdir)
@@ -79,10 +99,10 @@ class ModelBundle:
         builder = TaskBuilder(world, tokenizer, vocab, item_codes, query_codes,
                               enc_len=int(config.data.enc_len), dec_len=int(config.data.dec_len))
         model = build_model(TransformerConfig(**config.model.to_dict()))
-        params = restore_params(model, config, workdir, step)
+        params = restore_params(model, config, workdir, step, mesh)
         trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
         return cls(config, world, vocab, item_codes, trie, builder, model, params,
-                   list(world.catalog.product_ids), list(world.catalog.titles))
+                   list(world.catalog.product_ids), list(world.catalog.titles), mesh=mesh)
 
     @classmethod
     def for_real(cls, config, catalog, vocab, builder, model, params,
@@ -117,7 +137,12 @@ class ModelBundle:
                             constrained=constrained, batch_size=batch_size,
                             cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)),
                             khqe=self.khqe,
-                            prior_weight=float(self.config.eval.get("prior_weight", 0.0)))
+                            prior_weight=float(self.config.eval.get("prior_weight", 0.0)),
+                            mesh=self.mesh, rules=self._mesh_rules())
+
+    def _mesh_rules(self):
+        mesh_config = self.config.get("mesh")
+        return mesh_config.logical_axis_rules if mesh_config is not None else None
 
     def embedder(self):
         """The catalog's text embedder (MiniLM), built on first use: serving embeds queries for
@@ -175,8 +200,9 @@ class Searcher:
         self._retriever = bundle.retriever(beam_size=beam_size, batch_size=8)
 
     @classmethod
-    def from_workdir(cls, workdir: str, beam_size: int | None = None) -> "Searcher":
-        return cls(ModelBundle.from_workdir(workdir), beam_size)
+    def from_workdir(cls, workdir: str, beam_size: int | None = None,
+                     mesh_shape=None) -> "Searcher":
+        return cls(ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape), beam_size)
 
     def search_items(self, queries: list[str], k: int) -> list[list[int]]:
         """Item indices per query; an empty (or blank) query gets an empty list."""

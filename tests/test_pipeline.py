@@ -69,6 +69,16 @@ def test_searcher_answers_queries_and_empty_query(trained):
     assert all(pid in known for pid in results[0])
 
 
+def test_a_workdir_serves_sharded_on_a_mesh_with_the_same_answers(trained):
+    workdir, _ = trained
+    queries = ["vitamin", "running shoes", "coffee without sugar"]
+    one = Searcher.from_workdir(workdir, beam_size=8)
+    sharded = Searcher.from_workdir(workdir, beam_size=8, mesh_shape=(2, 2, 2))
+    embedding = sharded.bundle.params["embed"]["embedding"]
+    assert not embedding.sharding.is_fully_replicated  # restored straight onto its shards
+    assert sharded.search(queries, k=5) == one.search(queries, k=5)
+
+
 def test_rebuilding_with_another_world_config_is_refused(trained):
     workdir, _ = trained
     other = world_configs.get_config(MICRO_WORLD + ",seed=7")

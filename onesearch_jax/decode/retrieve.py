@@ -1,15 +1,21 @@
 """From encoder inputs to ranked items: jitted beam search over SIDs, then SID -> items.
 
 Batches are padded to a fixed size so one compiled program serves every call. Colliding SIDs
-expand to all their items (most popular first), in beam order, until k items are listed.
+expand to all their items (most popular first), in beam order, until k items are listed. Given a
+mesh, the parameters are sharded by their logical axes as in training and each batch of queries
+is split along the mesh's batch axes (a model too big for one device, or several devices' worth
+of queries per call); the answers are the same.
 """
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onesearch_jax import sharding as sharding_lib
+from onesearch_jax.checkpoint_params import abstract_params
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import BeamResult, beam_search
 from onesearch_jax.decode.cot_search import cot_beam_search
@@ -43,9 +49,12 @@ class SidRetriever:
         cot_keyword_len: int = 0,
         khqe=None,
         prior_weight: float = 0.0,
+        mesh: jax.sharding.Mesh | None = None,
+        rules=None,
     ):
         """`cot_keyword_len` > 0: a direct-CoT model, which writes that many keyword tokens
-        before the SID (decode/cot_search.py; no KV cache, the reference decoder path)."""
+        before the SID (decode/cot_search.py; no KV cache, the reference decoder path).
+        `mesh` (with the training config's logical axis `rules`): serve sharded on it."""
         self.model, self.params, self.vocab, self.trie = model, params, vocab, trie
         self.beam_size, self.constrained, self.batch_size = beam_size, constrained, batch_size
         self.cot_keyword_len = int(cot_keyword_len)
@@ -56,6 +65,35 @@ class SidRetriever:
             raise ValueError("the ADC prior is not supported with direct-CoT decoding")
         self._search = jax.jit(self._cot_search_impl if self.cot_keyword_len else self._search_impl)
         self._leaf_items: LeafItems | None = None
+        self.mesh, self.rules = mesh, sharding_lib.normalize_rules(
+            rules or sharding_lib.DEFAULT_RULES)
+        self._device_trie = trie
+        if mesh is not None:
+            self._place_on_mesh()
+
+    def _place_on_mesh(self) -> None:
+        """Parameters onto their shardings (a no-op if restored there), the trie replicated."""
+        if jax.process_count() > 1:
+            raise ValueError("sharded serving runs on one process (its mesh over that host's "
+                             "devices); evaluate a multi-host run's workdir from one host")
+        shards = sharding_lib.batch_shards(self.mesh, self.rules)
+        if self.batch_size % shards:
+            raise ValueError(f"serving batch_size {self.batch_size} must be divisible by the "
+                             f"{shards} batch shards of mesh {dict(self.mesh.shape)}")
+        if self.model is not None:
+            target = abstract_params(self.model, mesh=self.mesh, rules=self.rules)
+            self.params = jax.device_put(self.params, jax.tree.map(lambda a: a.sharding, target))
+        self._device_trie = jax.device_put(self.trie, sharding_lib.replicated(self.mesh))
+        self._batch_sharding = sharding_lib.batch_sharding(self.mesh, self.rules)
+
+    def _run(self, *args):
+        """The compiled search on one padded batch: on the mesh (with the model's activation
+        sharding constraints) when there is one."""
+        if self.mesh is None:
+            return self._search(self.params, self._device_trie, *args)
+        args = jax.device_put(args, self._batch_sharding)
+        with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+            return self._search(self.params, self._device_trie, *args)
 
     @property
     def leaf_items(self) -> LeafItems:
@@ -131,12 +169,12 @@ class SidRetriever:
             pad = self.batch_size - len(chunk)
             padded = np.pad(chunk, ((0, pad), (0, 0))) if pad else chunk
             padded[len(chunk) :, 0] = BOS_ID  # keep padded rows non-empty (no all-masked attention)
-            args = (self.params, self.trie, jnp.asarray(padded))
+            args = (padded,)
             if self.uses_tables:
                 vectors = query_vectors[lo : lo + self.batch_size]
                 vectors = np.pad(vectors, ((0, pad), (0, 0))) if pad else vectors
                 args += (adc.level_score_tables(self.khqe, vectors),)
-            out = jax.device_get(self._search(*args))
+            out = jax.device_get(self._run(*args))
             parts.append(BeamResult(*(x[: len(chunk)] for x in out)))
         if not parts:
             k, depth = self.beam_size, self.vocab.num_levels

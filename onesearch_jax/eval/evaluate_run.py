@@ -16,15 +16,17 @@ KEYWORD_MODES = ("none", "teacher")
 
 
 def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = None,
-                     constrained: bool = True, keywords: str = "none") -> dict[str, float]:
+                     constrained: bool = True, keywords: str = "none",
+                     mesh_shape=None) -> dict[str, float]:
     """Scores the model on a seeded sample of test events and merges it into metrics.json.
 
     Unconstrained decoding is recorded under the prefix `free/` (the ablation). With
     keywords="teacher" the input carries keywords written for the test queries at inference
-    (the "(T)" rows: Base (T), SD (T)), recorded under the prefix `teacher/`."""
+    (the "(T)" rows: Base (T), SD (T)), recorded under the prefix `teacher/`. `mesh_shape`:
+    serve sharded on a mesh of this host's devices (search.serving_mesh)."""
     if keywords not in KEYWORD_MODES:
         raise ValueError(f"keywords={keywords!r}; valid: {KEYWORD_MODES}")
-    bundle = ModelBundle.from_workdir(workdir)
+    bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
     events = artifacts.load_events(workdir, "test", max_events)
     targets = world_eval.WorldTargets(bundle.world, events,
                                       artifacts.load_train_clicks(workdir)["item"],

@@ -192,7 +192,8 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
                           latency_queries: int = 100, max_queries: int | None = None,
                           systems: Sequence[str] = DEFAULT_SYSTEMS,
                           embedding_cache: str | None = None, train_queries: int = 300,
-                          prior_weight: float | None = None, rerank: str | None = None) -> dict:
+                          prior_weight: float | None = None, rerank: str | None = None,
+                          mesh_shape=None) -> dict:
     """The trained generative retriever of `workdir` on a judgments file, next to the baselines
     over the same catalog, each with its single-query latency, in one run.
 
@@ -224,7 +225,8 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     if not trained and set(systems) & set(NEEDS_MODEL):
         raise ValueError(f"{workdir} has no trained model (no train_config.json): systems "
                          f"{sorted(set(systems) & set(NEEDS_MODEL))} need one")
-    bundle = ModelBundle.from_workdir(workdir) if trained else ModelBundle.for_catalog(workdir)
+    bundle = (ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape) if trained
+              else ModelBundle.for_catalog(workdir))
     if bundle.world is not None:
         raise ValueError(f"{workdir} is a simulated-world workdir; --judgments needs a workdir "
                          "trained with a real-data config (configs/homedepot.py)")

@@ -22,7 +22,7 @@ import numpy as np
 from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train import distill, rl, sft_step
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.train_state import setup_train_state
 
 

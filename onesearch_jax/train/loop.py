@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping
 import jax
 import numpy as np
 
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
 from onesearch_jax.train.prefetch import prefetch_depth, prefetching

@@ -31,7 +31,7 @@ from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.train import rl, sft_run
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.train.rollout import make_rollout_fn

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import optax
 
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.losses import weighted_cross_entropy
 from onesearch_jax.train import step as step_lib
 from onesearch_jax.train.train_state import StateSetup

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.distill_losses import fgm_perturbation
 from onesearch_jax.train.train_state import (PRETRAINED_KEY, StateSetup, learning_rate_schedule,
                                              params_ema)

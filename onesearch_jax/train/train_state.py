@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:

@@ -13,7 +13,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import aot as aot_configs
 from onesearch_jax.model import presets
 from onesearch_jax.train import aot, distill, rl, sft_step
-from onesearch_jax.train import sharding as sharding_lib
+from onesearch_jax import sharding as sharding_lib
 
 LEVELS = (64, 16, 8)
 

@@ -11,7 +11,7 @@ import pytest
 from configs.sft import get_config
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax import checkpoint_params
-from onesearch_jax.train import sharding
+from onesearch_jax import sharding
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.sft_step import make_train_step
 from onesearch_jax.train.train_state import create_train_state, setup_train_state

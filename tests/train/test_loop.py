@@ -13,7 +13,7 @@ from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train.checkpoints import Checkpointer
 from onesearch_jax.train.loop import NonFiniteLossError, train_loop
 from onesearch_jax.train.sft_step import check_batch, make_eval_fn, make_train_step
-from onesearch_jax.train.sharding import make_mesh
+from onesearch_jax.sharding import make_mesh
 
 
 def _config(steps=4):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from onesearch_jax import distributed
-from onesearch_jax.train import sharding
+from onesearch_jax import sharding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "multihost_worker.py")

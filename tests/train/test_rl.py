@@ -17,7 +17,8 @@ from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_cached_logits_fn
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.train import rewards as rewards_lib
-from onesearch_jax.train import rl, rl_run, rollout, sharding, stages
+from onesearch_jax import sharding
+from onesearch_jax.train import rl, rl_run, rollout, stages
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.train_state import create_train_state, setup_train_state
 

@@ -1,4 +1,5 @@
-"""Device mesh over ('data', 'fsdp', 'tensor') and logical-name -> sharding helpers.
+"""Device mesh over ('data', 'fsdp', 'tensor') and logical-name -> sharding helpers, shared by
+training and serving (which shards the same parameters the same way).
 
 Parameters carry logical axis names; the config's `mesh.logical_axis_rules`
 (pairs of logical name, mesh axis or tuple of mesh axes or None) maps them onto
