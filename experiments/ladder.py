@@ -188,6 +188,11 @@ def ensure_checkpoint(base: str, root: str, rung: str, seed: int, *, preset: str
     if parent is not None:
         spent += ensure_checkpoint(base, root, parent, seed, preset=preset, overrides=overrides)
     prepare_run_dir(base, run)
+    # The restored train_config.json names the root it was trained under (an RL run's
+    # init_workdir): the retrain records its own (the archive keeps the original).
+    restored_config = os.path.join(run, "train_config.json")
+    if os.path.exists(restored_config):
+        os.remove(restored_config)
     tag = run_tag(rung, seed)
     print(f"ladder: {tag} has no checkpoint (restored from the archive): training it again",
           flush=True)

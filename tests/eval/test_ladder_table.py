@@ -224,7 +224,13 @@ def test_prepare_run_dir_is_idempotent(tmp_path):
 
 
 # Stand-ins for train/evaluate: plain Python children that write what the real ones would.
-_TRAIN = ("import json,os,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
+# Like experiments.train: its train_config.json names where the run lives (an RL run's
+# init_workdir does), and a different one already there is refused.
+_TRAIN = ("import json,os,sys; c=sys.argv[1]+'/train_config.json'; "
+          "old=json.load(open(c)) if os.path.exists(c) else None; "
+          "old not in (None, {'run': sys.argv[1]}) and sys.exit(5); "
+          "json.dump({'run': sys.argv[1]}, open(c,'w')); "
+          "p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
           "m['train/steps']=3; json.dump(m,open(p,'w')); print('step 3/3'); "
           "os.makedirs(sys.argv[1]+'/checkpoints/3', exist_ok=True); "
           "sys.exit(int(sys.argv[2]))")
@@ -278,7 +284,8 @@ def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monk
     ladder.run_ladder(str(base), str(tmp_path / "machine1"), ["v1"], 2, **kw)
     for s in (0, 1):
         archived = ladder.run_dir(archive, "v1", s)
-        assert sorted(os.listdir(archived)) == ["LADDER_DONE", "metrics.json"]
+        assert sorted(os.listdir(archived)) == ["LADDER_DONE", "metrics.json",
+                                                "train_config.json"]
         assert json.loads(open(os.path.join(archived, "metrics.json")).read())["train/steps"] == 3
         assert not os.path.exists(os.path.join(archived, "checkpoints"))
     capsys.readouterr()
