@@ -39,10 +39,15 @@ def load_train_config(workdir: str) -> ml_collections.ConfigDict:
 def restore_params(model, config, workdir: str, step: int | None = None, mesh=None):
     """The trained parameters (serving reads no optimizer state): on one device, or sharded on
     `mesh` by the training config's logical axis rules."""
-    abstract = checkpoint_params.abstract_params(
-        model, mesh=mesh, rules=config.mesh.logical_axis_rules if mesh is not None else None)
+    abstract = checkpoint_params.abstract_params(model, mesh=mesh, rules=mesh_rules(config))
     return checkpoint_params.restore_params(wd.checkpoint_dir(workdir), config.model, abstract,
                                             step)
+
+
+def mesh_rules(config):
+    """The training config's logical axis rules (None: the defaults)."""
+    mesh_config = config.get("mesh")
+    return mesh_config.get("logical_axis_rules") if mesh_config is not None else None
 
 
 def serving_mesh(mesh_shape) -> "jax.sharding.Mesh | None":
@@ -138,11 +143,7 @@ class ModelBundle:
                             cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)),
                             khqe=self.khqe,
                             prior_weight=float(self.config.eval.get("prior_weight", 0.0)),
-                            mesh=self.mesh, rules=self._mesh_rules())
-
-    def _mesh_rules(self):
-        mesh_config = self.config.get("mesh")
-        return mesh_config.logical_axis_rules if mesh_config is not None else None
+                            mesh=self.mesh, rules=mesh_rules(self.config))
 
     def embedder(self):
         """The catalog's text embedder (MiniLM), built on first use: serving embeds queries for

@@ -24,8 +24,9 @@ def prepare_run_dir(base: str, run: str) -> None:
     if fileio.is_remote(base) or fileio.is_remote(run):
         raise ValueError(
             f"a variant workdir links its base's world/, sids/ and data/, and a bucket holds no "
-            f"links: copy them into {run} instead (gsutil -m cp -r {base}/world {base}/sids "
-            f"{base}/data {base}/*_config.json {run}/), then run the stage on {run}")
+            f"links: copy them into {run} instead (gsutil -m cp -r "
+            + " ".join(f"{base}/{name}" for name in LINKED + COPIED)
+            + f" {run}/; not train_config.json: the run writes its own), then run the stage")
     base = os.path.abspath(base)
     os.makedirs(run, exist_ok=True)
     for name in LINKED:

@@ -148,3 +148,28 @@ class _NullWriter:
 
     def close(self):
         pass
+
+
+def test_a_bucket_log_is_uploaded_at_most_every_few_seconds_and_on_close(bucket):
+    log = fileio.LineAppender("gs://b/run/metrics.jsonl", remote_flush_seconds=3600)
+    log.write("1\n")
+    log.flush()  # the first flush uploads ...
+    log.write("2\n")
+    log.flush()  # ... the next one waits for the interval ...
+    assert (bucket / "b" / "run" / "metrics.jsonl").read_text() == "1\n"
+    log.close()  # ... and close always uploads
+    assert (bucket / "b" / "run" / "metrics.jsonl").read_text() == "1\n2\n"
+
+
+def test_building_into_a_bucket_is_refused_by_name(bucket):
+    with pytest.raises(ValueError, match="build_world builds on a local disk, not gs://b/w"):
+        build_world_workdir(world_configs.get_config(MICRO_WORLD), "gs://b/w")
+    with pytest.raises(ValueError, match="build_sids builds on a local disk"):
+        build_sids_workdir(sid_configs.get_config("tiny"), "gs://b/w")
+
+
+def test_lines_end_only_at_newlines_and_writes_leave_no_temp_files(tmp_path):
+    text = '{"query": "a\u2028b"}\r\n{"query": "c"}\n'
+    fileio.write_text(tmp_path / "k.jsonl", text)
+    assert fileio.read_lines(tmp_path / "k.jsonl") == ['{"query": "a\u2028b"}', '{"query": "c"}']
+    assert os.listdir(tmp_path) == ["k.jsonl"]

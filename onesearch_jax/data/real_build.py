@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from onesearch_jax import fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
@@ -48,7 +49,7 @@ def catalog_dir(workdir: str) -> str:
 
 
 def is_real_workdir(workdir: str) -> bool:
-    return os.path.exists(os.path.join(catalog_dir(workdir), DONE_FILE))
+    return fileio.exists(os.path.join(catalog_dir(workdir), DONE_FILE))
 
 
 @dataclasses.dataclass
@@ -134,6 +135,7 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
     if is_real_workdir(workdir):
         logging.info("reusing the prepared catalog in %s", catalog_dir(workdir))
         return {}
+    fileio.require_local(workdir, "preparing a real catalog")
     start = time.perf_counter()
     products = load_products(os.path.join(config.data_dir, PRODUCTS_FILE))
     train = load_judgments(os.path.join(config.data_dir, TRAIN_JUDGMENTS_FILE), products)
@@ -191,11 +193,10 @@ def load_real_catalog(workdir: str) -> RealCatalog:
     out = catalog_dir(workdir)
     products = load_products(os.path.join(out, PRODUCTS_FILE))
     train = load_judgments(os.path.join(out, TRAIN_JUDGMENTS_FILE), products)
-    with open(os.path.join(out, "keywords.json")) as f:
-        keywords = CatalogKeywords(json.load(f))
+    keywords = CatalogKeywords(fileio.read_json(os.path.join(out, "keywords.json")))
     tok = text_tokenizer.load_text_tokenizer(wd.tokenizer_path(workdir))
     khqe = KHQE.load(os.path.join(wd.sid_dir(workdir), "khqe.npz"))
-    codes = np.load(os.path.join(wd.sid_dir(workdir), "item_codes.npy"))
+    codes = fileio.load_npy(os.path.join(wd.sid_dir(workdir), "item_codes.npy"))
     if len(codes) != len(products.product_ids):
         raise ValueError(f"{len(codes)} SIDs for {len(products.product_ids)} products in {out}")
     return RealCatalog(products, train, keywords, tok, khqe, codes)

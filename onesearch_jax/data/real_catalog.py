@@ -14,9 +14,12 @@ file:line instead.
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 from pathlib import Path
 from typing import NamedTuple, Optional, Union
+
+from onesearch_jax import fileio
 
 PRODUCT_COLUMNS = ("product_uid", "title")
 JUDGMENT_COLUMNS = ("query", "product_uid", "relevance")
@@ -67,10 +70,9 @@ class Judgments(NamedTuple):
 
 def _read_rows(path: Union[str, Path], columns: tuple[str, ...]):
     """Yields (line number, fields) for every data row after checking the header."""
-    path = Path(path)
-    if not path.is_file():
+    if not fileio.exists(path) or fileio.isdir(path):
         raise FileNotFoundError(f"no such file: {path}")
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(fileio.read_text(path), newline="") as f:
         header = f.readline().rstrip("\r\n").lstrip("\ufeff").split("\t")
         if tuple(h.strip() for h in header) != columns:
             raise ValueError(f"{path}: header must be the tab-separated columns {list(columns)}, "

@@ -74,7 +74,7 @@ def save_text_tokenizer(tokenizer: Tokenizer, path: Union[str, os.PathLike]) -> 
 
 def load_text_tokenizer(path: Union[str, os.PathLike]) -> Tokenizer:
     """Reads a tokenizer saved by `save_text_tokenizer`."""
-    if not fileio.exists(path):
+    if not fileio.exists(path) or fileio.isdir(path):
         raise FileNotFoundError(f"text tokenizer file not found: {path}")
     tokenizer = Tokenizer.from_str(fileio.read_text(path))
     for expected_id, tok in enumerate(BASE_SPECIAL_TOKENS):

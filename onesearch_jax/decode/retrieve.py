@@ -77,9 +77,9 @@ class SidRetriever:
             raise ValueError("sharded serving runs on one process (its mesh over that host's "
                              "devices); evaluate a multi-host run's workdir from one host")
         shards = sharding_lib.batch_shards(self.mesh, self.rules)
-        if self.batch_size % shards:
-            raise ValueError(f"serving batch_size {self.batch_size} must be divisible by the "
-                             f"{shards} batch shards of mesh {dict(self.mesh.shape)}")
+        # Each compiled batch splits evenly over the batch shards: round up (a batch of one
+        # query, as latency is timed, runs as `shards` rows, the extra ones padding).
+        self.batch_size = -(-self.batch_size // shards) * shards
         if self.model is not None:
             target = abstract_params(self.model, mesh=self.mesh, rules=self.rules)
             self.params = jax.device_put(self.params, jax.tree.map(lambda a: a.sharding, target))

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from onesearch_jax import fileio
 from onesearch_jax.data.real_build import is_real_workdir
 from onesearch_jax.data.real_catalog import (Judgments, LoadReport, Products, judged_pairs,
                                              load_judgments, targets)
@@ -218,7 +219,7 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     unknown = sorted(set(systems) - set(REAL_SYSTEMS))
     if unknown or not systems:
         raise ValueError(f"systems must come from {list(REAL_SYSTEMS)}; got {list(systems)}")
-    trained = os.path.exists(os.path.join(workdir, "train_config.json"))
+    trained = fileio.exists(os.path.join(workdir, "train_config.json"))
     if not trained and not is_real_workdir(workdir):
         raise FileNotFoundError(f"{workdir} holds neither a trained model (train_config.json) "
                                 "nor a prepared real catalog; run experiments.train on it first")

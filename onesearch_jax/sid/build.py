@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.world.world import World
 from onesearch_jax.sid import sid_metrics
@@ -48,6 +48,7 @@ def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_d
 
 
 def build_sids_workdir(config, workdir: str, embedding_cache: str | None = None) -> dict[str, float]:
+    fileio.require_local(workdir, "build_sids")
     """Fits KHQE on the world's items; `embedding_cache` defaults to W/sids/."""
     world = artifacts.load_world(workdir)
     workdir_lib.guard_config(workdir, "sids", config)

@@ -10,6 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 from absl import logging
 
+from onesearch_jax import fileio
+
 
 def embeddings_path(texts: Sequence[str], embedder_name: str, cache_dir: str) -> str:
     digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
@@ -21,8 +23,8 @@ def embed_cached(texts: Sequence[str], embedder_name: str, cache_dir: str,
     """Embeddings of `texts` (in order), read from `cache_dir` when the same texts were embedded
     with the same embedder before; otherwise embedded in chunks with a progress log and saved."""
     path = embeddings_path(texts, embedder_name, cache_dir)
-    if os.path.exists(path):
-        cached = np.load(path)
+    if fileio.exists(path):
+        cached = fileio.load_npy(path)
         if cached.shape[0] == len(texts):
             logging.info("embeddings from cache %s", path)
             return cached
@@ -32,10 +34,7 @@ def embed_cached(texts: Sequence[str], embedder_name: str, cache_dir: str,
         done = min(start + chunk, len(texts))
         logging.info("embedded %d/%d texts (%.0f s)", done, len(texts), time.time() - start_time)
     vectors = np.concatenate(parts).astype(np.float32)
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = path + ".tmp.npy"
-    np.save(tmp, vectors)
-    os.replace(tmp, path)
+    fileio.save_npy(path, vectors)
     return vectors
 
 

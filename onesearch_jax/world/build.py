@@ -12,7 +12,7 @@ import time
 from absl import logging
 import numpy as np
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
 from onesearch_jax.data.text_tokenizer import TASK_TOKENS
@@ -84,6 +84,7 @@ class LogTally:
 
 def build_world_workdir(config, workdir: str) -> World:
     """Builds world + logs + tokenizer once; a rerun with the same config reuses them."""
+    fileio.require_local(workdir, "build_world")
     reused = workdir_lib.guard_config(workdir, "world", config)
     done_marker = os.path.join(world_dir(workdir), "BUILD_DONE")
     if reused and os.path.exists(done_marker):

@@ -49,8 +49,12 @@ def test_sharded_search_equals_one_device(shape):
     assert out.valid.all()
 
 
-def test_the_batch_must_split_over_the_mesh():
-    vocab, model, params, _, trie = setup()
-    with pytest.raises(ValueError, match="batch_size 6 must be divisible by the 4 batch shards"):
-        SidRetriever(model, params, vocab, trie, beam_size=6, batch_size=6,
-                     mesh=sharding.make_mesh((2, 2, 2)))
+def test_a_batch_that_does_not_split_over_the_mesh_is_padded():
+    vocab, model, params, enc, trie = setup()
+    one = SidRetriever(model, params, vocab, trie, beam_size=6, batch_size=1).search(enc[:3])
+    retriever = SidRetriever(model, params, vocab, trie, beam_size=6, batch_size=1,
+                             mesh=sharding.make_mesh((2, 2, 2)))
+    assert retriever.batch_size == 4  # the 4 batch shards of (data 2, fsdp 2)
+    out = retriever.search(enc[:3])
+    np.testing.assert_array_equal(out.codes, one.codes)
+    np.testing.assert_allclose(out.scores, one.scores, rtol=1e-3, atol=1e-4)
