@@ -41,7 +41,7 @@ from typing import Mapping, Sequence
 
 from absl import app, flags
 
-from onesearch_jax import quiet
+from onesearch_jax import fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.variant_workdir import prepare_run_dir
@@ -142,13 +142,6 @@ def check_base(base: str) -> None:
     for name in ("world", "sids"):
         if not os.path.isdir(os.path.join(base, name)):
             raise app.UsageError(f"--base_workdir {base} has no {name}/ (build it first)")
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 # --- the archive: a ladder that outlives the machine ---------------------------------------------
@@ -280,7 +273,7 @@ def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, override
     if ab_events > 0:
         phases["online_ab"] = run_child(ab_command(run, ab_events, ab_perturb), tag, "online_ab")
     phases["total"] = sum(phases.values())
-    _write_json(os.path.join(run, DONE_FILE), phases)
+    fileio.write_json(os.path.join(run, DONE_FILE), phases)
     return phases
 
 
@@ -352,7 +345,7 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
         "phase_seconds": {rung: {f"seed{s}": _read_done(run_dir(root, rung, s)) for s in d}
                           for rung, d in per_seed.items()},
     }
-    _write_json(paths["json"], summary)
+    fileio.write_json(paths["json"], summary)
     plot(rows, paths["png"])
     print(md, flush=True)
     print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}", flush=True)

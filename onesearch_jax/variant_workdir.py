@@ -6,7 +6,6 @@ base's build configs and world/SID metrics copied, so every experiment reads it 
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -49,11 +48,4 @@ def prepare_run_dir(base: str, run: str) -> None:
             shutil.copyfile(src, dst)
     dst = os.path.join(run, wd.METRICS_FILE)
     if not os.path.exists(dst):
-        write_json(dst, lt.baseline_metrics(wd.read_metrics(base)))
-
-
-def write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+        fileio.write_json(dst, lt.baseline_metrics(wd.read_metrics(base)))
