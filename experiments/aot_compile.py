@@ -20,7 +20,7 @@ import os
 from absl import app, flags
 
 from configs import aot as aot_configs
-from onesearch_jax import quiet
+from onesearch_jax import fileio, quiet
 from onesearch_jax.model import presets
 from onesearch_jax.train import aot
 
@@ -70,11 +70,7 @@ class Reports:
         if key not in self.rows:
             self.rows[key] = compute()
             if self.path:
-                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-                tmp = self.path + ".tmp"
-                with open(tmp, "w") as f:
-                    json.dump(self.rows, f, indent=2, sort_keys=True)
-                os.replace(tmp, self.path)
+                fileio.write_json(self.path, self.rows)
         return self.rows[key]
 
 
