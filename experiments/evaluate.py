@@ -37,22 +37,32 @@ _LATENCY = flags.DEFINE_integer("latency_queries", 100, "With --judgments: queri
 _SYSTEMS = flags.DEFINE_list(
     "systems", ["generative", "bm25", "rrf_bm25"],
     "With --judgments: systems to score, from generative, adc (no model: the query embedding's "
-    "ADC scores over the SIDs), adc_dense (ADC beams re-ranked by dense cosine), bm25, "
-    "rrf_bm25 (generative+BM25), dense (MiniLM), rrf_bm25_dense, rrf_all. A prepared catalog "
+    "ADC scores over the SIDs), adc_dense (ADC beams re-ranked by dense cosine), adc_hybrid "
+    "(by cosine + BM25), bm25, rrf_bm25 (generative+BM25), dense (MiniLM), rrf_bm25_dense, "
+    "hybrid (cosine + BM25 over the whole catalog), rrf_all. A prepared catalog "
     "that was never trained takes the systems without a model.")
 _PRIOR = flags.DEFINE_float("prior_weight", None, "With --judgments: weight of the query "
                             "embedding's ADC scores added to the generative model's logits "
                             "(default: the train config's eval.prior_weight; 0 turns it off).")
-_RERANK = flags.DEFINE_enum("rerank", None, ["none", "dense", "rrf"], "With --judgments: "
-                            "re-rank the generative beams' items by dense cosine, or by the RRF "
-                            "of beam order and cosine order (default: eval.rerank).")
+_RERANK = flags.DEFINE_enum("rerank", None, ["none", "dense", "rrf", "hybrid"],
+                            "With --judgments: re-rank the generative beams' items by dense "
+                            "cosine, by the RRF of beam order and cosine order, or by cosine + "
+                            "BM25 (default: eval.rerank).")
+_CELL = flags.DEFINE_integer("cell_level", None, "With --judgments: candidates are all items in "
+                             "the beams' SID cells of this depth, 1..5 (default: "
+                             "eval.cell_level; 0: the beams' own items).")
+_BM25_W = flags.DEFINE_float("bm25_weight", None, "With --judgments: BM25's weight in the "
+                             "hybrid scorer (cosine + w * BM25 / best BM25; default "
+                             "eval.bm25_weight).")
 _MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mesh of this "
                           "host's devices, e.g. 1,1,-1 (default: one device).")
 _EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
                                  "folder of cached title embeddings (default: the workdir's).")
 
 NAMES = {"generative": "generative", "adc": "ADC over the SIDs, no training",
-         "adc_dense": "ADC beams re-ranked by dense cosine", "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",
+         "adc_dense": "ADC beams re-ranked by dense cosine",
+         "adc_hybrid": "ADC beams re-ranked by cosine + BM25", "hybrid": "cosine + BM25",
+         "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",
          "dense": "dense MiniLM", "rrf_bm25_dense": "RRF(BM25, dense)",
          "rrf_all": "RRF(generative, BM25, dense)"}
 
@@ -78,12 +88,14 @@ def main(argv):
             _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,
             beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value,
             systems=_SYSTEMS.value, embedding_cache=_EMB_CACHE.value,
-            prior_weight=_PRIOR.value, rerank=_RERANK.value, mesh_shape=_MESH.value)
+            prior_weight=_PRIOR.value, rerank=_RERANK.value, cell_level=_CELL.value,
+            bm25_weight=_BM25_W.value, mesh_shape=_MESH.value)
         out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
         metrics["config"] = {"judgments": os.path.abspath(_JUDGMENTS.value),
                              "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value,
                              "systems": list(_SYSTEMS.value), "prior_weight": _PRIOR.value,
-                             "rerank": _RERANK.value, "beam_size": _BEAM.value}
+                             "rerank": _RERANK.value, "beam_size": _BEAM.value,
+                             "cell_level": _CELL.value, "bm25_weight": _BM25_W.value}
         fileio.write_json(out, metrics)
         print(judged_table(metrics, _SYSTEMS.value))
         rate = (f"; valid_sid_rate {metrics['valid_sid_rate']:.4f}"

@@ -22,6 +22,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
+from onesearch_jax.decode.cells import CellIndex
 from onesearch_jax.decode.retrieve import SidRetriever, rerank_by_vectors
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
@@ -79,6 +80,8 @@ class ModelBundle:
     mesh: object = None  # serve sharded on this mesh (None: one device)
     _embedder: object = dataclasses.field(default=None, repr=False)
     _item_vectors: object = dataclasses.field(default=None, repr=False)
+    _cells: object = dataclasses.field(default=None, repr=False)
+    _hybrid: object = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_workdir(cls, workdir: str, step: int | None = None,
@@ -156,26 +159,58 @@ class ModelBundle:
     def query_vectors(self, texts) -> np.ndarray:
         return self.embedder().embed(list(texts))
 
-    def rank_items(self, retriever: SidRetriever, texts, k: int, rerank: str | None = None):
+    def rank_items(self, retriever: SidRetriever, texts, k: int, rerank: str | None = None,
+                   cell_level: int | None = None):
         """(item-index lists best first, beam codes [B, K, L], valid [B, K]) for text queries.
 
-        rerank 'dense' (default `config.eval.rerank`, else 'none'): the items of every returned
-        beam re-ordered by the query's cosine with their plain title embeddings; 'rrf': by the
-        reciprocal-rank fusion (k = 60) of the beam order and that cosine order."""
+        cell_level c > 0 (default `config.eval.cell_level`, else 0): the candidates are every item
+        whose first c SID codes match a returned beam's, cells in beam order (decode/cells.py),
+        instead of the items of the beams' own SIDs. rerank (default `config.eval.rerank`):
+        'none' keeps beam order; 'dense' orders the candidates by the query's cosine with their
+        title embeddings; 'rrf' by the reciprocal-rank fusion (k = 60) of beam order and cosine
+        order; 'hybrid' by cosine + `config.eval.bm25_weight` * BM25 / the query's best BM25 over
+        the catalog (eval/hybrid.py)."""
         rerank = rerank or self.config.eval.get("rerank", "none")
         if rerank not in RERANKS:
             raise ValueError(f"rerank must be one of {RERANKS}, got {rerank!r}")
+        if cell_level is None:
+            cell_level = int(self.config.eval.get("cell_level", 0))
+        if not 0 <= cell_level <= self.vocab.num_levels:
+            raise ValueError(f"cell_level must be in 0..{self.vocab.num_levels}, got {cell_level}")
         texts = list(texts)
         vectors = self.query_vectors(texts) if retriever.uses_tables or rerank != "none" else None
         result = retriever.search(self.builder.query_inputs(texts), vectors)
         codes, valid = result.codes, result.valid
-        if rerank == "none":
+        if rerank == "none" and not cell_level:
             return retriever.ranked_items(result, k), codes, valid
-        every = retriever.ranked_items(result, self.trie.num_items)
+        if cell_level:
+            every = [c.tolist() for c in self.cells().beam_cells(codes, valid, cell_level)]
+        else:
+            every = retriever.ranked_items(result, self.trie.num_items)
+        if rerank == "none":
+            return [items[:k] for items in every], codes, valid
+        if rerank == "hybrid":
+            return self.hybrid_ranker().rerank(texts, vectors, every, k), codes, valid
         if self._item_vectors is None:
             self._item_vectors = self.item_vectors()
         fuse_k = 60.0 if rerank == "rrf" else None
         return rerank_by_vectors(every, vectors, self._item_vectors, k, fuse_k), codes, valid
+
+    def cells(self) -> CellIndex:
+        """The catalog's items by SID prefix (built on first use)."""
+        if self._cells is None:
+            self._cells = CellIndex(self.item_codes, self.vocab.level_sizes)
+        return self._cells
+
+    def hybrid_ranker(self):
+        """Cosine + BM25 over the catalog's titles (eval/hybrid.py), built on first use."""
+        if self._hybrid is None:
+            from onesearch_jax.eval.hybrid import HybridRanker
+            if self._item_vectors is None:
+                self._item_vectors = self.item_vectors()
+            self._hybrid = HybridRanker(self.titles, self._item_vectors,
+                                        float(self.config.eval.get("bm25_weight", 0.5)))
+        return self._hybrid
 
     def item_vectors(self) -> np.ndarray:
         """Plain title embeddings of the catalog (cached by content, like the dense baseline)."""
@@ -184,7 +219,7 @@ class ModelBundle:
         return embed_cached(self.titles, self.config.sids.embedder, cache, self.embedder().embed)
 
 
-RERANKS = ("none", "dense", "rrf")
+RERANKS = ("none", "dense", "rrf", "hybrid")
 
 
 def _check_vocab(vocab: SidVocab, config) -> None:

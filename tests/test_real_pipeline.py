@@ -117,8 +117,8 @@ def test_evaluate_judgments_scores_every_system_in_one_run(trained, tmp_path):
                               systems=REAL_SYSTEMS, embedding_cache=str(tmp_path))
     assert m["num_queries"] == len(CATEGORIES)
     assert m["valid_sid_rate"] == 1.0
-    for prefix in ("", "adc/", "adc_dense/", "bm25/", "rrf_bm25/", "dense/", "rrf_bm25_dense/",
-                   "rrf_all/"):
+    for prefix in ("", "adc/", "adc_dense/", "adc_hybrid/", "bm25/", "rrf_bm25/", "dense/",
+                   "rrf_bm25_dense/", "hybrid/", "rrf_all/"):
         for name in ("recall@10", "recall@100", "ndcg@10", "mrr@10", "hr@10"):
             assert 0.0 <= m[prefix + name] <= 1.0
         assert m[prefix + "latency_ms"] > 0
@@ -137,15 +137,22 @@ def test_untrained_catalog_serves_through_adc_alone(tmp_path):
     make_catalog(tmp_path)
     workdir = str(tmp_path / "w")
     build_real_workdir(tiny_config(tmp_path), workdir)
+    systems = ("adc", "adc_dense", "adc_hybrid", "dense", "hybrid")
     m = evaluate_real_workdir(workdir, str(tmp_path / "judgments_dev.tsv"), latency_queries=1,
-                              systems=("adc", "adc_dense", "dense"),
-                              embedding_cache=str(tmp_path / "cache"), beam_size=8)
+                              systems=systems, embedding_cache=str(tmp_path / "cache"),
+                              beam_size=8)
     assert m["adc/valid_sid_rate"] == 1.0
-    for prefix in ("adc/", "adc_dense/"):
+    for prefix in ("adc/", "adc_dense/", "adc_hybrid/", "hybrid/"):
         assert 0.0 <= m[prefix + "recall@10"] <= 1.0 and m[prefix + "latency_ms"] > 0
-    # Re-ranking the beams' items by the dense cosine cannot beat ranking the whole catalog by it
-    # at depth 100 (all 60 products), and it orders within the beams as dense does.
+    # Re-ranking the beams' items by a scorer cannot beat ranking the whole catalog by it at
+    # depth 100 (all 60 products): recall@100 is the share of targets among the candidates.
     assert m["adc_dense/recall@100"] <= m["dense/recall@100"] + 1e-9
+    assert m["adc_hybrid/recall@100"] <= m["hybrid/recall@100"] + 1e-9
+    # Cells of the first SID level hold every item of the beams' own SIDs and more.
+    cells = evaluate_real_workdir(workdir, str(tmp_path / "judgments_dev.tsv"),
+                                  latency_queries=0, systems=("adc_hybrid",), cell_level=1,
+                                  embedding_cache=str(tmp_path / "cache"), beam_size=8)
+    assert cells["adc_hybrid/recall@100"] >= m["adc_hybrid/recall@100"] - 1e-9
     with pytest.raises(ValueError, match="no trained model"):
         evaluate_real_workdir(workdir, str(tmp_path / "judgments_dev.tsv"),
                               systems=("generative",))

@@ -181,8 +181,8 @@ def score_systems(systems: dict[str, SearchFn], judged: JudgedQueries, titles: S
     return metrics
 
 
-REAL_SYSTEMS = ("generative", "adc", "adc_dense", "bm25", "rrf_bm25", "dense", "rrf_bm25_dense",
-                "rrf_all")
+REAL_SYSTEMS = ("generative", "adc", "adc_dense", "adc_hybrid", "bm25", "rrf_bm25", "dense",
+                "rrf_bm25_dense", "hybrid", "rrf_all")
 DEFAULT_SYSTEMS = ("generative", "bm25", "rrf_bm25")
 PREFIXES = {"generative": ""}  # the generative model's metrics keep plain names
 NEEDS_MODEL = ("generative", "rrf_bm25", "rrf_all")
@@ -194,15 +194,18 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
                           systems: Sequence[str] = DEFAULT_SYSTEMS,
                           embedding_cache: str | None = None, train_queries: int = 300,
                           prior_weight: float | None = None, rerank: str | None = None,
+                          cell_level: int | None = None, bm25_weight: float | None = None,
                           mesh_shape=None) -> dict:
     """The trained generative retriever of `workdir` on a judgments file, next to the baselines
     over the same catalog, each with its single-query latency, in one run.
 
     Systems (REAL_SYSTEMS): `generative` (metrics under plain names: `recall@10`, ...), `adc`
     (no model: beam search over the SIDs by the query embedding's ADC scores), `adc_dense` (the
-    ADC beams' items re-ranked by exact dense cosine), `bm25`, `rrf_bm25` (generative + BM25),
-    `dense` (MiniLM title embeddings, read from `embedding_cache`, default the workdir's SID
-    cache), `rrf_bm25_dense`, `rrf_all` (all three), each under `name/`. A prepared catalog that
+    ADC beams' items re-ranked by exact dense cosine), `adc_hybrid` (re-ranked by cosine + BM25,
+    eval/hybrid.py), `bm25`, `rrf_bm25` (generative + BM25), `dense` (MiniLM title embeddings,
+    read from `embedding_cache`, default the workdir's SID cache), `rrf_bm25_dense`, `hybrid`
+    (cosine + BM25 over the whole catalog), `rrf_all` (generative, BM25, dense), each under
+    `name/`. A prepared catalog that
     was never trained takes the systems without a model. Also counts, `valid_sid_rate`, and
     `examples`: queries the generative model misses in its top 10 while BM25 finds a target.
 
@@ -210,7 +213,9 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     without training pairs); per beam system `gold_prefix_in_beams/l1..l5` (share of gold items
     whose first l codes start a returned beam); `train/recall@10` and `@100` of the generative
     model on `train_queries` judged train queries (memorisation). `prior_weight` and `rerank`
-    override the trained config's `eval.prior_weight` / `eval.rerank` for the generative system.
+    override the trained config's `eval.prior_weight` / `eval.rerank` for the generative system;
+    `cell_level` (`eval.cell_level`: candidates are the beams' SID cells at that depth) and
+    `bm25_weight` (`eval.bm25_weight`, the hybrid scorer's) apply to every system using them.
     """
     from onesearch_jax import workdir as wd
     from onesearch_jax.eval.rank_fusion import rrf
@@ -237,6 +242,10 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
         bundle.config.eval.prior_weight = float(prior_weight)
     if rerank is not None:
         bundle.config.eval.rerank = rerank
+    if cell_level is not None:
+        bundle.config.eval.cell_level = int(cell_level)
+    if bm25_weight is not None:
+        bundle.config.eval.bm25_weight = float(bm25_weight)
     products = Products(bundle.product_ids, bundle.titles, LoadReport(workdir))
     judged = JudgedQueries.load(judgments_path, products, min_relevance, max_queries=max_queries)
     depth = max(KS)
@@ -279,6 +288,14 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
         add_beam_system("adc", "none", adc_only=True)
     if "adc_dense" in systems:
         add_beam_system("adc_dense", "dense", adc_only=True)
+    if "adc_hybrid" in systems:
+        add_beam_system("adc_hybrid", "hybrid", adc_only=True)
+    if "hybrid" in systems:  # the same scorer over the whole catalog: what the cells cost or add
+        hybrid = bundle.hybrid_ranker()
+        search["hybrid"] = lambda queries: [
+            [bundle.product_ids[i] for i in row]
+            for row in hybrid.search(list(queries), bundle.query_vectors(queries), depth)]
+        ranked["hybrid"] = search["hybrid"](judged.queries)
     cache = bundle.config.sids.get("embedding_cache") or wd.sid_dir(workdir)
     base = baseline_systems(
         bundle.product_ids, bundle.titles, [n for n in ("bm25", "dense") if n in needed],
