@@ -69,6 +69,8 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.sid_embeddings = "random"      # 'centroids': SID rows from the KHQE codebooks
     c.eval.prior_weight = 0.0        # > 0: logits + weight * ADC score of the query embedding
     c.eval.rerank = "none"           # 'dense': the beams' items ordered by dense cosine
+    c.eval.cell_level = 0            # c > 0: candidates are all items in the beams' depth-c cells
+    c.eval.bm25_weight = 0.5         # rerank='hybrid': cosine + weight * BM25 / best BM25
     if cpu:
         c.preset = "cpu"
         c.model.update(d_model=128, num_heads=4, mlp_dim=512, enc_layers=2, dec_layers=2)
