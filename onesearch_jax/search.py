@@ -191,10 +191,8 @@ class ModelBundle:
             return [items[:k] for items in every], codes, valid
         if rerank == "hybrid":
             return self.hybrid_ranker().rerank(texts, vectors, every, k), codes, valid
-        if self._item_vectors is None:
-            self._item_vectors = self.item_vectors()
         fuse_k = 60.0 if rerank == "rrf" else None
-        return rerank_by_vectors(every, vectors, self._item_vectors, k, fuse_k), codes, valid
+        return rerank_by_vectors(every, vectors, self.item_vectors(), k, fuse_k), codes, valid
 
     def cells(self) -> CellIndex:
         """The catalog's items by SID prefix (built on first use)."""
@@ -206,17 +204,19 @@ class ModelBundle:
         """Cosine + BM25 over the catalog's titles (eval/hybrid.py), built on first use."""
         if self._hybrid is None:
             from onesearch_jax.eval.hybrid import HybridRanker
-            if self._item_vectors is None:
-                self._item_vectors = self.item_vectors()
-            self._hybrid = HybridRanker(self.titles, self._item_vectors,
+            self._hybrid = HybridRanker(self.titles, self.item_vectors(),
                                         float(self.config.eval.get("bm25_weight", 0.5)))
         return self._hybrid
 
     def item_vectors(self) -> np.ndarray:
-        """Plain title embeddings of the catalog (cached by content, like the dense baseline)."""
-        from onesearch_jax.sid.embedding_cache import embed_cached
-        cache = self.config.sids.get("embedding_cache") or wd.sid_dir(self.workdir)
-        return embed_cached(self.titles, self.config.sids.embedder, cache, self.embedder().embed)
+        """Plain title embeddings of the catalog (cached by content, like the dense baseline),
+        read once per bundle."""
+        if self._item_vectors is None:
+            from onesearch_jax.sid.embedding_cache import embed_cached
+            cache = self.config.sids.get("embedding_cache") or wd.sid_dir(self.workdir)
+            self._item_vectors = embed_cached(self.titles, self.config.sids.embedder, cache,
+                                              self.embedder().embed)
+        return self._item_vectors
 
 
 RERANKS = ("none", "dense", "rrf", "hybrid")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _normalize(vectors: np.ndarray, name: str) -> np.ndarray:
+def normalize_rows(vectors: np.ndarray, name: str) -> np.ndarray:
     vectors = np.asarray(vectors)
     if vectors.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (rows, dim), got shape {vectors.shape}")
@@ -29,7 +29,7 @@ class DenseIndex:
     """An immutable exact-cosine index over document embeddings of shape (N, dim)."""
 
     def __init__(self, doc_embeddings: np.ndarray, chunk_size: int = 256):
-        docs = _normalize(doc_embeddings, "doc_embeddings")
+        docs = normalize_rows(doc_embeddings, "doc_embeddings")
         if docs.shape[0] == 0:
             raise ValueError("DenseIndex needs at least one document")
         if chunk_size < 1:
@@ -43,7 +43,7 @@ class DenseIndex:
         best first, where k' = min(k, number of documents)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        queries = _normalize(query_embeddings, "query_embeddings")
+        queries = normalize_rows(query_embeddings, "query_embeddings")
         if queries.shape[1] != self.dim:
             raise ValueError(f"query_embeddings have dim {queries.shape[1]}, "
                              f"the index has dim {self.dim}")

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from onesearch_jax.eval.bm25 import BM25Index
+from onesearch_jax.eval.dense import normalize_rows
 
 
 def hybrid_scores(cosine: np.ndarray, bm25: np.ndarray, bm25_max: float,
@@ -31,18 +32,14 @@ class HybridRanker:
     def __init__(self, titles: Sequence[str], item_vectors: np.ndarray, weight: float):
         if not weight >= 0:
             raise ValueError(f"the BM25 weight must be >= 0, got {weight}")
-        vectors = np.asarray(item_vectors, np.float32)
-        if len(vectors) != len(titles):
-            raise ValueError(f"{len(titles)} titles but {len(vectors)} item vectors")
-        self.item_vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True),
-                                                 1e-12)
+        if len(item_vectors) != len(titles):
+            raise ValueError(f"{len(titles)} titles but {len(item_vectors)} item vectors")
+        self.item_vectors = normalize_rows(item_vectors, "item_vectors")
         self.bm25 = BM25Index(list(titles))
         self.weight = float(weight)
 
     def _rows(self, queries: Sequence[str], query_vectors: np.ndarray):
-        q = np.asarray(query_vectors, np.float32)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        return q, self.bm25.score_matrix(list(queries)).tocsr()
+        return normalize_rows(query_vectors, "query_vectors"), self.bm25.score_matrix(list(queries)).tocsr()
 
     def rerank(self, queries: Sequence[str], query_vectors: np.ndarray,
                candidates: Sequence[Sequence[int]], k: int) -> list[list[int]]:
