@@ -27,15 +27,21 @@ from configs import sft
 
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot")
 LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
-PRESETS = ("tiny", "small")
+PRESETS = ("tiny", "small", "small_scratch")
 
 _MODEL = {
     "tiny": dict(d_model=64, num_heads=4, mlp_dim=256, enc_layers=2, dec_layers=2),
-    "small": dict(d_model=96, num_heads=4, mlp_dim=384, enc_layers=2, dec_layers=2),
+    # Frozen MiniLM-L6 states (cached per text) + a 1-layer adapter + a 2-layer decoder whose SID
+    # embeddings start at the codebook vectors.
+    "small": dict(d_model=256, num_heads=4, mlp_dim=1024, enc_layers=0, dec_layers=2,
+                  encoder="frozen_minilm"),
+    # The from-scratch model of the first ladder (experiments/results/ladder_small).
+    "small_scratch": dict(d_model=96, num_heads=4, mlp_dim=384, enc_layers=2, dec_layers=2),
 }
 _TRAIN = {
     "tiny": dict(steps=1000, batch_size=64, lr=3e-3, warmup=50, checkpoint_every=250),
-    "small": dict(steps=2000, batch_size=64, lr=3e-3, warmup=100, checkpoint_every=500),
+    "small": dict(steps=6000, batch_size=128, lr=1e-3, warmup=300, checkpoint_every=1000),
+    "small_scratch": dict(steps=2000, batch_size=64, lr=3e-3, warmup=100, checkpoint_every=500),
 }
 
 V1_STAGES = [
@@ -85,6 +91,10 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     c.train.fgm_epsilon = 0.0
     c.data.enc_len = 96  # the teacher input adds [KW] + up to 16 keyword tokens
     c.data.dec_len = 8
+    c.data.state_cache = ""  # frozen_minilm: the state cache folder ("" = W/minilm_states)
+    c.data.state_max_len = 32  # word pieces per text span, [CLS] and [SEP] included
+    c.data.mem_len = 64  # memory slots per encoder row (longer rows are cut and counted)
+    c.sid_embeddings = "centroids" if c.model.encoder == "frozen_minilm" else "random"
     c.eval.beam_size = 32
     c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"
     c.data.stages = {"v1": V1_STAGES, "direct_cot": DIRECT_COT_STAGES}.get(rung, COT_STAGES)

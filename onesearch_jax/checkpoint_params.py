@@ -13,11 +13,11 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from onesearch_jax import fileio
 from onesearch_jax import sharding as sharding_lib
+from onesearch_jax.model import transformer
 
 # Model fields that change compute but not parameters: free to differ on resume.
 RUNTIME_MODEL_KEYS = frozenset({"dropout_rate", "dtype", "attention_impl"})
@@ -42,8 +42,7 @@ def abstract_params(model: nn.Module, sharding: jax.sharding.Sharding | None = N
     """ShapeDtypeStructs of the model's parameters: with `mesh`, each sharded by its logical
     axis names under `rules` (as training shards them), else all on `sharding` (default: the
     first local device)."""
-    dummy = jnp.ones((1, 1), jnp.int32)
-    boxed = jax.eval_shape(lambda r: model.init(r, dummy, dummy)["params"], jax.random.key(0))
+    boxed = jax.eval_shape(lambda r: transformer.init_params(model, r), jax.random.key(0))
     if mesh is not None:
         shardings = sharding_lib.logical_to_shardings(nn.get_partition_spec(boxed), mesh,
                                                       rules or sharding_lib.DEFAULT_RULES)

@@ -19,6 +19,7 @@ import numpy as np
 from onesearch_jax import artifacts, checkpoint_params, fileio
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax import workdir as wd
+from onesearch_jax.data import encoder_memory
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
@@ -78,6 +79,7 @@ class ModelBundle:
     workdir: str | None = None
     train: object = None  # a real catalog's train Judgments (diagnostics: seen products)
     mesh: object = None  # serve sharded on this mesh (None: one device)
+    memory: object = None  # a frozen_minilm model's EncoderMemory (data/encoder_memory.py)
     _embedder: object = dataclasses.field(default=None, repr=False)
     _item_vectors: object = dataclasses.field(default=None, repr=False)
     _cells: object = dataclasses.field(default=None, repr=False)
@@ -110,7 +112,8 @@ class ModelBundle:
         params = restore_params(model, config, workdir, step, mesh)
         trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
         return cls(config, world, vocab, item_codes, trie, builder, model, params,
-                   list(world.catalog.product_ids), list(world.catalog.titles), mesh=mesh)
+                   list(world.catalog.product_ids), list(world.catalog.titles), mesh=mesh,
+                   memory=encoder_memory.for_config(config, tokenizer, workdir))
 
     @classmethod
     def for_real(cls, config, catalog, vocab, builder, model, params,
@@ -146,7 +149,8 @@ class ModelBundle:
                             cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)),
                             khqe=self.khqe,
                             prior_weight=float(self.config.eval.get("prior_weight", 0.0)),
-                            mesh=self.mesh, rules=mesh_rules(self.config))
+                            mesh=self.mesh, rules=mesh_rules(self.config),
+                            memory=None if model is None else self.memory)
 
     def embedder(self):
         """The catalog's text embedder (MiniLM), built on first use: serving embeds queries for

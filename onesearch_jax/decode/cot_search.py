@@ -26,9 +26,11 @@ def greedy_keywords(model: EncoderDecoder, params, enc_out, enc_mask, num_tokens
 
 
 def cot_beam_search(model: EncoderDecoder, params, enc_tokens, *, keyword_len: int, vocab,
-                    trie, beam_size: int, constrained: bool = True) -> tuple[BeamResult, jax.Array]:
+                    trie, beam_size: int, constrained: bool = True,
+                    enc_states=None) -> tuple[BeamResult, jax.Array]:
     """(SID beams after the model's own keywords, those keywords int32[B, keyword_len])."""
-    enc_out, enc_mask = model.apply({"params": params}, enc_tokens, method=EncoderDecoder.encode)
+    enc_out, enc_mask = model.apply({"params": params}, enc_tokens, enc_states=enc_states,
+                                    method=EncoderDecoder.encode)
     prefix = greedy_keywords(model, params, enc_out, enc_mask, keyword_len, vocab.text_vocab_size)
 
     def logits_fn(state, tokens, step):

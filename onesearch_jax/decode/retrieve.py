@@ -51,11 +51,18 @@ class SidRetriever:
         prior_weight: float = 0.0,
         mesh: jax.sharding.Mesh | None = None,
         rules=None,
+        memory=None,
     ):
         """`cot_keyword_len` > 0: a direct-CoT model, which writes that many keyword tokens
         before the SID (decode/cot_search.py; no KV cache, the reference decoder path).
-        `mesh` (with the training config's logical axis `rules`): serve sharded on it."""
+        `mesh` (with the training config's logical axis `rules`): serve sharded on it.
+        `memory` (a data/encoder_memory.EncoderMemory): a frozen_minilm model's encoder rows
+        become memory tokens + MiniLM states on the host, batch by batch."""
         self.model, self.params, self.vocab, self.trie = model, params, vocab, trie
+        self.memory = memory
+        if model is not None and (memory is None) == (model.cfg.encoder == "frozen_minilm"):
+            raise ValueError("a frozen_minilm model is served with its EncoderMemory (and only "
+                             "such a model)")
         self.beam_size, self.constrained, self.batch_size = beam_size, constrained, batch_size
         self.cot_keyword_len = int(cot_keyword_len)
         self.khqe, self.prior_weight = khqe, float(prior_weight)
@@ -111,19 +118,20 @@ class SidRetriever:
         """Whether retrieve() needs the queries' embeddings (the ADC prior or ADC alone)."""
         return self.khqe is not None and (self.model is None or self.prior_weight != 0.0)
 
-    def _cot_search_impl(self, params, trie, enc_tokens):
-        result, _ = cot_beam_search(self.model, params, enc_tokens,
+    def _cot_search_impl(self, params, trie, enc_tokens, enc_states=None):
+        result, _ = cot_beam_search(self.model, params, enc_tokens, enc_states=enc_states,
                                     keyword_len=self.cot_keyword_len, vocab=self.vocab, trie=trie,
                                     beam_size=self.beam_size, constrained=self.constrained)
         return result
 
-    def _search_impl(self, params, trie, enc_tokens, tables=None):
+    def _search_impl(self, params, trie, enc_tokens, enc_states=None, tables=None):
         batch, offsets = enc_tokens.shape[0], self.vocab.level_offsets
         if self.model is None:
             logits_fn, cache = tables_only(tables, offsets, batch), jnp.zeros((batch,))
         else:
             enc_out, enc_mask = self.model.apply(
-                {"params": params}, enc_tokens, method=EncoderDecoder.encode
+                {"params": params}, enc_tokens, enc_states=enc_states,
+                method=EncoderDecoder.encode
             )
             logits_fn, cache = make_cached_logits_fn(
                 self.model,
@@ -169,7 +177,7 @@ class SidRetriever:
             pad = self.batch_size - len(chunk)
             padded = np.pad(chunk, ((0, pad), (0, 0))) if pad else chunk
             padded[len(chunk) :, 0] = BOS_ID  # keep padded rows non-empty (no all-masked attention)
-            args = (padded,)
+            args = (padded, None) if self.memory is None else self.memory.memory(padded)
             if self.uses_tables:
                 vectors = query_vectors[lo : lo + self.batch_size]
                 vectors = np.pad(vectors, ((0, pad), (0, 0))) if pad else vectors

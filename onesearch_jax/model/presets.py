@@ -69,7 +69,8 @@ MINILM_L6 = dict(
     type_vocab_size=2,
     layer_norm_eps=1e-12,
 )
-ENCODERS = ("scratch", "minilm")
+ENCODERS = ("scratch", "minilm", "frozen_minilm")
+FROZEN_STATE_DIM = MINILM_L6["hidden_size"]  # width of the cached states frozen_minilm reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +92,8 @@ class TransformerConfig:
     param_dtype: str = "float32"
     attention_impl: str | None = None  # passed to jax.nn.dot_product_attention
     # 'scratch': the pre-LN encoder above; 'minilm': MiniLM-L6's post-LN BERT encoder
-    # (MINILM_L6; enc_layers must say 6), weights loaded by model/pretrained.py.
+    # (MINILM_L6; enc_layers must say 6), weights loaded by model/pretrained.py;
+    # 'frozen_minilm': frozen MiniLM states (cached per text) read by enc_layers adapter layers.
     encoder: str = "scratch"
     # The embedding table (and the logits matmul) has padded_vocab_size rows, vocab_size rounded
     # up to a multiple of this: lane-aligned on TPU/GPU and divisible by a 'tensor' mesh axis.
@@ -110,7 +112,6 @@ class TransformerConfig:
             "d_model",
             "num_heads",
             "mlp_dim",
-            "enc_layers",
             "dec_layers",
             "max_enc_len",
             "max_dec_len",
@@ -118,6 +119,9 @@ class TransformerConfig:
         ):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+        if int(self.enc_layers) < (0 if self.encoder == "frozen_minilm" else 1):
+            raise ValueError(f"model.enc_layers must be positive (0 is allowed only for the "
+                             f"frozen_minilm encoder's adapter), got {self.enc_layers}")
         if self.head_dim is None and self.d_model % self.num_heads:
             raise ValueError(
                 f"model.d_model={self.d_model} is not divisible by "
@@ -181,6 +185,8 @@ def train_flops_per_example(cfg: TransformerConfig, enc_len: int, dec_len: int) 
     ed, ea, em = cfg.encoder_dims
     enc_layer = s * (2 * 4 * ed * ea + 2 * 2 * ed * em) + 2 * 2 * s * s * ea
     enc_proj = s * 2 * ed * d if ed != d else 0
+    if cfg.encoder == "frozen_minilm":  # the frozen MiniLM runs once per text, outside the step
+        enc_proj = s * 2 * FROZEN_STATE_DIM * d
     dec_layer = (
         t * (2 * 4 * d * a + 2 * 2 * d * m)
         + 2 * 2 * t * t * a  # self-attn + MLP
@@ -213,4 +219,6 @@ def param_count(cfg: TransformerConfig) -> int:
         enc = cfg.enc_layers * layer + table + (h * d + d if h != d else 0)
     else:
         enc = cfg.enc_layers * (2 * ln + attn + mlp) + ln + (cfg.max_enc_len * d if learned else 0)
+        if cfg.encoder == "frozen_minilm":
+            enc += FROZEN_STATE_DIM * d + d
     return cfg.padded_vocab_size * d + enc + dec

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from onesearch_jax.model.presets import MINILM_L6, TransformerConfig
+from onesearch_jax.model.presets import FROZEN_STATE_DIM, MINILM_L6, TransformerConfig
 from onesearch_jax.sid.minilm import MiniLMEncoder
 
 PAD_ID = 0
@@ -186,7 +186,9 @@ class EncoderDecoder(nn.Module):
 
     With `cfg.encoder == 'minilm'` the encoder is MiniLM-L6's BERT (params under 'encoder', its
     own word-embedding table over the whole vocabulary, projected to d_model if the widths
-    differ); the decoder and its tied embedding table are the same either way.
+    differ); with 'frozen_minilm' it reads MiniLM states computed outside the model (cached for
+    training) through `state_proj` and `enc_layers` adapter layers (0 allowed); the decoder and
+    its tied embedding table are the same either way.
     """
 
     cfg: TransformerConfig
@@ -201,6 +203,10 @@ class EncoderDecoder(nn.Module):
             embedding_init=_init(nn.initializers.normal(stddev=1.0), "vocab", "embed"),
         )
         pretrained = cfg.encoder == "minilm"
+        if cfg.encoder == "frozen_minilm":
+            # The trainable reader of frozen MiniLM states (data/encoder_memory.py): a projection
+            # of each slot's state to d_model, added to its token embedding, then the adapter.
+            self.state_proj = _dense(cfg.d_model, (None, "embed"), cfg, "state_proj")
         if cfg.positions == "learned":
             pos_init = _init(nn.initializers.normal(stddev=0.02), "length", "embed")
             if not pretrained:
@@ -236,18 +242,37 @@ class EncoderDecoder(nn.Module):
             return jnp.asarray(sinusoidal_positions(length, cfg.d_model))
         return (self.enc_pos if which == "enc" else self.dec_pos)[:length]
 
-    def _embed(self, tokens, which: str, train: bool):
+    def _embed(self, tokens, which: str, train: bool, extra=None):
         x = self.embed(tokens) + self._positions(which, tokens.shape[1]).astype(
             jnp.dtype(self.cfg.dtype)
         )
+        if extra is not None:
+            x = x + extra
         x = self.dropout(x.astype(jnp.dtype(self.cfg.dtype)), deterministic=not train)
         return nn.with_logical_constraint(x, ACT_AXES)
 
-    def encode(self, enc_tokens, train: bool = False):
-        """Returns (enc_out [B,S,D], enc_mask bool[B,S]); mask is False on padding."""
+    def encode(self, enc_tokens, train: bool = False, enc_states=None):
+        """Returns (enc_out [B,S,D], enc_mask bool[B,S]); mask is False on padding.
+
+        `enc_states` float[B,S,384]: the frozen MiniLM state of each memory slot, which the
+        `frozen_minilm` encoder needs (and the others refuse)."""
         if enc_tokens.ndim != 2:
             raise ValueError(f"enc_tokens must be [batch, length], got shape {enc_tokens.shape}")
         enc_mask = enc_tokens != PAD_ID
+        if (enc_states is not None) != (self.cfg.encoder == "frozen_minilm"):
+            raise ValueError(
+                "the frozen_minilm encoder reads enc_states (data/encoder_memory.py) with its "
+                "memory tokens" if enc_states is None else
+                f"enc_states given, but model.encoder={self.cfg.encoder!r} reads tokens only")
+        if enc_states is not None:
+            if enc_states.shape[:2] != enc_tokens.shape:
+                raise ValueError(f"enc_states {enc_states.shape} do not match enc_tokens "
+                                 f"{enc_tokens.shape}")
+            x = self._embed(enc_tokens, "enc", train, extra=self.state_proj(
+                enc_states.astype(jnp.dtype(self.cfg.dtype))))
+            for layer in self.enc_layers:
+                x = layer(x, enc_mask[:, None, None, :], train)
+            return self.enc_norm(x), enc_mask
         if self.cfg.encoder == "minilm":
             x = self.encoder(enc_tokens, enc_mask.astype(jnp.int32), deterministic=not train)
             if MINILM_L6["hidden_size"] != self.cfg.d_model:
@@ -301,17 +326,18 @@ class EncoderDecoder(nn.Module):
             out.append(jnp.pad(lp, ((0, 0), (0, width - size)), constant_values=-1e9))
         return jnp.stack(out, axis=1)
 
-    def sid_log_probs(self, enc_tokens, dec_inputs, positions, level_ranges, train: bool = False):
+    def sid_log_probs(self, enc_tokens, dec_inputs, positions, level_ranges, train: bool = False,
+                      enc_states=None):
         """Teacher-forced SID-slice log-probs [B, L, K] (see `level_log_probs_at`)."""
-        enc_out, enc_mask = self.encode(enc_tokens, train)
+        enc_out, enc_mask = self.encode(enc_tokens, train, enc_states)
         x = self.decode_hidden(enc_out, enc_mask, dec_inputs, train)
         return self.level_log_probs_at(x, positions, level_ranges)
 
     def logits_and_sid_log_probs(self, enc_tokens, dec_inputs, positions, level_ranges,
-                                 train: bool = False):
+                                 train: bool = False, enc_states=None):
         """One forward pass: full-vocabulary logits [B,T,V] (for the CE over every task's
         targets) and the SID-slice log-probs [B,L,K] at `positions` (for distillation)."""
-        enc_out, enc_mask = self.encode(enc_tokens, train)
+        enc_out, enc_mask = self.encode(enc_tokens, train, enc_states)
         x = self.decode_hidden(enc_out, enc_mask, dec_inputs, train)
         return self.full_logits(x), self.level_log_probs_at(x, positions, level_ranges)
 
@@ -341,9 +367,18 @@ class EncoderDecoder(nn.Module):
         start, size = logit_range
         return self.project_slice(x, start, size), tuple(new_cache)
 
-    def __call__(self, enc_tokens, dec_inputs, train: bool = False):
-        enc_out, enc_mask = self.encode(enc_tokens, train)
+    def __call__(self, enc_tokens, dec_inputs, train: bool = False, enc_states=None):
+        enc_out, enc_mask = self.encode(enc_tokens, train, enc_states)
         return self.decode(enc_out, enc_mask, dec_inputs, train)
+
+
+def init_params(model: EncoderDecoder, rng) -> dict:
+    """Fresh (boxed) parameters; their shapes do not depend on the lengths of the dummy inputs."""
+    dummy = jnp.ones((1, 1), jnp.int32)
+    states = None
+    if model.cfg.encoder == "frozen_minilm":
+        states = jnp.zeros((1, 1, FROZEN_STATE_DIM), jnp.float32)
+    return model.init(rng, dummy, dummy, enc_states=states)["params"]
 
 
 def build_model(cfg: TransformerConfig) -> EncoderDecoder:
@@ -357,9 +392,11 @@ DecodeState = tuple  # (enc_out [N,S,D], enc_mask bool[N,S])
 LogitRanges = tuple  # per decoding step, the (start, size) vocabulary slice to score
 
 
-def encode_for_beams(model: EncoderDecoder, params, enc_tokens, num_beams: int) -> DecodeState:
+def encode_for_beams(model: EncoderDecoder, params, enc_tokens, num_beams: int,
+                     enc_states=None) -> DecodeState:
     """Encodes once and repeats per beam: row i*num_beams + j is beam j of example i."""
-    enc_out, enc_mask = model.apply({"params": params}, enc_tokens, method=EncoderDecoder.encode)
+    enc_out, enc_mask = model.apply({"params": params}, enc_tokens, enc_states=enc_states,
+                                    method=EncoderDecoder.encode)
     return (jnp.repeat(enc_out, num_beams, axis=0), jnp.repeat(enc_mask, num_beams, axis=0))
 
 

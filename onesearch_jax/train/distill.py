@@ -89,6 +89,7 @@ def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, se
     def student(key):
         logits, lp = model.apply({"params": params}, batch["enc_tokens"], batch["dec_inputs"],
                                  positions, kl_ranges, train=True, rngs={"dropout": key},
+                                 enc_states=batch.get("enc_states"),
                                  method=EncoderDecoder.logits_and_sid_log_probs)
         if s["student_loss"] == "focal":
             ce, m = distill_losses.focal_loss(jax.nn.log_softmax(logits, -1), targets, weights,
@@ -113,6 +114,7 @@ def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, se
     t_lp = model.apply({"params": t_params}, batch["teacher_enc_tokens"], batch["dec_inputs"],
                        positions, kl_ranges, train=teacher_train,
                        rngs={"dropout": k_teacher} if teacher_train else None,
+                       enc_states=batch.get("teacher_enc_states"),
                        method=EncoderDecoder.sid_log_probs)
     kl = distill_losses.tempered_kl(jax.lax.stop_gradient(t_lp), s_lp, kl_mask,
                                     tau=float(s["tau"]))

@@ -18,8 +18,8 @@ from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
 from onesearch_jax.train.prefetch import prefetch_depth, prefetching
-from onesearch_jax.train.train_state import (create_train_state, rollout_key, seed_keys,
-                                             setup_train_state)
+from onesearch_jax.train.train_state import (create_train_state, restart_params_ema,
+                                             rollout_key, seed_keys, setup_train_state)
 
 BatchIterFactory = Callable[[int, slice], Iterator[Mapping[str, np.ndarray]]]
 
@@ -91,7 +91,8 @@ def train_loop(
         state, start, data_position = create_train_state(setup, int(tc.seed)), 0, 0
         if init_params is not None:
             params = jax.device_put(init_params(state.params), setup.shardings.params)
-            state = state.replace(params=params)
+            state = state.replace(params=params,
+                                  opt_state=restart_params_ema(state.opt_state, params))
 
     train_step = make_step(model, config, setup)
     rng = seed_keys(int(tc.seed))[1]  # the dropout stream; init used the other key

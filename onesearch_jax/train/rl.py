@@ -91,7 +91,8 @@ def check_rl_batch(batch) -> None:
 def _sft_term(params, batch, model, weight: float):
     if weight <= 0:
         return jnp.zeros(()), {}
-    logits = model.apply({"params": params}, batch["enc_tokens"], batch["sft_dec_inputs"])
+    logits = model.apply({"params": params}, batch["enc_tokens"], batch["sft_dec_inputs"],
+                         enc_states=batch.get("enc_states"))
     ce, m = weighted_cross_entropy(logits, batch["sft_dec_targets"], batch["sft_dec_weights"])
     return weight * ce, {"sft_ce": ce, "sft_accuracy": m["accuracy"]}
 
@@ -116,7 +117,7 @@ def grpo_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, setti
     del rng  # RL updates are deterministic (no dropout): the ratio compares one policy
     s = settings
     logp = rollout_lib.group_sid_log_probs(model, params, batch["enc_tokens"], batch["codes"],
-                                           ranges)
+                                           ranges, batch.get("enc_states"))
     inputs = {k: batch[k] for k in ("codes", "targets", "target_mask", "valid")}
     inputs["item_reward"] = batch["item_reward"].astype(jnp.float32)
     advantages, gates = adv_lib.get_advantage(s["advantage"])(inputs, s)
@@ -137,7 +138,7 @@ def dpo_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, settin
     del rng
     s = settings
     logp = rollout_lib.group_sid_log_probs(model, params, batch["enc_tokens"], batch["codes"],
-                                           ranges)
+                                           ranges, batch.get("enc_states"))
     loss, metrics = rl_losses.listwise_dpo_loss(
         jnp.sum(logp, -1), jnp.sum(batch["ref_logp"], -1), batch["item_reward"],
         beta=float(s["dpo_beta"]), valid=batch["valid"], min_gap=float(s["dpo_min_gap"]))

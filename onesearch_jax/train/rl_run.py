@@ -26,6 +26,7 @@ import numpy as np
 from onesearch_jax import artifacts, checkpoint_params, fileio
 from onesearch_jax import distributed
 from onesearch_jax import workdir as wd
+from onesearch_jax.data import encoder_memory
 from onesearch_jax.data.sft_tasks import decoder_inputs, sid_targets
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
@@ -109,12 +110,14 @@ class RolloutHook:
             out_shardings=sharding_lib.batch_sharding(setup.mesh, setup.rules))
 
     def __call__(self, state, prompts, rng):
-        enc = sharding_lib.shard_batch({"enc_tokens": prompts["enc_tokens"]}, self.setup.mesh,
-                                       self.setup.rules, self.global_batch)["enc_tokens"]
+        keys = [k for k in ("enc_tokens", "enc_states") if k in prompts]
+        enc = sharding_lib.shard_batch({k: prompts[k] for k in keys}, self.setup.mesh,
+                                       self.setup.rules, self.global_batch)
         ref = state.params if self.ref_params is None else self.ref_params
         sample = ref if self.sample_reference else state.params
         with jax.set_mesh(self.setup.mesh), nn.logical_axis_rules(self.setup.rules):
-            out = self.fn(sample, state.params, ref, self.trie, enc, rng)
+            out = self.fn(sample, state.params, ref, self.trie, enc["enc_tokens"], rng,
+                          enc.get("enc_states"))
         out = jax.tree.map(sharding_lib.process_local_rows, out)
         rewards = self.rewards(prompts["query_id"], prompts["user_id"], out["items"])
         return rl.attach_rewards(prompts, out, rewards)
@@ -157,7 +160,7 @@ class RlSetup:
     """Everything an RL stage trains with, built once from the config and workdir."""
     model: object
     mesh: object
-    prompts: RlPrompts
+    prompts: Callable  # RlPrompts, or its batches with MiniLM states attached
     hook: RolloutHook
     init_params: object
     make_step: Callable
@@ -189,9 +192,11 @@ def build_rl(config, workdir: str, stage: str) -> RlSetup:
     reference = jax.tree.map(jnp.copy, init_params) if rl.needs_reference(settings) else None
     hook = RolloutHook(model, vocab, trie, rewards, setup, settings, ref_params=reference,
                        global_batch=int(config.train.batch_size))
+    memory = encoder_memory.for_config(config, builder.tok, workdir)
+    batches = prompts if memory is None else encoder_memory.with_states(prompts, memory)
     eval_fn = sft_run.make_world_eval_fn(config, workdir, world, model, vocab, item_codes,
-                                         builder)
-    return RlSetup(model, mesh, prompts, hook, init_params,
+                                         builder, memory)
+    return RlSetup(model, mesh, batches, hook, init_params,
                    rl.make_rl_step(vocab.level_offsets, vocab.level_sizes, stage), eval_fn)
 
 

@@ -30,8 +30,9 @@ def sid_decoder_inputs(codes, level_offsets: Sequence[int], bos_id: int = BOS_ID
     return jnp.concatenate([bos, tokens[:, :-1]], axis=1).astype(jnp.int32)
 
 
-def _group_log_probs(module: EncoderDecoder, enc_tokens, dec_inputs, codes, ranges, group):
-    enc_out, enc_mask = module.encode(enc_tokens, False)
+def _group_log_probs(module: EncoderDecoder, enc_tokens, dec_inputs, codes, ranges, group,
+                     enc_states=None):
+    enc_out, enc_mask = module.encode(enc_tokens, False, enc_states)
     enc_out, enc_mask = jnp.repeat(enc_out, group, 0), jnp.repeat(enc_mask, group, 0)
     x = module.decode_hidden(enc_out, enc_mask, dec_inputs, False)
     n, depth = codes.shape
@@ -40,14 +41,15 @@ def _group_log_probs(module: EncoderDecoder, enc_tokens, dec_inputs, codes, rang
     return jnp.take_along_axis(lp, codes[..., None], axis=-1)[..., 0]
 
 
-def group_sid_log_probs(model: EncoderDecoder, params, enc_tokens, codes, ranges: tuple):
+def group_sid_log_probs(model: EncoderDecoder, params, enc_tokens, codes, ranges: tuple,
+                        enc_states=None):
     """float32[B, G, L]: log pi(code_l | query, codes_<l) of each of G SIDs per query, each level
     normalised over its own slice (as decoding scores it). Deterministic (no dropout): RL's
     ratio compares two evaluations of the same policy. One encoder pass per query."""
     b, g, depth = codes.shape
     flat = codes.reshape(b * g, depth).astype(jnp.int32)
     dec = sid_decoder_inputs(flat, [start for start, _ in ranges])
-    lp = model.apply({"params": params}, enc_tokens, dec, flat, ranges, g,
+    lp = model.apply({"params": params}, enc_tokens, dec, flat, ranges, g, enc_states,
                      method=_group_log_probs)
     return lp.reshape(b, g, depth)
 
@@ -75,10 +77,10 @@ def make_rollout_fn(model: EncoderDecoder, level_offsets, level_sizes, *, group_
         raise ValueError(f"unknown rollout sampler {sampler!r}; valid: {SAMPLERS}")
     ranges = tuple((int(o), int(s)) for o, s in zip(level_offsets, level_sizes))
 
-    def rollout(sample_params, params, ref_params, trie, enc_tokens, rng):
+    def rollout(sample_params, params, ref_params, trie, enc_tokens, rng, enc_states=None):
         b = enc_tokens.shape[0]
         enc_out, enc_mask = model.apply({"params": sample_params}, enc_tokens,
-                                        method=EncoderDecoder.encode)
+                                        enc_states=enc_states, method=EncoderDecoder.encode)
         logits_fn, cache = make_cached_logits_fn(model, sample_params, enc_out, enc_mask, ranges)
         common = dict(bos_id=BOS_ID, level_offsets=level_offsets, level_sizes=level_sizes,
                       trie=trie, level_logits=True)
@@ -94,9 +96,11 @@ def make_rollout_fn(model: EncoderDecoder, level_offsets, level_sizes, *, group_
         flat = codes.reshape(b * group_size, -1)
         items = first_items(trie, flat).reshape(b, group_size)
         result = {"codes": codes, "items": items, "valid": items >= 0,
-                  "old_logp": group_sid_log_probs(model, params, enc_tokens, codes, ranges)}
+                  "old_logp": group_sid_log_probs(model, params, enc_tokens, codes, ranges,
+                                                  enc_states)}
         if with_reference:
-            result["ref_logp"] = group_sid_log_probs(model, ref_params, enc_tokens, codes, ranges)
+            result["ref_logp"] = group_sid_log_probs(model, ref_params, enc_tokens, codes, ranges,
+                                                     enc_states)
         return result
 
     return rollout

@@ -10,7 +10,7 @@ from absl import logging
 
 from onesearch_jax import artifacts
 from onesearch_jax import workdir as wd
-from onesearch_jax.data import sft_tasks
+from onesearch_jax.data import encoder_memory, sft_tasks
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.model.presets import TransformerConfig
@@ -88,16 +88,42 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
         seed=int(config.train.seed),
         with_teacher=with_teacher,
     )
+    memory = encoder_memory.for_config(config, builder.tok, workdir)
+    if memory is not None:
+        coverage.update(cache_states(memory, tasks, stream))
+        batches = encoder_memory.with_states(batches, memory)
     model = build_model(TransformerConfig(**config.model.to_dict()))
-    eval_fn = make_world_eval_fn(config, workdir, world, model, vocab, item_codes, builder)
+    eval_fn = make_world_eval_fn(config, workdir, world, model, vocab, item_codes, builder,
+                                 memory)
+    extra_init = None
+    if config.get("sid_embeddings", "random") == "centroids":
+        from onesearch_jax.model.sid_embed_init import init_sid_embeddings
+        khqe = artifacts.load_sids(workdir)[0]
+        extra_init = lambda params: init_sid_embeddings(  # noqa: E731
+            params, khqe, vocab.level_offsets, seed=int(config.train.seed))
     summary = train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok,
-                               make_step=make_step_for(vocab), check_batch=check_batch)
+                               make_step=make_step_for(vocab), check_batch=check_batch,
+                               extra_init=extra_init)
+    if memory is not None:
+        coverage["state_cache/truncated_rows"] = float(memory.truncated_rows)
     wd.write_metrics(workdir, "train", coverage, config)
     return summary
 
 
+def cache_states(memory, tasks, stream=None) -> dict[str, float]:
+    """Fills the frozen MiniLM state cache with every text the tasks' encoder rows hold."""
+    rows = [t.enc for t in tasks.values()]
+    rows += [t.teacher_enc for t in tasks.values() if t.teacher_enc is not None]
+    found = encoder_memory.fill_cache(memory, rows)
+    print(f"MiniLM states: {found['state_cache/texts']:.0f} texts, "
+          f"{found['state_cache/encoded']:.0f} encoded now "
+          f"({found['state_cache/encode_s']:.0f} s), the rest from the cache "
+          f"{memory.states.cache.folder}", file=stream, flush=True)
+    return found
+
+
 def make_world_eval_fn(config, workdir: str, world, model, vocab: SidVocab, item_codes,
-                       builder) -> Callable:
+                       builder, memory=None) -> Callable:
     """The loop's `eval_fn(state, step)`: valid-day world metrics of the current parameters
     (one compiled beam search, built on first use and fed the current params each time)."""
     trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
@@ -111,7 +137,7 @@ def make_world_eval_fn(config, workdir: str, world, model, vocab: SidVocab, item
         if retriever is None:
             retriever = SidRetriever(
                 model, state.params, vocab, trie, beam_size=int(config.eval.beam_size),
-                cot_keyword_len=int(config.eval.get("cot_keyword_len", 0)))
+                cot_keyword_len=int(config.eval.get("cot_keyword_len", 0)), memory=memory)
         retriever.params = state.params
         scores = generative_eval.evaluate_events(retriever, builder, events, targets)
         return {k: scores[k] for k in EVAL_KEYS}

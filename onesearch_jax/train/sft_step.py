@@ -54,6 +54,7 @@ def sft_loss(
         batch["enc_tokens"],
         batch["dec_inputs"],
         train=train,
+        enc_states=batch.get("enc_states"),
         rngs={"dropout": dropout_rng} if train else None,
     )
     return weighted_cross_entropy(

@@ -17,6 +17,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from onesearch_jax import sharding as sharding_lib
+from onesearch_jax.model import transformer
 
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
@@ -86,6 +87,17 @@ def params_ema(opt_state):
     raise ValueError("the optimizer keeps no parameter EMA; set train.ema_decay > 0")
 
 
+def restart_params_ema(opt_state, params):
+    """opt_state with any parameter EMA restarted at `params` (own buffers): a run whose
+    parameters were edited after init (pretrained, restored, codebook rows) must not average
+    towards the random init it replaced."""
+    def restart(leaf):
+        if isinstance(leaf, ParamsEmaState):
+            return ParamsEmaState(ema=jax.tree.map(jnp.copy, params))
+        return leaf
+    return jax.tree.map(restart, opt_state, is_leaf=lambda x: isinstance(x, ParamsEmaState))
+
+
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
     """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it).
 
@@ -119,8 +131,7 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
 
 def _boxed_init_fn(model: nn.Module, tx: optax.GradientTransformation):
     def init(rng):
-        dummy = jnp.ones((1, 1), jnp.int32)  # parameter shapes do not depend on lengths
-        params = model.init(rng, dummy, dummy)["params"]
+        params = transformer.init_params(model, rng)
         state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
         # A strong int32 step, as a restored checkpoint has: a fresh and a resumed run then
         # trace the same step function and share one compilation.

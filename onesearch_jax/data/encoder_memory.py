@@ -1,0 +1,185 @@
+"""Encoder rows of our tokenizer -> the `frozen_minilm` encoder's input: memory tokens + states.
+
+Every encoder input the task builder writes is a row of our BPE tokens: special tokens ([Q],
+[KW], [USR], task tokens), SID tokens, and runs of text tokens (a query, a title, a keyword list,
+a profile). Each maximal run of text tokens is decoded back to its text and replaced by that
+text's frozen MiniLM states, one memory slot per word piece ([CLS] and [SEP] included), each
+slot's token TEXT_SLOT_ID; every other token keeps one slot with a zero state. So
+
+    [Q] red drill [KW] drill, cordless [HIST] <sid> <sid>
+ -> [Q] <states of "red drill"> [KW] <states of "drill, cordless"> [HIST] <sid> <sid>
+
+The trainable part of the model (state projection, adapter layers, decoder) reads both. The
+states come from a `StateCache` (training: every text encoded once, before the first step) or
+from MiniLM itself (serving a new query), so the cache only makes training fast. A memory row
+longer than `mem_len` is cut at `mem_len` and counted in `truncated_rows`, never dropped.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Mapping
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from onesearch_jax.data.text_tokenizer import MASK_ID, PAD_ID
+
+TEXT_SLOT_ID = MASK_ID  # the token of a memory slot holding a MiniLM state ([MASK] is never input)
+ENC_KEYS = ("enc_tokens", "teacher_enc_tokens")  # batch keys that get states (+ "_states" twin)
+
+
+def states_key(tokens_key: str) -> str:
+    return tokens_key.replace("_tokens", "_states")
+
+
+class EncoderMemory:
+    """`memory(rows)` -> (int32 [B, mem_len] tokens, float32 [B, mem_len, 384] states).
+
+    `states` maps a text to float32 [pieces, 384]: a `StateCache` (its `get`) for training, or a
+    `LiveStates` for serving; `texts(rows)` lists the texts a set of rows needs."""
+
+    def __init__(self, tokenizer: Tokenizer, states, mem_len: int, state_dim: int = 384):
+        self.states, self.mem_len, self.state_dim = states, int(mem_len), int(state_dim)
+        self._tokenizer = tokenizer
+        specials = set(tokenizer.get_added_tokens_decoder()) | {PAD_ID}
+        self._is_text = np.ones(tokenizer.get_vocab_size(), bool)
+        self._is_text[sorted(specials)] = False
+        self._span_text: dict[bytes, str] = {}
+        self.truncated_rows = 0
+
+    def _text_of(self, span: np.ndarray) -> str:
+        key = span.tobytes()
+        text = self._span_text.get(key)
+        if text is None:
+            text = self._tokenizer.decode(span.tolist(), skip_special_tokens=False).strip()
+            self._span_text[key] = text
+        return text
+
+    def _pieces(self, row: np.ndarray) -> list:
+        """A row as a list of int (a token kept as is) or str (a text span)."""
+        row = row[row != PAD_ID]
+        text = np.zeros(len(row), bool)
+        inside = row < len(self._is_text)
+        text[inside] = self._is_text[row[inside]]
+        out, i, n = [], 0, len(row)
+        while i < n:
+            if text[i]:
+                j = i + 1
+                while j < n and text[j]:
+                    j += 1
+                out.append(self._text_of(row[i:j]))
+                i = j
+            else:
+                out.append(int(row[i]))
+                i += 1
+        return out
+
+    def texts(self, rows: np.ndarray) -> set[str]:
+        """Every text span of the rows (what a cache must hold before `memory` is called)."""
+        rows = np.unique(np.asarray(rows), axis=0) if len(rows) else np.asarray(rows)
+        return {p for r in rows for p in self._pieces(r) if isinstance(p, str)}
+
+    def memory(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.asarray(rows)
+        if rows.ndim != 2:
+            raise ValueError(f"encoder rows must be [batch, length], got shape {rows.shape}")
+        tokens = np.zeros((len(rows), self.mem_len), np.int32)
+        states = np.zeros((len(rows), self.mem_len, self.state_dim), np.float32)
+        pieces = [self._pieces(row) for row in rows]
+        prefetch = getattr(self.states, "prefetch", None)
+        if prefetch is not None:  # live MiniLM: one batched call for the new texts
+            prefetch({p for ps in pieces for p in ps if isinstance(p, str)})
+        for b, row_pieces in enumerate(pieces):
+            t = 0
+            for piece in row_pieces:
+                if t >= self.mem_len:
+                    t += 1  # something is left over: the row is cut
+                    break
+                if isinstance(piece, str):
+                    s = self.states(piece)
+                    n = min(len(s), self.mem_len - t)
+                    states[b, t:t + n] = s[:n]
+                    tokens[b, t:t + n] = TEXT_SLOT_ID
+                    t += len(s)
+                else:
+                    tokens[b, t] = piece
+                    t += 1
+            if t > self.mem_len:
+                self.truncated_rows += 1
+        return tokens, states
+
+    def attach(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A batch whose encoder rows (ENC_KEYS) are replaced by memory tokens, with their states
+        under the `_states` twin key."""
+        out = dict(batch)
+        for key in ENC_KEYS:
+            if key in out:
+                out[key], out[states_key(key)] = self.memory(out[key])
+        return out
+
+
+class LiveStates:
+    """text -> states from a `StateCache` when it holds the text, else MiniLM now (kept in a
+    bounded in-memory table): serving never needs the cache to be correct."""
+
+    def __init__(self, encoder, cache=None, max_kept: int = 100_000):
+        self.encoder, self.cache, self.max_kept = encoder, cache, int(max_kept)
+        self._kept: dict[str, np.ndarray] = {}
+
+    def prefetch(self, texts: Iterable[str]) -> None:
+        """Encodes in one batched call the texts neither the cache nor the table holds."""
+        new = sorted({t for t in texts if t not in self._kept
+                      and (self.cache is None or t not in self.cache)})
+        if not new:
+            return
+        if len(self._kept) + len(new) > self.max_kept:
+            self._kept.clear()
+        self._kept.update(zip(new, self.encoder.encode(new)))
+
+    def __call__(self, text: str) -> np.ndarray:
+        if self.cache is not None and text in self.cache:
+            return self.cache.get(text)
+        if text not in self._kept:
+            self.prefetch([text])
+        return self._kept[text]
+
+
+def state_cache_folder(config, workdir: str) -> str:
+    """`config.data.state_cache` (one folder several workdirs share), else W/minilm_states."""
+    folder = config.data.get("state_cache", "") if "data" in config else ""
+    return folder or os.path.join(workdir, "minilm_states")
+
+
+def for_config(config, tokenizer: Tokenizer, workdir: str) -> EncoderMemory | None:
+    """The EncoderMemory a `frozen_minilm` model reads through (None for other encoders):
+    states from the cache folder, MiniLM itself for texts the cache lacks."""
+    if config.model.get("encoder", "scratch") != "frozen_minilm":
+        return None
+    from onesearch_jax.data.minilm_states import MiniLMStates
+    from onesearch_jax.data.state_cache import StateCache
+
+    encoder = MiniLMStates(max_len=int(config.data.get("state_max_len", 32)))
+    cache = StateCache(state_cache_folder(config, workdir), encoder)
+    mem_len = int(config.data.get("mem_len", 0) or config.data.enc_len)
+    return EncoderMemory(tokenizer, LiveStates(encoder, cache), mem_len)
+
+
+def fill_cache(memory: EncoderMemory, row_sets: Iterable[np.ndarray]) -> dict[str, float]:
+    """Encodes into the memory's cache every text the rows need (once: a rerun encodes nothing);
+    returns what it found and how long encoding took."""
+    cache = memory.states.cache
+    texts: set[str] = set()
+    for rows in row_sets:
+        texts |= memory.texts(rows)
+    before = cache.encode_seconds
+    encoded = cache.ensure(sorted(texts))
+    return {"state_cache/texts": float(len(texts)), "state_cache/encoded": float(encoded),
+            "state_cache/encode_s": cache.encode_seconds - before,
+            "state_cache/truncated_texts": float(memory.states.encoder.truncated)}
+
+
+def with_states(batches, memory: EncoderMemory):
+    """A loop batch factory `(position, rows) -> iterator` whose batches carry MiniLM states."""
+    def factory(position, rows=None):
+        return (memory.attach(b) for b in batches(position, rows))
+    return factory
