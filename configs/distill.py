@@ -5,8 +5,11 @@
     python -m experiments.evaluate --workdir=W                      # SD (S): query only
     python -m experiments.evaluate --workdir=W --keywords=teacher   # SD (T): keywords given
 
-Arg = "<preset>:<rung>". Presets: `tiny` (tests, the demo's budget), `small` (the ladder on world
-v2 small: a 2+2-layer d=96 model, 2k steps of 64; see the README for why this size).
+Arg = "<preset>:<rung>". Presets: `small` (world v2 small: frozen MiniLM-L6 states, cached per
+text, read by a d=256 decoder of 2 layers whose SID embeddings start at the codebook vectors;
+`data.state_cache` shares the cache between workdirs), `tiny_minilm` (the same on the demo's tiny
+world with MiniLM SIDs), `small_scratch` (the first ladder's 2+2-layer d=96 model learning
+language from scratch, kept for the comparison), `tiny` (from scratch, for tests).
 Rungs (RUNGS):
   v1          the V1 SFT stages (configs/sft.py's mixture);
   cot         + the four keyword-CoT tasks and the keyword-input ("RAG") copies of the query ->
@@ -27,10 +30,13 @@ from configs import sft
 
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot")
 LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
-PRESETS = ("tiny", "small", "small_scratch")
+PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")
 
 _MODEL = {
     "tiny": dict(d_model=64, num_heads=4, mlp_dim=256, enc_layers=2, dec_layers=2),
+    # The demo's model on the tiny world with MiniLM SIDs: frozen MiniLM states, as `small`.
+    "tiny_minilm": dict(d_model=128, num_heads=4, mlp_dim=512, enc_layers=0, dec_layers=2,
+                        encoder="frozen_minilm"),
     # Frozen MiniLM-L6 states (cached per text) + a 1-layer adapter + a 2-layer decoder whose SID
     # embeddings start at the codebook vectors.
     "small": dict(d_model=256, num_heads=4, mlp_dim=1024, enc_layers=0, dec_layers=2,
@@ -40,6 +46,7 @@ _MODEL = {
 }
 _TRAIN = {
     "tiny": dict(steps=1000, batch_size=64, lr=3e-3, warmup=50, checkpoint_every=250),
+    "tiny_minilm": dict(steps=1000, batch_size=64, lr=2e-3, warmup=50, checkpoint_every=250),
     "small": dict(steps=6000, batch_size=128, lr=1e-3, warmup=300, checkpoint_every=1000),
     "small_scratch": dict(steps=2000, batch_size=64, lr=3e-3, warmup=100, checkpoint_every=500),
 }

@@ -3,7 +3,8 @@
     python -m experiments.demo --workdir=workdirs/demo
 
 Steps (each a normal experiment, rerunnable and resumable on the same workdir): build_world ->
-build_sids -> train V1 (SFT stages) -> evaluate -> train the V2 self-distilled student in W/sd
+build_sids (MiniLM embeddings) -> train V1 (SFT stages; frozen MiniLM states, cached once in
+W/minilm_states, read by a trainable decoder) -> evaluate -> train the V2 self-distilled student in W/sd
 (keyword CoT tasks + shared-weight self-distillation, same world and SIDs) -> evaluate it with the
 query only, as it is served. Prints BM25, log memorisation, OneSearch V1 and the V2 SD student on
 click_hr@10, rel_hr@10 overall / tail / negation and negation_violation@10.
@@ -23,9 +24,10 @@ from onesearch_jax.variant_workdir import prepare_run_dir
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where everything is written.")
 _WORLD = flags.DEFINE_string("world", "configs/world.py:tiny", "World config.")
-_SIDS = flags.DEFINE_string("sids", "configs/sids.py:tiny", "SID config.")
-_SFT = flags.DEFINE_string("sft", "configs/sft.py:tiny", "V1 training config.")
-_SD = flags.DEFINE_string("sd", "configs/distill.py:tiny:sd", "V2 self-distillation config.")
+_SIDS = flags.DEFINE_string("sids", "configs/sids.py:tiny_minilm", "SID config.")
+_SFT = flags.DEFINE_string("sft", "configs/distill.py:tiny_minilm:v1", "V1 training config.")
+_SD = flags.DEFINE_string("sd", "configs/distill.py:tiny_minilm:sd",
+                          "V2 self-distillation config.")
 # 500 + 500 steps keep the whole demo within 10 minutes on a fresh 2-core machine.
 _V1_STEPS = flags.DEFINE_integer("v1_steps", 500, "Steps of V1 (the demo's budget).")
 _SD_STEPS = flags.DEFINE_integer("sd_steps", 500, "Steps of the SD student (the demo's budget).")
@@ -45,12 +47,15 @@ def main(argv):
     start = time.perf_counter()
     run("experiments.build_world", f"--config={_WORLD.value}", w)
     run("experiments.build_sids", f"--config={_SIDS.value}", w)
-    run("experiments.train", f"--config={_SFT.value}", f"--config.train.steps={_V1_STEPS.value}", w)
+    # One MiniLM state cache for both trainings (the SD student's texts add the keyword spans).
+    cache = f"--config.data.state_cache={os.path.join(_WORKDIR.value, 'minilm_states')}"
+    run("experiments.train", f"--config={_SFT.value}", f"--config.train.steps={_V1_STEPS.value}",
+        cache, w)
     run("experiments.evaluate", w)
     sd_dir = os.path.join(_WORKDIR.value, "sd")
     prepare_run_dir(_WORKDIR.value, sd_dir)
     run("experiments.train", f"--config={_SD.value}", f"--config.train.steps={_SD_STEPS.value}",
-        f"--workdir={sd_dir}")
+        cache, f"--workdir={sd_dir}")
     run("experiments.evaluate", f"--workdir={sd_dir}")
     m = wd.read_metrics(_WORKDIR.value)
     sd = wd.read_metrics(sd_dir)

@@ -203,15 +203,18 @@ def normalize_override(o: str) -> str:
 
 def train_command(preset: str, rung: str, seed: int, run: str, overrides: Sequence[str],
                   root: str | None = None) -> list:
-    """experiments.train for a rung; an RL rung starts from its parent's run under `root`."""
+    """experiments.train for a rung; an RL rung starts from its parent's run under `root`, whose
+    frozen MiniLM state cache (root/minilm_states) every SFT rung shares."""
     rl = rl_rungs()
     if rung in rl:
         config, parent = rl[rung]
         return [sys.executable, "-m", "experiments.train", f"--config={config.format(preset=preset)}",
                 f"--workdir={run}", f"--config.init_workdir={run_dir(root, parent, seed)}",
                 f"--config.train.seed={seed}"]
+    shared = [] if root is None else [
+        f"--config.data.state_cache={os.path.join(root, 'minilm_states')}"]
     return ([sys.executable, "-m", "experiments.train",
-             f"--config=configs/distill.py:{preset}:{rung}", f"--workdir={run}"]
+             f"--config=configs/distill.py:{preset}:{rung}", f"--workdir={run}"] + shared
             + [normalize_override(o) for o in overrides if o.strip()]
             + [f"--config.train.seed={seed}"])
 

@@ -120,9 +120,11 @@ class ModelBundle:
                  workdir: str | None = None) -> "ModelBundle":
         trie = SidTrie.build(catalog.item_codes, vocab.level_sizes,
                              popularity=catalog.popularity(float(config.data.min_relevance)))
+        memory = None if model is None else encoder_memory.for_config(config, builder.tok,
+                                                                      workdir or "")
         return cls(config, None, vocab, catalog.item_codes, trie, builder, model, params,
                    list(catalog.products.product_ids), list(catalog.products.titles),
-                   khqe=catalog.khqe, workdir=workdir, train=catalog.train)
+                   khqe=catalog.khqe, workdir=workdir, train=catalog.train, memory=memory)
 
     @classmethod
     def for_catalog(cls, workdir: str) -> "ModelBundle":
@@ -139,16 +141,20 @@ class ModelBundle:
         return cls.for_real(config, catalog, vocab, builder, None, None, workdir)
 
     def retriever(self, *, beam_size: int | None = None, constrained: bool = True,
-                  batch_size: int = 32, adc_only: bool = False) -> SidRetriever:
-        """The model's beam search (with the ADC prior when `config.eval.prior_weight` > 0), or,
-        with `adc_only` (or no model), ranking by the query embedding's ADC scores alone."""
+                  batch_size: int = 32, adc_only: bool = False,
+                  prior_weight: float | None = None) -> SidRetriever:
+        """The model's beam search (with the ADC prior when `prior_weight`, default
+        `config.eval.prior_weight`, is > 0), or, with `adc_only` (or no model), ranking by the
+        query embedding's ADC scores alone."""
         beam = int(beam_size or self.config.eval.beam_size)
         model = None if adc_only else self.model
+        if prior_weight is None:
+            prior_weight = float(self.config.eval.get("prior_weight", 0.0))
         return SidRetriever(model, self.params, self.vocab, self.trie, beam_size=beam,
                             constrained=constrained, batch_size=batch_size,
                             cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)),
                             khqe=self.khqe,
-                            prior_weight=float(self.config.eval.get("prior_weight", 0.0)),
+                            prior_weight=float(prior_weight),
                             mesh=self.mesh, rules=mesh_rules(self.config),
                             memory=None if model is None else self.memory)
 

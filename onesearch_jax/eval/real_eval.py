@@ -74,10 +74,11 @@ def score_rankings(ranked: Sequence[Sequence[str]], judged: JudgedQueries,
 
 
 def generative_rankings(bundle, retriever, queries: Sequence[str], depth: int = 100,
-                        rerank: str | None = None, with_codes: bool = False):
+                        rerank: str | None = None, with_codes: bool = False,
+                        cell_level: int | None = None):
     """(product-id lists best first, valid-SID rate[, beam codes, valid]) from beam search over
     the catalog's SIDs."""
-    items, codes, valid = bundle.rank_items(retriever, queries, depth, rerank)
+    items, codes, valid = bundle.rank_items(retriever, queries, depth, rerank, cell_level)
     ids = bundle.product_ids
     ranked = [[ids[i] for i in row] for row in items]
     if with_codes:
@@ -181,11 +182,11 @@ def score_systems(systems: dict[str, SearchFn], judged: JudgedQueries, titles: S
     return metrics
 
 
-REAL_SYSTEMS = ("generative", "adc", "adc_dense", "adc_hybrid", "bm25", "rrf_bm25", "dense",
-                "rrf_bm25_dense", "hybrid", "rrf_all")
+REAL_SYSTEMS = ("generative", "model_beam", "adc", "adc_dense", "adc_hybrid", "bm25", "rrf_bm25",
+                "dense", "rrf_bm25_dense", "hybrid", "rrf_all")
 DEFAULT_SYSTEMS = ("generative", "bm25", "rrf_bm25")
 PREFIXES = {"generative": ""}  # the generative model's metrics keep plain names
-NEEDS_MODEL = ("generative", "rrf_bm25", "rrf_all")
+NEEDS_MODEL = ("generative", "model_beam", "rrf_bm25", "rrf_all")
 
 
 def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: float = 2.67,
@@ -205,7 +206,8 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     eval/hybrid.py), `bm25`, `rrf_bm25` (generative + BM25), `dense` (MiniLM title embeddings,
     read from `embedding_cache`, default the workdir's SID cache), `rrf_bm25_dense`, `hybrid`
     (cosine + BM25 over the whole catalog), `rrf_all` (generative, BM25, dense), each under
-    `name/`. A prepared catalog that
+    `name/`; `model_beam` (the model's own trie beam search alone: items in beam order, no
+    ADC prior, no cells, no re-ranking, no BM25). A prepared catalog that
     was never trained takes the systems without a model. Also counts, `valid_sid_rate`, and
     `examples`: queries the generative model misses in its top 10 while BM25 finds a target.
 
@@ -260,16 +262,21 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     # Fusions are scored from their parts' rankings; timing re-runs the parts per query.
     needed = set(systems).union(*(FUSIONS[n] for n in systems if n in FUSIONS))
 
-    def add_beam_system(name, rerank, adc_only):
-        batch = bundle.retriever(beam_size=beam_size, adc_only=adc_only)
-        single = bundle.retriever(beam_size=beam_size, batch_size=1, adc_only=adc_only)
+    def add_beam_system(name, rerank, adc_only, model_only=False):
+        options = dict(beam_size=beam_size, adc_only=adc_only)
+        if model_only:  # the model's logits alone: no ADC prior, no cells
+            options["prior_weight"] = 0.0
+        cells = 0 if model_only else None
+        batch = bundle.retriever(**options)
+        single = bundle.retriever(batch_size=1, **options)
 
         def run(queries):  # serving: one query at a time through the batch-1 compiled search
             chosen = single if len(queries) == 1 else batch
-            return generative_rankings(bundle, chosen, queries, depth, rerank)[0]
+            return generative_rankings(bundle, chosen, queries, depth, rerank,
+                                       cell_level=cells)[0]
         search[name] = run
         ranked[name], rate, codes, valid = generative_rankings(
-            bundle, batch, judged.queries, depth, rerank, with_codes=True)
+            bundle, batch, judged.queries, depth, rerank, with_codes=True, cell_level=cells)
         prefix = "" if name == "generative" else name + "/"
         metrics[prefix + "valid_sid_rate"] = rate
         metrics["beam_size"] = float(batch.beam_size)
@@ -284,6 +291,8 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
 
     if "generative" in needed:
         add_beam_system("generative", None, adc_only=False)
+    if "model_beam" in systems:
+        add_beam_system("model_beam", "none", adc_only=False, model_only=True)
     if "adc" in systems:
         add_beam_system("adc", "none", adc_only=True)
     if "adc_dense" in systems:

@@ -8,12 +8,12 @@ from absl import logging
 
 from onesearch_jax import distributed
 from onesearch_jax import workdir as wd
-from onesearch_jax.data import sft_tasks
+from onesearch_jax.data import encoder_memory, sft_tasks
 from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import REAL_TASKS, real_builder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.train.sft_run import train_and_record
+from onesearch_jax.train.sft_run import cache_states, train_and_record
 
 SID_EMBEDDINGS = ("random", "centroids")
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
@@ -54,6 +54,10 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
         tasks, sft_tasks.parse_stages(config.data.stages, REAL_TASKS),
         total_steps=int(config.train.steps), batch_size=int(config.train.batch_size),
         seed=int(config.train.seed))
+    memory = encoder_memory.for_config(config, catalog.tokenizer, workdir)
+    if memory is not None:
+        cache_states(memory, tasks, stream)
+        batches = encoder_memory.with_states(batches, memory)
     model = build_model(TransformerConfig(**config.model.to_dict()))
 
     eval_fn = None
