@@ -23,6 +23,7 @@ from absl import app, flags
 
 from configs import distill as distill_configs
 from onesearch_jax import artifacts, quiet
+from onesearch_jax.data import encoder_memory
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
@@ -49,6 +50,9 @@ def step_times(workdir: str, preset: str, steps: int) -> dict:
         tasks, sft_run.sft_tasks.parse_stages([dict(name="p", fraction=1.0, mixture=dict(
             personalized=1.0, query_to_item=0.3))]), total_steps=1,
         batch_size=int(config.train.batch_size), seed=0, with_teacher=True).batch(0)
+    memory = encoder_memory.for_config(config, builder.tok, workdir)
+    if memory is not None:  # a frozen_minilm preset: memory slots + MiniLM states
+        batch = memory.attach(batch)
     model = build_model(config.model)
     mesh = sharding.make_mesh(config.mesh.shape)
     out = {}
@@ -59,7 +63,8 @@ def step_times(workdir: str, preset: str, steps: int) -> dict:
         state = create_train_state(setup, 0)
         step = make(model, config, setup)
         b = sharding.shard_batch(batch if name == "distill" else
-                                 {k: v for k, v in batch.items() if k in sft_step.BATCH_KEYS},
+                                 {k: v for k, v in batch.items()
+                                  if k in sft_step.BATCH_KEYS + ("enc_states",)},
                                  mesh, setup.rules)
         key = jax.random.key(0)
         holder = {"state": step(state, b, key)[0]}
@@ -85,8 +90,10 @@ def latencies(workdir: str, preset: str, queries: int, beam: int) -> dict:
         mesh = sharding.make_mesh(config.mesh.shape)
         params = create_train_state(setup_train_state(model, config, mesh), 0).params
         trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
+        # A frozen_minilm model's latency includes MiniLM on the new query, as served.
         retriever = SidRetriever(model, params, vocab, trie, beam_size=beam, batch_size=1,
-                                 cot_keyword_len=int(config.eval.cot_keyword_len))
+                                 cot_keyword_len=int(config.eval.cot_keyword_len),
+                                 memory=encoder_memory.for_config(config, builder.tok, workdir))
         enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"])
         retriever.retrieve(enc[:1])  # compile
         served[rung] = (retriever, enc)

@@ -47,7 +47,7 @@ def main(argv):
     rollout_s, update_s, valid = [], [], []
     for i in range(_STEPS.value + 2):
         t0 = time.perf_counter()
-        batch = b.hook(state, b.prompts.batch(i), jax.random.fold_in(key, i))
+        batch = b.hook(state, next(b.prompts(i)), jax.random.fold_in(key, i))
         t1 = time.perf_counter()
         state, metrics = step(state, sharding.shard_batch(batch, setup.mesh, setup.rules),
                               jax.random.key(0))

@@ -100,7 +100,9 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     c.data.dec_len = 8
     c.data.state_cache = ""  # frozen_minilm: the state cache folder ("" = W/minilm_states)
     c.data.state_max_len = 32  # word pieces per text span, [CLS] and [SEP] included
-    c.data.mem_len = 64  # memory slots per encoder row (longer rows are cut and counted)
+    # Memory slots per encoder row (longer rows are cut at the end and counted): the longest V1
+    # row is [Q] query [USR] profile [HIST] 5 SIDs, about 57 slots; the keyword span adds ~15.
+    c.data.mem_len = 64 if rung in ("v1", "direct_cot") else 80
     c.sid_embeddings = "centroids" if c.model.encoder == "frozen_minilm" else "random"
     c.eval.beam_size = 32
     c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"

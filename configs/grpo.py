@@ -17,7 +17,7 @@ import ml_collections
 from configs import sft
 from onesearch_jax.train import rl
 
-PRESETS = ("tiny", "small")
+PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")  # configs/distill.py's presets
 # The RL rungs of experiments/ladder.py: rung -> (config arg with {preset}, the rung whose run of
 # the same seed it starts from). The paper's order: SD -> + list-wise DPO -> + GRPO / + TPMA.
 RL_RUNGS = {
@@ -34,6 +34,7 @@ _TRAIN = {
     "small": dict(steps=300, batch_size=32, lr=5e-5, warmup=20, checkpoint_every=100,
                   log_every=25),
 }
+_TRAIN["tiny_minilm"], _TRAIN["small_scratch"] = _TRAIN["tiny"], _TRAIN["small"]
 
 
 def rl_config(preset: str, stage: str, advantage: str = "grpo") -> ml_collections.ConfigDict:

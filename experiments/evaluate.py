@@ -59,7 +59,8 @@ _MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mes
 _EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
                                  "folder of cached title embeddings (default: the workdir's).")
 
-NAMES = {"generative": "generative", "adc": "ADC over the SIDs, no training",
+NAMES = {"generative": "generative", "model_beam": "model beam search alone",
+         "adc": "ADC over the SIDs, no training",
          "adc_dense": "ADC beams re-ranked by dense cosine",
          "adc_hybrid": "ADC beams re-ranked by cosine + BM25", "hybrid": "cosine + BM25",
          "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",

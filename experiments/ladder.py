@@ -41,6 +41,7 @@ from typing import Mapping, Sequence
 
 from absl import app, flags
 
+from configs import distill as distill_configs
 from onesearch_jax import fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
@@ -153,6 +154,27 @@ def archive_run(run: str, archived: str) -> None:
         if os.path.exists(src):
             shutil.copyfile(src, os.path.join(archived, name + ".tmp"))
             os.replace(os.path.join(archived, name + ".tmp"), os.path.join(archived, name))
+
+
+MODEL_KEYS = ("encoder", "d_model", "enc_layers", "dec_layers")  # what a preset's model is
+
+
+def check_archived_model(archived: str, preset: str) -> None:
+    """Refuses an archived run trained with another model than `preset` trains (e.g. the
+    from-scratch `small` of experiments/results/ladder_small, now `small_scratch`)."""
+    path = os.path.join(archived, "train_config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        have = json.load(f).get("model", {})
+    want = distill_configs.get_config(f"{preset}:v1").model
+    diff = {k: (have.get(k, "scratch" if k == "encoder" else None), want[k]) for k in MODEL_KEYS
+            if have.get(k, "scratch" if k == "encoder" else None) != want[k]}
+    if diff:
+        raise app.UsageError(
+            f"{archived} was trained with another model than --preset={preset} (archived vs "
+            f"preset: {diff}); pass that run's preset (small_scratch for the from-scratch "
+            f"ladder) or another --archive")
 
 
 def restore_run(base: str, archived: str, run: str) -> None:
@@ -374,6 +396,8 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
     if archive:
         restored = [(r, s) for r, s in plan if not is_done(run_dir(root, r, s))
                     and is_done(run_dir(archive, r, s))]
+        for r, s in restored:
+            check_archived_model(run_dir(archive, r, s), preset)
         for r, s in restored:
             restore_run(base, run_dir(archive, r, s), run_dir(root, r, s))
         if restored:

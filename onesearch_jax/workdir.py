@@ -43,7 +43,7 @@ def config_differences(old: Mapping, new: Mapping) -> list[str]:
 
 # Keys that change how a run executes, never what it computes: a resume may change them, and a
 # workdir recorded before such a key existed matches a config that has it.
-RUNTIME_KEYS = frozenset({"train.prefetch"})
+RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache"})
 
 
 def guard_config(workdir: str, stage: str, config: Any) -> bool:

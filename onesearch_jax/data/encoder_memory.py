@@ -22,6 +22,7 @@ from typing import Iterable, Mapping
 import numpy as np
 from tokenizers import Tokenizer
 
+from onesearch_jax import fileio
 from onesearch_jax.data.text_tokenizer import MASK_ID, PAD_ID
 
 TEXT_SLOT_ID = MASK_ID  # the token of a memory slot holding a MiniLM state ([MASK] is never input)
@@ -144,9 +145,18 @@ class LiveStates:
         return self._kept[text]
 
 
+LOCAL_CACHE = os.path.join("~", ".cache", "onesearch_jax")  # for workdirs in a bucket
+
+
 def state_cache_folder(config, workdir: str) -> str:
-    """`config.data.state_cache` (one folder several workdirs share), else W/minilm_states."""
+    """`config.data.state_cache` (one folder several workdirs share), else W/minilm_states (a
+    local folder when W is in a bucket: the cache is memory-mapped)."""
     folder = config.data.get("state_cache", "") if "data" in config else ""
+    if folder and fileio.is_remote(folder):
+        raise ValueError(f"data.state_cache={folder!r}: the MiniLM state cache is memory-mapped "
+                         f"and must be a local folder")
+    if not folder and fileio.is_remote(workdir):
+        return os.path.expanduser(LOCAL_CACHE)
     return folder or os.path.join(workdir, "minilm_states")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from onesearch_jax.sid import minilm
 
 STATE_DIM = 384  # all-MiniLM-L6-v2's hidden size
+FORMAT = 1  # last-layer states of [CLS] pieces [SEP], float32
 
 
 class MiniLMStates:
@@ -42,9 +43,11 @@ class MiniLMStates:
 
     @property
     def weights_hash(self) -> str:
-        """sha256 (16 hex) of every weight and of max_len: a cache key part."""
+        """sha256 (16 hex) of every weight, the word-piece vocabulary, max_len and the state
+        format: a cache key part (change FORMAT when what a state means changes)."""
         if self._weights_hash is None:
-            h = hashlib.sha256(f"max_len={self.max_len}".encode())
+            h = hashlib.sha256(f"format={FORMAT} max_len={self.max_len}".encode())
+            h.update(self.tokenizer.to_str().encode())
             for leaf in jax.tree.leaves(self.params):
                 h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
             self._weights_hash = h.hexdigest()[:16]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from typing import Sequence
@@ -67,8 +68,8 @@ class StateCache:
         if meta["weights_hash"] != self.encoder.weights_hash:
             raise CacheMismatch(
                 f"state cache shard {path} was built with MiniLM weights {meta['weights_hash']}, "
-                f"this run's are {self.encoder.weights_hash}; point --state_cache elsewhere or "
-                f"delete the shard")
+                f"this run's are {self.encoder.weights_hash}; point --config.data.state_cache "
+                f"elsewhere or delete the shard")
         if texts_hash(texts) != meta["texts_hash"] or \
                 os.path.basename(path) != f"shard.{meta['texts_hash']}":
             raise CacheMismatch(
@@ -82,6 +83,39 @@ class StateCache:
         for i, t in enumerate(texts):
             self._index[t] = (states, int(offsets[i]), int(offsets[i + 1]))
         self.shards.append(path)
+
+    def _write_shard(self, final: str, texts: list, digest: str, parts, offsets) -> None:
+        """Written in a temporary folder, synced, then renamed: a reader sees a whole shard or
+        none; if another process renamed the same shard first, ours is dropped."""
+        tmp = tempfile.mkdtemp(dir=self.folder, prefix=".tmp-shard.")
+        os.chmod(tmp, 0o755)  # a shared cache folder is read by other users too
+        try:
+            arrays = {"states.npy": np.concatenate(parts).astype(np.float32),
+                      "offsets.npy": offsets}
+            for name, value in arrays.items():
+                with open(os.path.join(tmp, name), "wb") as f:
+                    np.save(f, value)
+                    os.fsync(f.fileno())
+            meta = {"weights_hash": self.encoder.weights_hash, "texts_hash": digest,
+                    "num_texts": len(texts), "num_states": int(offsets[-1]),
+                    "max_len": int(getattr(self.encoder, "max_len", 0))}
+            for name, value in (("texts.json", texts), ("meta.json", meta)):
+                with open(os.path.join(tmp, name), "w") as f:
+                    json.dump(value, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.rename(tmp, final)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not os.path.isdir(final):  # not a lost race: a real failure
+                raise
+
+    def refresh(self) -> None:
+        """Loads shards other processes wrote since this cache was opened."""
+        for name in sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else ():
+            path = os.path.join(self.folder, name)
+            if name.startswith("shard.") and path not in self.shards:
+                self._load_shard(path)
 
     def get(self, text: str) -> np.ndarray:
         states, lo, hi = self._index[text]
@@ -106,19 +140,7 @@ class StateCache:
         os.makedirs(self.folder, exist_ok=True)
         final = os.path.join(self.folder, f"shard.{digest}")
         if not os.path.isdir(final):
-            tmp = tempfile.mkdtemp(dir=self.folder, prefix=".tmp-shard.")
-            np.save(os.path.join(tmp, "states.npy"), np.concatenate(parts).astype(np.float32))
-            np.save(os.path.join(tmp, "offsets.npy"), offsets)
-            with open(os.path.join(tmp, "texts.json"), "w") as f:
-                json.dump(missing, f)
-            with open(os.path.join(tmp, "meta.json"), "w") as f:
-                json.dump({"weights_hash": self.encoder.weights_hash, "texts_hash": digest,
-                           "num_texts": len(missing), "num_states": int(offsets[-1]),
-                           "max_len": int(getattr(self.encoder, "max_len", 0))}, f)
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another process wrote the same shard first
-                pass
+            self._write_shard(final, missing, digest, parts, offsets)
         self._load_shard(final)
         self.encoded += len(missing)
         self.encode_seconds += time.time() - start

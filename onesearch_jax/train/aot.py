@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onesearch_jax.model.presets import FROZEN_STATE_DIM
 from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train import distill, rl, sft_step
@@ -102,11 +103,17 @@ def abstract_batch(stage: str, config, layout: SidLayout, sharding, *, num_targe
     hook produces), every array split along the batch axis."""
     b, enc, dec = int(config.train.batch_size), int(config.data.enc_len), int(config.data.dec_len)
     i32, f32 = np.int32, np.float32
+    frozen = config.model.get("encoder", "scratch") == "frozen_minilm"
+    if frozen:  # memory slots (data/encoder_memory.py) and their MiniLM states
+        enc = int(config.data.get("mem_len", 0) or enc)
+    states = {"enc_states": (b, enc, FROZEN_STATE_DIM, f32)} if frozen else {}
     if stage in ("sft", "distill"):
         out = {"enc_tokens": (b, enc, i32), "dec_inputs": (b, dec, i32),
-               "dec_targets": (b, dec, i32), "dec_weights": (b, dec, f32)}
+               "dec_targets": (b, dec, i32), "dec_weights": (b, dec, f32), **states}
         if stage == "distill":
             out.update(teacher_enc_tokens=(b, enc, i32), teacher_mask=(b, f32))
+            if frozen:
+                out["teacher_enc_states"] = (b, enc, FROZEN_STATE_DIM, f32)
     elif stage == "grpo":
         settings = rl.rl_settings(config, "grpo")
         g, depth = int(settings["group_size"]), len(layout.sizes)
@@ -116,7 +123,7 @@ def abstract_batch(stage: str, config, layout: SidLayout, sharding, *, num_targe
                "sft_dec_weights": (b, dec, f32), "codes": (b, g, depth, i32),
                "items": (b, g, i32), "valid": (b, g, np.bool_), "old_logp": (b, g, depth, f32),
                "item_reward": (b, g, f32), "reward_rel": (b, g, f32),
-               "reward_ctr": (b, g, f32), "reward_co": (b, g, f32)}
+               "reward_ctr": (b, g, f32), "reward_co": (b, g, f32), **states}
         if rl.needs_reference(settings):
             out["ref_logp"] = (b, g, depth, f32)
     else:

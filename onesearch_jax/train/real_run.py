@@ -13,7 +13,7 @@ from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import REAL_TASKS, real_builder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.train.sft_run import cache_states, train_and_record
+from onesearch_jax.train.sft_run import cache_states, task_rows, train_and_record
 
 SID_EMBEDDINGS = ("random", "centroids")
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
@@ -56,7 +56,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
         seed=int(config.train.seed))
     memory = encoder_memory.for_config(config, catalog.tokenizer, workdir)
     if memory is not None:
-        cache_states(memory, tasks, stream)
+        cache_states(memory, task_rows(tasks), stream)
         batches = encoder_memory.with_states(batches, memory)
     model = build_model(TransformerConfig(**config.model.to_dict()))
 

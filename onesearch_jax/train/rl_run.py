@@ -144,6 +144,9 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
     distributed.on_writer_then_all("prepare_run_dir", link_world)
     for section in ADOPTED:
         config[section] = ml_collections.ConfigDict(init_config[section].to_dict())
+    if "state_cache" in config.data and not config.data.state_cache:
+        # The starting run's frozen MiniLM states, not an empty cache of our own.
+        config.data.state_cache = encoder_memory.state_cache_folder(init_config, init)
     config.eval.beam_size = int(init_config.eval.beam_size)
     config.eval.cot_keyword_len = int(init_config.eval.get("cot_keyword_len", 0))
     return init_config
@@ -193,7 +196,10 @@ def build_rl(config, workdir: str, stage: str) -> RlSetup:
     hook = RolloutHook(model, vocab, trie, rewards, setup, settings, ref_params=reference,
                        global_batch=int(config.train.batch_size))
     memory = encoder_memory.for_config(config, builder.tok, workdir)
-    batches = prompts if memory is None else encoder_memory.with_states(prompts, memory)
+    batches = prompts
+    if memory is not None:
+        sft_run.cache_states(memory, [prompts.arrays["enc_tokens"]])
+        batches = encoder_memory.with_states(prompts, memory)
     eval_fn = sft_run.make_world_eval_fn(config, workdir, world, model, vocab, item_codes,
                                          builder, memory)
     return RlSetup(model, mesh, batches, hook, init_params,

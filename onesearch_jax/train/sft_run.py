@@ -8,7 +8,7 @@ from typing import Callable
 
 from absl import logging
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, distributed
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import encoder_memory, sft_tasks
 from onesearch_jax.decode.retrieve import SidRetriever
@@ -90,7 +90,7 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
     )
     memory = encoder_memory.for_config(config, builder.tok, workdir)
     if memory is not None:
-        coverage.update(cache_states(memory, tasks, stream))
+        coverage.update(cache_states(memory, task_rows(tasks), stream))
         batches = encoder_memory.with_states(batches, memory)
     model = build_model(TransformerConfig(**config.model.to_dict()))
     eval_fn = make_world_eval_fn(config, workdir, world, model, vocab, item_codes, builder,
@@ -110,11 +110,19 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
     return summary
 
 
-def cache_states(memory, tasks, stream=None) -> dict[str, float]:
-    """Fills the frozen MiniLM state cache with every text the tasks' encoder rows hold."""
+def task_rows(tasks) -> list:
+    """Every encoder row set of the tasks (student and teacher inputs)."""
     rows = [t.enc for t in tasks.values()]
-    rows += [t.teacher_enc for t in tasks.values() if t.teacher_enc is not None]
-    found = encoder_memory.fill_cache(memory, rows)
+    return rows + [t.teacher_enc for t in tasks.values() if t.teacher_enc is not None]
+
+
+def cache_states(memory, rows, stream=None) -> dict[str, float]:
+    """Fills the frozen MiniLM state cache with every text the encoder row sets hold."""
+    fill = lambda: encoder_memory.fill_cache(memory, rows)  # noqa: E731
+    found = distributed.on_writer_then_all("fill_state_cache", fill)
+    if found is None:  # not process 0: its shards when the folder is shared, else our own
+        memory.states.cache.refresh()
+        found = fill()
     print(f"MiniLM states: {found['state_cache/texts']:.0f} texts, "
           f"{found['state_cache/encoded']:.0f} encoded now "
           f"({found['state_cache/encode_s']:.0f} s), the rest from the cache "
