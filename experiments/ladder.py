@@ -166,7 +166,9 @@ def check_archived_model(archived: str, preset: str) -> None:
     if not os.path.exists(path):
         return
     with open(path) as f:
-        have = json.load(f).get("model", {})
+        have = json.load(f).get("model")
+    if not have:  # nothing recorded to compare
+        return
     want = distill_configs.get_config(f"{preset}:v1").model
     diff = {k: (have.get(k, "scratch" if k == "encoder" else None), want[k]) for k in MODEL_KEYS
             if have.get(k, "scratch" if k == "encoder" else None) != want[k]}

@@ -130,3 +130,13 @@ def test_serving_encodes_a_text_the_cache_lacks(tmp_path, tokenizer):
     np.testing.assert_array_equal(states[1, 1:5], enc.encode(["garden hose"])[0])
     assert enc.calls[-2] == ["garden hose"]  # one batched call for the miss, none for the hit
     assert "garden hose" not in cache  # serving never writes the training cache
+
+
+def test_the_cache_folder_is_local_even_for_a_workdir_in_a_bucket():
+    import ml_collections
+    c = ml_collections.ConfigDict({"data": {"state_cache": ""}})
+    assert em.state_cache_folder(c, "/w") == "/w/minilm_states"
+    assert em.state_cache_folder(c, "gs://b/w") == os.path.expanduser(em.LOCAL_CACHE)
+    c.data.state_cache = "gs://b/cache"
+    with pytest.raises(ValueError, match="must be a local folder"):
+        em.state_cache_folder(c, "/w")

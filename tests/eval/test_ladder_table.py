@@ -307,3 +307,13 @@ def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monk
                        max_events=10, overrides=[])
     summary = json.loads(open(os.path.join(archive, "ladder.json")).read())
     assert summary["rows"][0]["stats"]["rel_hr@10"]["n"] == 2
+
+
+def test_an_archive_of_another_model_is_refused(tmp_path):
+    run = tmp_path / "v1" / "seed0"
+    run.mkdir(parents=True)
+    scratch = {"encoder": "scratch", "d_model": 96, "enc_layers": 2, "dec_layers": 2}
+    (run / "train_config.json").write_text(json.dumps({"preset": "small", "model": scratch}))
+    ladder.check_archived_model(str(run), "small_scratch")
+    with pytest.raises(app.UsageError, match="another model than --preset=small.*small_scratch"):
+        ladder.check_archived_model(str(run), "small")
