@@ -104,6 +104,12 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     # row is [Q] query [USR] profile [HIST] 5 SIDs, about 57 slots; the keyword span adds ~15.
     c.data.mem_len = 64 if rung in ("v1", "direct_cot") else 80
     c.sid_embeddings = "centroids" if c.model.encoder == "frozen_minilm" else "random"
+    # Serving: the query embedding's ADC scores added to each SID level's logits (the SID
+    # geometry), weighted by the query's training-log traffic (head, torso, tail, unseen): the
+    # model alone where the logs know the query well, the geometry more where they do not.
+    # Tuned on the valid day of world small (README); () = one weight, eval.prior_weight.
+    c.eval.prior_weight = 0.0
+    c.eval.prior_by_traffic = (0.0, 10.0, 30.0, 30.0) if c.model.encoder == "frozen_minilm" else ()
     c.eval.beam_size = 32
     c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"
     c.data.stages = {"v1": V1_STAGES, "direct_cot": DIRECT_COT_STAGES}.get(rung, COT_STAGES)

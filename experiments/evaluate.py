@@ -41,7 +41,7 @@ _SYSTEMS = flags.DEFINE_list(
     "(by cosine + BM25), bm25, rrf_bm25 (generative+BM25), dense (MiniLM), rrf_bm25_dense, "
     "hybrid (cosine + BM25 over the whole catalog), rrf_all. A prepared catalog "
     "that was never trained takes the systems without a model.")
-_PRIOR = flags.DEFINE_float("prior_weight", None, "With --judgments: weight of the query "
+_PRIOR = flags.DEFINE_float("prior_weight", None, "Weight of the query "
                             "embedding's ADC scores added to the generative model's logits "
                             "(default: the train config's eval.prior_weight; 0 turns it off).")
 _RERANK = flags.DEFINE_enum("rerank", None, ["none", "dense", "rrf", "hybrid"],
@@ -56,6 +56,11 @@ _BM25_W = flags.DEFINE_float("bm25_weight", None, "With --judgments: BM25's weig
                              "eval.bm25_weight).")
 _MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mesh of this "
                           "host's devices, e.g. 1,1,-1 (default: one device).")
+_PRIOR_TRAFFIC = flags.DEFINE_list(
+    "prior_by_traffic", None, "World workdirs: ADC prior weights of head,torso,tail,unseen "
+    "queries of the training logs (default: the train config's eval.prior_by_traffic).")
+_SPLIT = flags.DEFINE_enum("split", "test", ["test", "valid"], "World workdirs: the day scored "
+                           "(valid: for tuning serving options; metrics under valid/).")
 _EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
                                  "folder of cached title embeddings (default: the workdir's).")
 
@@ -106,12 +111,17 @@ def main(argv):
         return
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
-                               mesh_shape=_MESH.value)
-    print(results_table(wd.read_metrics(_WORKDIR.value)))
-    prefix = ("" if _CONSTRAINED.value else "free/") + (
-        "teacher/" if _KEYWORDS.value == "teacher" else "")
+                               mesh_shape=_MESH.value, prior_weight=_PRIOR.value,
+                               prior_by_traffic=_PRIOR_TRAFFIC.value, split=_SPLIT.value)
+    if _SPLIT.value == "test":
+        print(results_table(wd.read_metrics(_WORKDIR.value)))
+    else:  # the baselines are scored on the test day only
+        print(results_table({k.split("/", 1)[1]: v for k, v in metrics.items()},
+                            systems=(("OneSearch (valid day)", ""),)))
+    prefix = ("" if _SPLIT.value == "test" else _SPLIT.value + "/") + (
+        "" if _CONSTRAINED.value else "free/") + ("teacher/" if _KEYWORDS.value == "teacher" else "")
     print(f"valid_sid_rate {metrics[prefix + 'valid_sid_rate']:.4f} over "
-          f"{metrics[prefix + 'click_count']:.0f} test events with clicks")
+          f"{metrics[prefix + 'click_count']:.0f} {_SPLIT.value} events with clicks")
 
 
 if __name__ == "__main__":

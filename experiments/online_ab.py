@@ -21,13 +21,18 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=Tru
 _EVENTS = flags.DEFINE_integer("num_events", 2000, "Simulated searches per arm.")
 _SEED = flags.DEFINE_integer("seed", 0, "Traffic and click randomness.")
 _PERTURB = flags.DEFINE_integer("perturb", 0, "Also run under this many perturbed click models.")
+_PRIOR = flags.DEFINE_float("prior_weight", None, "One ADC prior weight for every query (0: the "
+                            "model alone; default: the train config's serving options).")
+_PRIOR_TRAFFIC = flags.DEFINE_list("prior_by_traffic", None, "ADC prior weights of head,torso,"
+                                   "tail,unseen queries (default: eval.prior_by_traffic).")
 LIFTS = ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift")
 
 
 def main(argv):
     del argv
     quiet.quiet_libraries()
-    searcher = Searcher.from_workdir(_WORKDIR.value)
+    searcher = Searcher.from_workdir(_WORKDIR.value, prior_weight=_PRIOR.value,
+                                     prior_by_traffic=_PRIOR_TRAFFIC.value)
     world = searcher.bundle.world
     train_events = artifacts.load_query_event_counts(_WORKDIR.value)["train"]
     metrics = {}
@@ -45,7 +50,8 @@ def main(argv):
                       f"[{result[f'{lift}_ci_low{suffix}']:+.2%}, "
                       f"{result[f'{lift}_ci_high{suffix}']:+.2%}]")
     wd.write_metrics(_WORKDIR.value, "online_ab", metrics,
-                     {"num_events": _EVENTS.value, "seed": _SEED.value, "perturb": _PERTURB.value})
+                     {"num_events": _EVENTS.value, "seed": _SEED.value, "perturb": _PERTURB.value,
+                      "prior_weight": _PRIOR.value, "prior_by_traffic": _PRIOR_TRAFFIC.value})
 
 
 if __name__ == "__main__":

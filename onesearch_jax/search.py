@@ -19,7 +19,7 @@ import numpy as np
 from onesearch_jax import artifacts, checkpoint_params, fileio
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax import workdir as wd
-from onesearch_jax.data import encoder_memory
+from onesearch_jax.data import encoder_memory, query_traffic
 from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
@@ -80,6 +80,7 @@ class ModelBundle:
     train: object = None  # a real catalog's train Judgments (diagnostics: seen products)
     mesh: object = None  # serve sharded on this mesh (None: one device)
     memory: object = None  # a frozen_minilm model's EncoderMemory (data/encoder_memory.py)
+    traffic: object = None  # query text -> its training-log traffic slice (data/query_traffic.py)
     _embedder: object = dataclasses.field(default=None, repr=False)
     _item_vectors: object = dataclasses.field(default=None, repr=False)
     _cells: object = dataclasses.field(default=None, repr=False)
@@ -111,9 +112,13 @@ class ModelBundle:
         model = build_model(TransformerConfig(**config.model.to_dict()))
         params = restore_params(model, config, workdir, step, mesh)
         trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
+        slices = query_traffic.traffic_slices(artifacts.load_query_event_counts(workdir)["train"])
+        traffic = dict(zip(world.queries.texts, slices.tolist()))
         return cls(config, world, vocab, item_codes, trie, builder, model, params,
-                   list(world.catalog.product_ids), list(world.catalog.titles), mesh=mesh,
-                   memory=encoder_memory.for_config(config, tokenizer, workdir))
+                   list(world.catalog.product_ids), list(world.catalog.titles), khqe=khqe,
+                   workdir=workdir, mesh=mesh,
+                   memory=encoder_memory.for_config(config, tokenizer, workdir),
+                   traffic=traffic)
 
     @classmethod
     def for_real(cls, config, catalog, vocab, builder, model, params,
@@ -148,8 +153,9 @@ class ModelBundle:
         query embedding's ADC scores alone."""
         beam = int(beam_size or self.config.eval.beam_size)
         model = None if adc_only else self.model
-        if prior_weight is None:
-            prior_weight = float(self.config.eval.get("prior_weight", 0.0))
+        if prior_weight is None:  # by traffic: the weights scale the query vectors (prior_vectors)
+            prior_weight = 1.0 if self.prior_by_traffic() else float(
+                self.config.eval.get("prior_weight", 0.0))
         return SidRetriever(model, self.params, self.vocab, self.trie, beam_size=beam,
                             constrained=constrained, batch_size=batch_size,
                             cot_keyword_len=int(self.config.eval.get("cot_keyword_len", 0)),
@@ -163,11 +169,48 @@ class ModelBundle:
         the ADC prior and the in-cell re-ranking."""
         if self._embedder is None:
             from onesearch_jax.sid.embedder import make_embedder
-            self._embedder = make_embedder(self.config.sids.embedder)
+            self._embedder = make_embedder(self.embedder_name())
         return self._embedder
+
+    def embedder_name(self) -> str:
+        """The embedder the SIDs were built with: a real catalog's config, or a world
+        workdir's sids_config.json."""
+        sids = self.config.get("sids")
+        if sids is not None:
+            return sids.embedder
+        path = os.path.join(self.workdir or "", "sids_config.json")
+        return fileio.read_json(path).get("embedder", "minilm") if fileio.exists(path) else "minilm"
 
     def query_vectors(self, texts) -> np.ndarray:
         return self.embedder().embed(list(texts))
+
+    def set_prior(self, weight: float | None = None, by_traffic=None) -> None:
+        """Serving-option overrides (ablations): one ADC prior `weight` for every query (0: the
+        model alone), or weights `by_traffic` (head, torso, tail, unseen)."""
+        if weight is not None:
+            self.config.eval.prior_weight = float(weight)
+            self.config.eval.prior_by_traffic = ()
+        if by_traffic:
+            self.config.eval.prior_by_traffic = tuple(float(w) for w in by_traffic)
+            self.prior_by_traffic()  # refuse it early where there are no logs
+
+    def prior_by_traffic(self) -> tuple:
+        """`eval.prior_by_traffic`: the ADC prior's weight for head, torso, tail and unseen
+        queries of the training logs (empty: one weight, `eval.prior_weight`, for all)."""
+        weights = tuple(self.config.eval.get("prior_by_traffic", ()) or ())
+        if weights and self.traffic is None:
+            raise ValueError("eval.prior_by_traffic needs a world workdir's query logs")
+        return weights
+
+    def prior_vectors(self, texts, vectors: np.ndarray | None = None) -> np.ndarray:
+        """What the ADC prior scores with: the query embeddings, each scaled by its traffic
+        slice's weight under `eval.prior_by_traffic` (a query the logs never saw is unseen)."""
+        vectors = self.query_vectors(texts) if vectors is None else vectors
+        weights = self.prior_by_traffic()
+        if not weights:
+            return vectors
+        slices = [self.traffic.get(t, query_traffic.UNSEEN) for t in texts]
+        return vectors * query_traffic.slice_weights(slices, weights)[:, None]
 
     def rank_items(self, retriever: SidRetriever, texts, k: int, rerank: str | None = None,
                    cell_level: int | None = None):
@@ -189,7 +232,8 @@ class ModelBundle:
             raise ValueError(f"cell_level must be in 0..{self.vocab.num_levels}, got {cell_level}")
         texts = list(texts)
         vectors = self.query_vectors(texts) if retriever.uses_tables or rerank != "none" else None
-        result = retriever.search(self.builder.query_inputs(texts), vectors)
+        prior = self.prior_vectors(texts, vectors) if retriever.uses_tables else None
+        result = retriever.search(self.builder.query_inputs(texts), prior)
         codes, valid = result.codes, result.valid
         if rerank == "none" and not cell_level:
             return retriever.ranked_items(result, k), codes, valid
@@ -246,9 +290,13 @@ class Searcher:
         self._retriever = bundle.retriever(beam_size=beam_size, batch_size=8)
 
     @classmethod
-    def from_workdir(cls, workdir: str, beam_size: int | None = None,
-                     mesh_shape=None) -> "Searcher":
-        return cls(ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape), beam_size)
+    def from_workdir(cls, workdir: str, beam_size: int | None = None, mesh_shape=None,
+                     prior_weight: float | None = None, prior_by_traffic=None) -> "Searcher":
+        """`prior_weight` / `prior_by_traffic` override the trained serving options
+        (ModelBundle.set_prior)."""
+        bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
+        bundle.set_prior(prior_weight, prior_by_traffic)
+        return cls(bundle, beam_size)
 
     def search_items(self, queries: list[str], k: int) -> list[list[int]]:
         """Item indices per query; an empty (or blank) query gets an empty list."""

@@ -15,19 +15,30 @@ from onesearch_jax.world.build import keywords_at_inference
 KEYWORD_MODES = ("none", "teacher")
 
 
+SPLITS = ("test", "valid")
+
+
 def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = None,
                      constrained: bool = True, keywords: str = "none",
-                     mesh_shape=None) -> dict[str, float]:
+                     mesh_shape=None, prior_weight: float | None = None,
+                     prior_by_traffic=None, split: str = "test") -> dict[str, float]:
     """Scores the model on a seeded sample of test events and merges it into metrics.json.
 
     Unconstrained decoding is recorded under the prefix `free/` (the ablation). With
     keywords="teacher" the input carries keywords written for the test queries at inference
     (the "(T)" rows: Base (T), SD (T)), recorded under the prefix `teacher/`. `mesh_shape`:
-    serve sharded on a mesh of this host's devices (search.serving_mesh)."""
+    serve sharded on a mesh of this host's devices (search.serving_mesh). `prior_weight` /
+    `prior_by_traffic` override the train config's `eval.prior_weight` / `eval.prior_by_traffic`
+    (the query embedding's ADC scores added to each level's logits; ModelBundle.set_prior);
+    split="valid" scores the valid day instead (prefix `valid/`: tuning
+    serving options without touching the test day)."""
     if keywords not in KEYWORD_MODES:
         raise ValueError(f"keywords={keywords!r}; valid: {KEYWORD_MODES}")
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}; valid: {SPLITS}")
     bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
-    events = artifacts.load_events(workdir, "test", max_events)
+    bundle.set_prior(prior_weight, prior_by_traffic)
+    events = artifacts.load_events(workdir, split, max_events)
     targets = world_eval.WorldTargets(bundle.world, events,
                                       artifacts.load_train_clicks(workdir)["item"],
                                       artifacts.load_query_event_counts(workdir)["train"])
@@ -41,15 +52,24 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     if fileio.exists(wd.reward_model_path(workdir)):
         rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
                                 artifacts.load_events(workdir, "train"))
+    vectors = None
+    if retriever.uses_tables:  # the ADC prior scores SIDs with the queries' own embeddings
+        vectors = bundle.prior_vectors([bundle.world.queries.texts[int(q)]
+                                        for q in events["query_id"]])
     metrics = generative_eval.evaluate_events(retriever, builder, events, targets,
-                                              keywords=keywords == "teacher", rewards=rewards)
+                                              keywords=keywords == "teacher", rewards=rewards,
+                                              query_vectors=vectors)
     metrics["eval_seconds"] = time.perf_counter() - start
     if keywords == "teacher":
         metrics["keyword_event_share"] = float(builder.has_keywords(events["query_id"]).mean())
-    prefix = ("" if constrained else "free/") + ("teacher/" if keywords == "teacher" else "")
+    prefix = (("" if split == "test" else split + "/") + ("" if constrained else "free/")
+              + ("teacher/" if keywords == "teacher" else ""))
     metrics = {prefix + k: v for k, v in metrics.items()}
     wd.write_metrics(workdir, "evaluate", metrics, {"beam_size": retriever.beam_size,
                                                     "constrained": constrained,
                                                     "keywords": keywords,
-                                                    "max_events": max_events})
+                                                    "max_events": max_events, "split": split,
+                                                    "prior_weight": retriever.prior_weight,
+                                                    "prior_by_traffic": list(
+                                                        bundle.prior_by_traffic())})
     return metrics
