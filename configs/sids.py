@@ -28,10 +28,6 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.keyword_enhance = True
     c.khqe = ml_collections.ConfigDict(khqe.khqe_preset(sizes).to_dict())
     c.khqe.level_sizes = tuple(c.khqe.level_sizes)
-    if name == "tiny_minilm":
-        # MiniLM places the tiny world's near-duplicate titles close: 2x16 OPQ codes left 15% of
-        # the items sharing a SID (ICR 0.852); 2x64 separates them.
-        c.khqe.opq_codes = 64
     if name == "small":
         # Measured on the small world (MiniLM): 256-64-32 + 2x256 gives ICR 0.979; these sizes 0.997.
         c.khqe.level_sizes = (512, 128, 64)
