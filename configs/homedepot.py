@@ -14,6 +14,9 @@ title embeddings, keyword-enhanced); `--config.sids.embedding_cache=DIR`
 shares the title embeddings between workdirs (embedding 55k titles takes ~30 min on 2 CPU cores).
 Ablations: `--config.sids.keyword_enhance=False` (plain title SIDs).
 
+`frozen`: `cpu` with the pretrained-encoder model (frozen MiniLM-L6 states, cached; see the
+README), `python -m experiments.evaluate --workdir=W --judgments=... --systems=model_beam,...`
+scores the model's own beam search alone.
 `cpu`: what trains on 2 CPU cores in under an hour and uses the SID space's geometry (see the
 README's Home Depot ablation table): a 2+2-layer d=128 model, SID embeddings initialised from the
 codebook centroids (`sid_embeddings='centroids'`), doc-as-query title spans
@@ -31,7 +34,8 @@ from onesearch_jax.sid import khqe
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
     name = arg or "small"
-    cpu = name == "cpu"
+    frozen = name == "frozen"
+    cpu = name in ("cpu", "frozen")
     if cpu:
         name = "small"
     c = sft.get_config(name)
@@ -94,4 +98,12 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         c.eval.beam_size = 2048
         c.eval.cell_level = 1
         c.eval.rerank = "hybrid"
+    if frozen:
+        # `cpu` on the pretrained-encoder model: frozen MiniLM-L6 states of every title, span and
+        # query (cached once, data.state_cache shares them), no adapter layer, a d=256 decoder.
+        # Not yet measured on Home Depot (README).
+        c.preset = "frozen"
+        c.model.update(d_model=256, num_heads=4, mlp_dim=1024, enc_layers=0, dec_layers=2,
+                       encoder="frozen_minilm")
+        c.data.update(state_cache="", state_max_len=32, mem_len=40)
     return c
