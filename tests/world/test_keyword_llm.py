@@ -1,5 +1,4 @@
 """The LLM stand-in: reads keywords from query text, errs at configured rates, is scored vs truth."""
-import numpy as np
 import pytest
 
 from configs.world import get_config
