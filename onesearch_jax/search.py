@@ -122,11 +122,13 @@ class ModelBundle:
 
     @classmethod
     def for_real(cls, config, catalog, vocab, builder, model, params,
-                 workdir: str | None = None) -> "ModelBundle":
+                 workdir: str | None = None, memory=None) -> "ModelBundle":
+        """`memory`: a frozen_minilm model's EncoderMemory when the caller holds one already
+        (training's periodic evaluation), else built from the config."""
         trie = SidTrie.build(catalog.item_codes, vocab.level_sizes,
                              popularity=catalog.popularity(float(config.data.min_relevance)))
-        memory = None if model is None else encoder_memory.for_config(config, builder.tok,
-                                                                      workdir or "")
+        if memory is None and model is not None:
+            memory = encoder_memory.for_config(config, builder.tok, workdir or "")
         return cls(config, None, vocab, catalog.item_codes, trie, builder, model, params,
                    list(catalog.products.product_ids), list(catalog.products.titles),
                    khqe=catalog.khqe, workdir=workdir, train=catalog.train, memory=memory)

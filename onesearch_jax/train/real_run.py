@@ -68,7 +68,8 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     else:
         judged = JudgedQueries.load(path, catalog.products, float(config.eval.min_relevance),
                                     max_queries=int(config.eval.max_queries))
-        bundle = ModelBundle.for_real(config, catalog, vocab, builder, model, None, workdir)
+        bundle = ModelBundle.for_real(config, catalog, vocab, builder, model, None, workdir,
+                                      memory=memory)
         retriever = None
 
         def eval_fn(state, step):

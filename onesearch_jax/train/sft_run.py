@@ -90,7 +90,7 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
     )
     memory = encoder_memory.for_config(config, builder.tok, workdir)
     if memory is not None:
-        coverage.update(cache_states(memory, task_rows(tasks), stream))
+        coverage.update(cache_states(memory, task_rows(tasks, with_teacher), stream))
         batches = encoder_memory.with_states(batches, memory)
     model = build_model(TransformerConfig(**config.model.to_dict()))
     eval_fn = make_world_eval_fn(config, workdir, world, model, vocab, item_codes, builder,
@@ -110,10 +110,13 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
     return summary
 
 
-def task_rows(tasks) -> list:
-    """Every encoder row set of the tasks (student and teacher inputs)."""
+def task_rows(tasks, with_teacher: bool = False) -> list:
+    """Every encoder row set the batches will carry: the tasks' inputs, and their teacher inputs
+    when the stage reads them (V1 rows hold teacher inputs it never uses)."""
     rows = [t.enc for t in tasks.values()]
-    return rows + [t.teacher_enc for t in tasks.values() if t.teacher_enc is not None]
+    if with_teacher:
+        rows += [t.teacher_enc for t in tasks.values() if t.teacher_enc is not None]
+    return rows
 
 
 def cache_states(memory, rows, stream=None) -> dict[str, float]:
