@@ -110,7 +110,10 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     # Tuned on the valid day of world small (README); () = one weight, eval.prior_weight.
     c.eval.prior_weight = 0.0
     c.eval.prior_by_traffic = (0.0, 10.0, 30.0, 30.0) if c.model.encoder == "frozen_minilm" else ()
-    c.eval.beam_size = 32
+    # The beams' items ordered by beam score + w * query-title cosine (tail and unseen queries:
+    # what the logs cannot teach); tuned on the valid day with the beam below (README).
+    c.eval.rerank_by_traffic = (0.0, 0.0, 20.0, 20.0) if c.model.encoder == "frozen_minilm" else ()
+    c.eval.beam_size = 40 if c.model.encoder == "frozen_minilm" else 32
     c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"
     c.data.stages = {"v1": V1_STAGES, "direct_cot": DIRECT_COT_STAGES}.get(rung, COT_STAGES)
     c.eval.cot_keyword_len = 0

@@ -59,6 +59,10 @@ _MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mes
 _PRIOR_TRAFFIC = flags.DEFINE_list(
     "prior_by_traffic", None, "World workdirs: ADC prior weights of head,torso,tail,unseen "
     "queries of the training logs (default: the train config's eval.prior_by_traffic).")
+_RERANK_TRAFFIC = flags.DEFINE_list(
+    "rerank_by_traffic", None, "World workdirs: weights of the exact query-title cosine beside "
+    "the beam score when ordering the beams' items, for head,torso,tail,unseen queries "
+    "(0,0,0,0: beam order; default: the train config's eval.rerank_by_traffic).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "valid"], "World workdirs: the day scored "
                            "(valid: for tuning serving options; metrics under valid/).")
 _EMB_CACHE = flags.DEFINE_string("embedding_cache", None, "With --judgments and dense systems: "
@@ -112,7 +116,8 @@ def main(argv):
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
                                mesh_shape=_MESH.value, prior_weight=_PRIOR.value,
-                               prior_by_traffic=_PRIOR_TRAFFIC.value, split=_SPLIT.value)
+                               prior_by_traffic=_PRIOR_TRAFFIC.value,
+                               rerank_by_traffic=_RERANK_TRAFFIC.value, split=_SPLIT.value)
     if _SPLIT.value == "test":
         print(results_table(wd.read_metrics(_WORKDIR.value)))
     else:  # the baselines are scored on the test day only

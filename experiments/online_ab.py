@@ -25,6 +25,9 @@ _PRIOR = flags.DEFINE_float("prior_weight", None, "One ADC prior weight for ever
                             "model alone; default: the train config's serving options).")
 _PRIOR_TRAFFIC = flags.DEFINE_list("prior_by_traffic", None, "ADC prior weights of head,torso,"
                                    "tail,unseen queries (default: eval.prior_by_traffic).")
+_RERANK_TRAFFIC = flags.DEFINE_list("rerank_by_traffic", None, "Item re-ranking weights (query-"
+                                    "title cosine beside the beam score) of head,torso,tail,"
+                                    "unseen queries (default: eval.rerank_by_traffic).")
 LIFTS = ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift")
 
 
@@ -32,7 +35,8 @@ def main(argv):
     del argv
     quiet.quiet_libraries()
     searcher = Searcher.from_workdir(_WORKDIR.value, prior_weight=_PRIOR.value,
-                                     prior_by_traffic=_PRIOR_TRAFFIC.value)
+                                     prior_by_traffic=_PRIOR_TRAFFIC.value,
+                                     rerank_by_traffic=_RERANK_TRAFFIC.value)
     world = searcher.bundle.world
     train_events = artifacts.load_query_event_counts(_WORKDIR.value)["train"]
     metrics = {}

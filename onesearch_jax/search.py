@@ -24,7 +24,8 @@ from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
 from onesearch_jax.decode.cells import CellIndex
-from onesearch_jax.decode.retrieve import SidRetriever, rerank_by_vectors
+from onesearch_jax.decode.retrieve import (SidRetriever, rerank_beams_by_vectors,
+                                           rerank_by_vectors)
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
@@ -186,15 +187,21 @@ class ModelBundle:
     def query_vectors(self, texts) -> np.ndarray:
         return self.embedder().embed(list(texts))
 
-    def set_prior(self, weight: float | None = None, by_traffic=None) -> None:
+    def set_prior(self, weight: float | None = None, by_traffic=None,
+                  rerank_by_traffic=None) -> None:
         """Serving-option overrides (ablations): one ADC prior `weight` for every query (0: the
-        model alone), or weights `by_traffic` (head, torso, tail, unseen)."""
+        model alone), or weights `by_traffic` (head, torso, tail, unseen); the item re-ranking's
+        weights `rerank_by_traffic` (all zero: beam order)."""
         if weight is not None:
             self.config.eval.prior_weight = float(weight)
             self.config.eval.prior_by_traffic = ()
         if by_traffic:
-            self.config.eval.prior_by_traffic = tuple(float(w) for w in by_traffic)
+            self.config.eval.prior_by_traffic = _four_weights(by_traffic, "prior_by_traffic")
             self.prior_by_traffic()  # refuse it early where there are no logs
+        if rerank_by_traffic:
+            weights = _four_weights(rerank_by_traffic, "rerank_by_traffic")
+            self.config.eval.rerank_by_traffic = weights if any(weights) else ()
+            self.rerank_by_traffic()
 
     def prior_by_traffic(self) -> tuple:
         """`eval.prior_by_traffic`: the ADC prior's weight for head, torso, tail and unseen
@@ -213,6 +220,31 @@ class ModelBundle:
             return vectors
         slices = [self.traffic.get(t, query_traffic.UNSEEN) for t in texts]
         return vectors * query_traffic.slice_weights(slices, weights)[:, None]
+
+    def rerank_by_traffic(self) -> tuple:
+        """`eval.rerank_by_traffic`: how much the query's exact cosine with each beam item's
+        title embedding counts beside the beam score, for head, torso, tail and unseen queries
+        (empty: beam order)."""
+        weights = tuple(self.config.eval.get("rerank_by_traffic", ()) or ())
+        if weights and self.traffic is None:
+            raise ValueError("eval.rerank_by_traffic needs a world workdir's query logs")
+        return weights
+
+    def beam_ranker(self, retriever: SidRetriever, texts, vectors: np.ndarray | None = None):
+        """`result -> item lists` for these queries' beams (top 10 per query, as the world
+        metrics read them): beam order, or under `eval.rerank_by_traffic` beam score + the
+        query's traffic weight * q . x over all the beams' items
+        (decode/retrieve.rerank_beams_by_vectors)."""
+        weights = self.rerank_by_traffic()
+        if not weights:
+            return lambda result, k=10: retriever.ranked_items(result, k)
+        texts = list(texts)
+        vectors = self.query_vectors(texts) if vectors is None else vectors
+        slices = [self.traffic.get(t, query_traffic.UNSEEN) for t in texts]
+        per_query = query_traffic.slice_weights(slices, weights)
+        item_vectors = self.item_vectors()
+        return lambda result, k=10: rerank_beams_by_vectors(
+            retriever.leaf_items, result, vectors, item_vectors, per_query, k)
 
     def rank_items(self, retriever: SidRetriever, texts, k: int, rerank: str | None = None,
                    cell_level: int | None = None):
@@ -233,12 +265,14 @@ class ModelBundle:
         if not 0 <= cell_level <= self.vocab.num_levels:
             raise ValueError(f"cell_level must be in 0..{self.vocab.num_levels}, got {cell_level}")
         texts = list(texts)
-        vectors = self.query_vectors(texts) if retriever.uses_tables or rerank != "none" else None
+        by_traffic = rerank == "none" and not cell_level and self.rerank_by_traffic()
+        vectors = (self.query_vectors(texts)
+                   if retriever.uses_tables or rerank != "none" or by_traffic else None)
         prior = self.prior_vectors(texts, vectors) if retriever.uses_tables else None
         result = retriever.search(self.builder.query_inputs(texts), prior)
         codes, valid = result.codes, result.valid
         if rerank == "none" and not cell_level:
-            return retriever.ranked_items(result, k), codes, valid
+            return self.beam_ranker(retriever, texts, vectors)(result, k), codes, valid
         if cell_level:
             every = [c.tolist() for c in self.cells().beam_cells(codes, valid, cell_level)]
         else:
@@ -269,13 +303,24 @@ class ModelBundle:
         read once per bundle."""
         if self._item_vectors is None:
             from onesearch_jax.sid.embedding_cache import embed_cached
-            cache = self.config.sids.get("embedding_cache") or wd.sid_dir(self.workdir)
-            self._item_vectors = embed_cached(self.titles, self.config.sids.embedder, cache,
+            sids = self.config.get("sids")  # a real catalog's; a world's SIDs live in the workdir
+            cache = (sids.get("embedding_cache") if sids is not None else "") or wd.sid_dir(
+                self.workdir)
+            self._item_vectors = embed_cached(self.titles, self.embedder_name(), cache,
                                               self.embedder().embed)
         return self._item_vectors
 
 
 RERANKS = ("none", "dense", "rrf", "hybrid")
+
+
+def _four_weights(values, name: str) -> tuple:
+    """head, torso, tail, unseen weights from a flag's list."""
+    weights = tuple(float(w) for w in values)
+    if len(weights) != len(query_traffic.SLICE_NAMES):
+        raise ValueError(f"{name} takes {len(query_traffic.SLICE_NAMES)} weights "
+                         f"({', '.join(query_traffic.SLICE_NAMES)}), got {list(values)}")
+    return weights
 
 
 def _check_vocab(vocab: SidVocab, config) -> None:
@@ -293,11 +338,12 @@ class Searcher:
 
     @classmethod
     def from_workdir(cls, workdir: str, beam_size: int | None = None, mesh_shape=None,
-                     prior_weight: float | None = None, prior_by_traffic=None) -> "Searcher":
-        """`prior_weight` / `prior_by_traffic` override the trained serving options
-        (ModelBundle.set_prior)."""
+                     prior_weight: float | None = None, prior_by_traffic=None,
+                     rerank_by_traffic=None) -> "Searcher":
+        """`prior_weight` / `prior_by_traffic` / `rerank_by_traffic` override the trained
+        serving options (ModelBundle.set_prior)."""
         bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
-        bundle.set_prior(prior_weight, prior_by_traffic)
+        bundle.set_prior(prior_weight, prior_by_traffic, rerank_by_traffic)
         return cls(bundle, beam_size)
 
     def search_items(self, queries: list[str], k: int) -> list[list[int]]:

@@ -79,6 +79,26 @@ def test_a_workdir_serves_sharded_on_a_mesh_with_the_same_answers(trained):
     assert sharded.search(queries, k=5) == one.search(queries, k=5)
 
 
+def test_rerank_by_traffic_orders_the_beams_items_by_cosine(trained):
+    import numpy as np
+
+    workdir, _ = trained
+    texts = ["vitamin", "running shoes", "coffee without sugar"]
+    plain = Searcher.from_workdir(workdir, beam_size=8)
+    assert Searcher.from_workdir(workdir, beam_size=8, rerank_by_traffic=(0, 0, 0, 0)).search(
+        texts, k=5) == plain.search(texts, k=5)
+    cosine = Searcher.from_workdir(workdir, beam_size=8, rerank_by_traffic=(1e6,) * 4)
+    got = cosine.search_items(texts, k=5)
+    every, _, _ = plain.bundle.rank_items(plain._retriever, texts, k=10**6)
+    vectors, items = cosine.bundle.query_vectors(texts), cosine.bundle.item_vectors()
+    for row, candidates, q in zip(got, every, vectors):
+        assert set(row) <= set(candidates) and len(row) == 5
+        np.testing.assert_allclose(items[row] @ q, np.sort(items[candidates] @ q)[::-1][:5],
+                                   atol=1e-5)
+    with pytest.raises(ValueError, match="rerank_by_traffic takes 4 weights"):
+        Searcher.from_workdir(workdir, beam_size=8, rerank_by_traffic=(1, 2))
+
+
 def test_rebuilding_with_another_world_config_is_refused(trained):
     workdir, _ = trained
     other = world_configs.get_config(MICRO_WORLD + ",seed=7")

@@ -215,6 +215,36 @@ def rerank_by_vectors(candidates: list[list[int]], query_vectors: np.ndarray,
     return out
 
 
+def rerank_beams_by_vectors(leaf_items: LeafItems, result: BeamResult, query_vectors: np.ndarray,
+                            item_vectors: np.ndarray, weights: np.ndarray, k: int
+                            ) -> list[list[int]]:
+    """Per query, the items of all its beams ordered by beam score + weight * q . x (each item
+    scored with its own beam's score), the top k kept. weight 0 keeps beam order (ties between a
+    colliding SID's items stay most popular first): the model decides among the SIDs it
+    generated, the exact embeddings correct what the SIDs' quantisation lost, as much as each
+    query's `weights` entry allows (serving weighs them by the query's log traffic)."""
+    out = []
+    query_vectors = np.asarray(query_vectors, np.float32)
+    for row, scores, q, w in zip(np.asarray(result.leaves), np.asarray(result.scores),
+                                 query_vectors, np.asarray(weights, np.float32)):
+        items, beam_scores = [], []
+        for leaf, score in zip(row.tolist(), scores.tolist()):
+            if leaf >= 0:
+                members = leaf_items.items(leaf).tolist()
+                items += members
+                beam_scores += [score] * len(members)
+        if not items:
+            out.append([])
+            continue
+        items = np.asarray(items, np.int64)
+        total = np.asarray(beam_scores, np.float32)
+        if w:
+            total = total + w * (item_vectors[items] @ q)
+        ranked = list(dict.fromkeys(items[np.argsort(-total, kind="stable")].tolist()))
+        out.append(ranked[:k])
+    return out
+
+
 def items_from_beams(leaf_items: LeafItems, leaves: np.ndarray, k: int) -> list[list[int]]:
     """Per query, up to k item indices: each real beam's items (leaf id >= 0) in beam order, no
     repeats (colliding SIDs list all their items, most popular first)."""

@@ -21,7 +21,8 @@ SPLITS = ("test", "valid")
 def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = None,
                      constrained: bool = True, keywords: str = "none",
                      mesh_shape=None, prior_weight: float | None = None,
-                     prior_by_traffic=None, split: str = "test") -> dict[str, float]:
+                     prior_by_traffic=None, rerank_by_traffic=None,
+                     split: str = "test") -> dict[str, float]:
     """Scores the model on a seeded sample of test events and merges it into metrics.json.
 
     Unconstrained decoding is recorded under the prefix `free/` (the ablation). With
@@ -29,7 +30,8 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     (the "(T)" rows: Base (T), SD (T)), recorded under the prefix `teacher/`. `mesh_shape`:
     serve sharded on a mesh of this host's devices (search.serving_mesh). `prior_weight` /
     `prior_by_traffic` override the train config's `eval.prior_weight` / `eval.prior_by_traffic`
-    (the query embedding's ADC scores added to each level's logits; ModelBundle.set_prior);
+    (the query embedding's ADC scores added to each level's logits; ModelBundle.set_prior),
+    `rerank_by_traffic` its `eval.rerank_by_traffic` (ModelBundle.beam_ranker);
     split="valid" scores the valid day instead (prefix `valid/`: tuning
     serving options without touching the test day)."""
     if keywords not in KEYWORD_MODES:
@@ -37,7 +39,7 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     if split not in SPLITS:
         raise ValueError(f"split={split!r}; valid: {SPLITS}")
     bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
-    bundle.set_prior(prior_weight, prior_by_traffic)
+    bundle.set_prior(prior_weight, prior_by_traffic, rerank_by_traffic)
     events = artifacts.load_events(workdir, split, max_events)
     targets = world_eval.WorldTargets(bundle.world, events,
                                       artifacts.load_train_clicks(workdir)["item"],
@@ -52,13 +54,14 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     if fileio.exists(wd.reward_model_path(workdir)):
         rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
                                 artifacts.load_events(workdir, "train"))
-    vectors = None
-    if retriever.uses_tables:  # the ADC prior scores SIDs with the queries' own embeddings
-        vectors = bundle.prior_vectors([bundle.world.queries.texts[int(q)]
-                                        for q in events["query_id"]])
-    metrics = generative_eval.evaluate_events(retriever, builder, events, targets,
-                                              keywords=keywords == "teacher", rewards=rewards,
-                                              query_vectors=vectors)
+    texts = [bundle.world.queries.texts[int(q)] for q in events["query_id"]]
+    vectors = (bundle.query_vectors(texts)
+               if retriever.uses_tables or bundle.rerank_by_traffic() else None)
+    metrics = generative_eval.evaluate_events(
+        retriever, builder, events, targets, keywords=keywords == "teacher", rewards=rewards,
+        # the ADC prior scores SIDs with the queries' own embeddings
+        query_vectors=bundle.prior_vectors(texts, vectors) if retriever.uses_tables else None,
+        ranker=bundle.beam_ranker(retriever, texts, vectors))
     metrics["eval_seconds"] = time.perf_counter() - start
     if keywords == "teacher":
         metrics["keyword_event_share"] = float(builder.has_keywords(events["query_id"]).mean())
@@ -71,5 +74,7 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
                                                     "max_events": max_events, "split": split,
                                                     "prior_weight": retriever.prior_weight,
                                                     "prior_by_traffic": list(
-                                                        bundle.prior_by_traffic())})
+                                                        bundle.prior_by_traffic()),
+                                                    "rerank_by_traffic": list(
+                                                        bundle.rerank_by_traffic())})
     return metrics

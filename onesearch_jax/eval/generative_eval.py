@@ -14,19 +14,20 @@ TOP_K = 10
 
 def evaluate_events(retriever: SidRetriever, builder, events: Mapping[str, np.ndarray],
                     targets: world_eval.WorldTargets, keywords: bool = False,
-                    rewards=None, query_vectors=None) -> dict[str, float]:
+                    rewards=None, query_vectors=None, ranker=None) -> dict[str, float]:
     """World metrics (rel_/click_/order_ x slices) plus valid_sid_rate over the top-10 beams.
 
     `keywords`: the teacher input (the builder's keywords after the query, where it has any).
     `rewards(query_ids, user_ids, items[E, K]) -> {"item": [E, K], ...}` (train/rewards.py's
     LoggedRewards): adds `reward@1` and `reward@10`, the mean R_item of the top item and of the
     top 10 (an empty slot earns 0), what the RL stages optimise. `query_vectors` [E, D]: each
-    event's query embedding, for a retriever with the ADC prior."""
+    event's query embedding, for a retriever with the ADC prior. `ranker(result, k)`: the
+    events' item lists from the beams (ModelBundle.beam_ranker; default beam order)."""
     enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"],
                                       keywords=keywords)
     result = retriever.search(enc, query_vectors)
     valid = result.valid
-    ranked = retriever.ranked_items(result, TOP_K)
+    ranked = (ranker or retriever.ranked_items)(result, TOP_K)
     out = world_eval.score_rankings(targets, ranked)
     out["valid_sid_rate"] = metrics_lib.valid_sid_rate(valid[:, :TOP_K])
     if rewards is not None:

@@ -149,7 +149,14 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
         config.data.state_cache = encoder_memory.state_cache_folder(init_config, init)
     config.eval.beam_size = int(init_config.eval.beam_size)
     config.eval.cot_keyword_len = int(init_config.eval.get("cot_keyword_len", 0))
+    for key in SERVING_KEYS:  # served like the starting run, so the rungs compare
+        if key in init_config.eval:
+            value = init_config.eval[key]
+            config.eval[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     return init_config
+
+
+SERVING_KEYS = ("prior_weight", "prior_by_traffic", "rerank_by_traffic")
 
 
 def restore_init_params(model, init_config, init_workdir: str, setup):

@@ -95,3 +95,27 @@ def test_rerank_fusion_blends_beam_order_and_dense_order():
     q = np.array([[1.0, 0.0]], np.float32)
     assert rerank_by_vectors([[0, 1, 2]], q, items, k=3, fuse_k=1.0) == [[0, 2, 1]]
     assert rerank_by_vectors([[0, 1, 2]], q, items, k=3) == [[2, 1, 0]]
+
+
+def test_rerank_beams_by_vectors_adds_weighted_cosine_to_each_items_beam_score():
+    from onesearch_jax.decode.beam_search import BeamResult
+    from onesearch_jax.decode.retrieve import items_from_beams, rerank_beams_by_vectors
+    from onesearch_jax.sid.trie import LeafItems
+
+    # Leaves: 0 -> items [3, 0] (colliding SID, most popular first), 1 -> [1], 2 -> [2].
+    table = LeafItems(np.array([0, 2, 3, 4]), np.array([3, 0, 1, 2]))
+    items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.0, 0.0]], np.float32)
+    q = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
+    leaves = np.array([[0, 1, 2], [2, -1, -1]])
+    result = BeamResult(codes=np.zeros((2, 3, 2), np.int32),
+                        scores=np.array([[-1.0, -1.5, -3.0], [-0.5, -9.0, -9.0]], np.float32),
+                        valid=leaves >= 0, leaves=leaves)
+    # Weight 0: exactly the beam order.
+    assert rerank_beams_by_vectors(table, result, q, items, np.zeros(2), k=10) == \
+        items_from_beams(table, leaves, 10)
+    # Weight 1, query 0: item 3 -1 + 0, item 0 -1 + 0, item 1 -1.5 + 1 = -0.5, item 2 -3 + 0.8.
+    assert rerank_beams_by_vectors(table, result, q, items, np.array([1.0, 1.0]), k=3) == [
+        [1, 3, 0], [2]]
+    # Weight 3: item 2 scores -3 + 2.4 = -0.6, above items 3 and 0 (-1), below item 1 (1.5).
+    assert rerank_beams_by_vectors(table, result, q, items, np.array([3.0, 0.0]), k=4) == [
+        [1, 2, 3, 0], [2]]
