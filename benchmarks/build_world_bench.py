@@ -19,7 +19,7 @@ from absl import app, flags
 
 from configs import world as world_configs
 from onesearch_jax import workdir as wd
-from onesearch_jax.world.build import (build_reward_model, build_world_workdir, evaluate_baselines,
+from onesearch_jax.pipeline.world_build import (build_reward_model, build_world_workdir, evaluate_baselines,
                                        oracle_headroom)
 
 _PRESET = flags.DEFINE_string("preset", "base", "World preset (with optional ,key=value overrides).")

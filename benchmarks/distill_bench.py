@@ -28,7 +28,8 @@ from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax import sharding
-from onesearch_jax.train import distill, sft_run, sft_step
+from onesearch_jax.pipeline import sft_run
+from onesearch_jax.train import distill, sft_step
 from onesearch_jax.train.train_state import create_train_state, setup_train_state
 
 

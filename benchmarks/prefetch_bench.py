@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from onesearch_jax.variant_workdir import prepare_run_dir
+from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

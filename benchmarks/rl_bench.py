@@ -22,7 +22,8 @@ from ml_collections import config_flags
 
 from onesearch_jax import quiet
 from onesearch_jax import sharding
-from onesearch_jax.train import rl, rl_run
+from onesearch_jax.pipeline import rl_run
+from onesearch_jax.train import rl
 from onesearch_jax.train.train_state import create_train_state, rollout_key, setup_train_state
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/tpma.py:small", "RL stage config.")

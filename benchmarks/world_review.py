@@ -27,7 +27,7 @@ from configs.world import get_config
 from onesearch_jax import artifacts
 from onesearch_jax import workdir as wd
 from onesearch_jax.world import keyword_fields, taxonomy
-from onesearch_jax.world.build import build_world_workdir
+from onesearch_jax.pipeline.world_build import build_world_workdir
 from onesearch_jax.world.keyword_llm import KeywordWriter
 from onesearch_jax.world.keyword_score import flat_keywords, score_keywords
 from onesearch_jax.world.simulator import legacy_search_fn, oracle_search_fn, simulate_traffic

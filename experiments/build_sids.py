@@ -11,7 +11,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from onesearch_jax import quiet
-from onesearch_jax.sid.build import build_sids_workdir
+from onesearch_jax.pipeline.sid_build import build_sids_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sids.py:tiny", "SID config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir holding a built world.", required=True)

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from onesearch_jax import quiet
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.eval.world_eval import results_table
-from onesearch_jax.world.build import (build_reward_model, build_world_workdir, evaluate_baselines,
+from onesearch_jax.pipeline.world_build import (build_reward_model, build_world_workdir, evaluate_baselines,
                                        oracle_headroom)
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/world.py:tiny", "World config.")

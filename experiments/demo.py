@@ -20,7 +20,7 @@ from absl import app, flags
 
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval.world_eval import results_table
-from onesearch_jax.variant_workdir import prepare_run_dir
+from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
 
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/demo", "Where everything is written.")
 _WORLD = flags.DEFINE_string("world", "configs/world.py:tiny", "World config.")

@@ -18,7 +18,7 @@ from absl import app, flags
 
 from onesearch_jax import fileio, quiet
 from onesearch_jax import workdir as wd
-from onesearch_jax.eval.evaluate_run import evaluate_workdir
+from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
@@ -92,7 +92,7 @@ def main(argv):
     del argv
     quiet.quiet_libraries()
     if _JUDGMENTS.value:
-        from onesearch_jax.eval.real_eval import evaluate_real_workdir
+        from onesearch_jax.pipeline.real_eval import evaluate_real_workdir
 
         metrics = evaluate_real_workdir(
             _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,

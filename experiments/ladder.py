@@ -45,7 +45,7 @@ from configs import distill as distill_configs
 from onesearch_jax import fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
-from onesearch_jax.variant_workdir import prepare_run_dir
+from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "LADDER_DONE"

@@ -28,7 +28,7 @@ from absl import app, flags
 from onesearch_jax import quiet
 from onesearch_jax.data.real_catalog import load_products
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
-from onesearch_jax.eval.real_eval import (BASELINES, REPORTED, JudgedQueries, baseline_systems,
+from onesearch_jax.pipeline.real_eval import (BASELINES, REPORTED, JudgedQueries, baseline_systems,
                                           score_systems)
 
 SYSTEMS = BASELINES

@@ -9,7 +9,7 @@ catalog with judgments.
 
     python -m experiments.train --config=configs/homedepot.py --config.data_dir=DIR --workdir=W
 
-`config.stage` picks the stage from the registry (onesearch_jax/train/stages.py).
+`config.stage` picks the stage from the registry (onesearch_jax/pipeline/stages.py).
 
 On several hosts (a Cloud TPU slice, a GPU cluster) run the same command on every host: JAX's
 runtime starts by itself under a detected launcher (multi-host TPU VM, SLURM, Open MPI), or from
@@ -23,7 +23,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from onesearch_jax import distributed, quiet
-from onesearch_jax.train import stages
+from onesearch_jax.pipeline import stages
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sft.py:tiny", "Training config.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and SIDs.", required=True)

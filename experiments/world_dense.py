@@ -19,7 +19,7 @@ from onesearch_jax import artifacts, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import world_eval
 from onesearch_jax.eval.dense import DenseIndex
-from onesearch_jax.sid.build import embed_world
+from onesearch_jax.pipeline.sid_build import embed_world
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and SIDs.",
                                required=True)

@@ -1,6 +1,7 @@
 """Loads what earlier stages left in a workdir (world, tokenizer, SIDs, logs), with clear errors."""
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -9,8 +10,6 @@ from onesearch_jax import fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
 from onesearch_jax.sid.khqe import KHQE
-from onesearch_jax.world.reward_model import RewardModel
-from onesearch_jax.world.world import World
 
 
 def _require(path: str, stage: str) -> str:
@@ -19,9 +18,28 @@ def _require(path: str, stage: str) -> str:
     return path
 
 
-def load_world(workdir: str) -> World:
+def load_world(workdir: str):
+    """The simulated world (world/world.py's World; imported here so that what only reads a
+    workdir, serving, never loads the simulator)."""
+    from onesearch_jax.world.world import World
     _require(os.path.join(wd.world_dir(workdir), "BUILD_DONE"), "build_world")
     return World.load(wd.world_dir(workdir))
+
+
+def load_world_items(workdir: str) -> tuple[list, list, np.ndarray]:
+    """(product ids, titles, popularity) of a world workdir's catalog, read without the
+    simulator (serving needs nothing else of the world)."""
+    d = wd.world_dir(workdir)
+    _require(os.path.join(d, "BUILD_DONE"), "build_world")
+    rows = [json.loads(line) for line in fileio.read_lines(os.path.join(d, "items.jsonl"))]
+    popularity = fileio.load_npz(os.path.join(d, "catalog.npz"))["popularity"]
+    return [r["product_id"] for r in rows], [r["title"] for r in rows], popularity
+
+
+def load_query_texts(workdir: str) -> list[str]:
+    """A world workdir's query texts, by query id."""
+    path = _require(os.path.join(wd.world_dir(workdir), "queries.jsonl"), "build_world")
+    return [json.loads(line)["text"] for line in fileio.read_lines(path)]
 
 
 def load_tokenizer(workdir: str):
@@ -46,6 +64,7 @@ def load_query_keywords(workdir: str) -> dict[str, dict]:
 
 def load_reward_model(workdir: str):
     """The reward model build_world fitted on the training logs (no click model behind it)."""
+    from onesearch_jax.world.reward_model import RewardModel
     return RewardModel.load(_require(wd.reward_model_path(workdir), "build_world"))
 
 

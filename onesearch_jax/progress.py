@@ -1,11 +1,11 @@
 """A progress line (done/total, rate, ETA) for long host-side work such as building the world."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import TextIO
 
-from onesearch_jax.train.metric_writer import format_eta
 
 
 class Progress:
@@ -33,3 +33,12 @@ class Progress:
         pct = 100.0 * self.done / max(self.total, 1)
         return (f"{self.label}: {self.done}/{self.total} ({pct:.0f}%) "
                 f"{rate:,.0f} {self.unit}/s ETA {format_eta(eta)}")
+
+
+def format_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

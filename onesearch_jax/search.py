@@ -20,7 +20,7 @@ from onesearch_jax import artifacts, checkpoint_params, fileio
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import encoder_memory, query_traffic
-from onesearch_jax.data.real_build import is_real_workdir, load_real_catalog
+from onesearch_jax.data.real_workdir import is_real_workdir, load_real_catalog
 from onesearch_jax.data.real_tasks import real_builder
 from onesearch_jax.data.sft_tasks import TaskBuilder
 from onesearch_jax.decode.cells import CellIndex

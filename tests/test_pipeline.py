@@ -12,12 +12,12 @@ from configs import sids as sid_configs
 from configs import world as world_configs
 from onesearch_jax import workdir as wd
 from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
-from onesearch_jax.world.build import build_world_workdir, evaluate_baselines
-from onesearch_jax.eval.evaluate_run import evaluate_workdir
+from onesearch_jax.pipeline.world_build import build_world_workdir, evaluate_baselines
+from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
 from onesearch_jax.search import Searcher
-from onesearch_jax.sid.build import build_sids_workdir
-from onesearch_jax.train.sft_run import run_sft
+from onesearch_jax.pipeline.sid_build import build_sids_workdir
+from onesearch_jax.pipeline.sft_run import run_sft
 
 MICRO_WORLD = "tiny,num_items=800,num_queries=300,num_users=150,events_per_day=200,num_days=4"
 

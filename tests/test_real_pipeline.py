@@ -7,13 +7,14 @@ import pytest
 
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
-from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
+from onesearch_jax.data.real_workdir import load_real_catalog
+from onesearch_jax.pipeline.real_build import build_real_workdir
 from onesearch_jax.data.real_catalog import load_judgments, load_products
 from onesearch_jax.data.real_tasks import RealTaskBuilder
-from onesearch_jax.eval.real_eval import REAL_SYSTEMS, JudgedQueries, evaluate_real_workdir
+from onesearch_jax.pipeline.real_eval import REAL_SYSTEMS, JudgedQueries, evaluate_real_workdir
 from onesearch_jax.search import Searcher
 from onesearch_jax.sid.vocab import SidVocab
-from onesearch_jax.train.real_run import run_real_sft
+from onesearch_jax.pipeline.real_run import run_real_sft
 from real_catalog_data import BRANDS, CATEGORIES, COLORS, make_catalog, tiny_config
 
 @pytest.fixture(scope="module")

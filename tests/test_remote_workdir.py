@@ -19,9 +19,9 @@ from configs import sids as sid_configs
 from configs import world as world_configs
 from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as wd
-from onesearch_jax.sid.build import build_sids_workdir
+from onesearch_jax.pipeline.sid_build import build_sids_workdir
 from onesearch_jax.train.metric_writer import MetricWriter
-from onesearch_jax.world.build import build_reward_model, build_world_workdir
+from onesearch_jax.pipeline.world_build import build_reward_model, build_world_workdir
 
 MICRO_WORLD = "tiny,num_items=400,num_queries=150,num_users=80,events_per_day=100,num_days=4"
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from onesearch_jax.sid import minilm
+from onesearch_jax.model import minilm
 
 STATE_DIM = 384  # all-MiniLM-L6-v2's hidden size
 FORMAT = 1  # last-layer states of [CLS] pieces [SEP], float32

@@ -21,7 +21,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from onesearch_jax.data import text_tokenizer
-from onesearch_jax.sid.minilm import minilm_model_dir
+from onesearch_jax.model.minilm import minilm_model_dir
 
 
 def _bert_tokenizer_json() -> dict:

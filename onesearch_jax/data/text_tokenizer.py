@@ -105,3 +105,30 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int,
             ([EOS_ID] if add_eos else [])
         out[row, :len(ids)] = ids
     return out
+
+
+QUERY_LEN = 24  # tokens a query keeps in every encoder row ([Q] query)
+
+
+def compact(tokens: np.ndarray, length: int) -> np.ndarray:
+    """Moves each row's non-pad tokens to the front (order kept) and cuts to `length`."""
+    order = np.argsort(tokens == 0, axis=1, kind="stable")
+    out = np.take_along_axis(tokens, order, axis=1)[:, :length]
+    if out.shape[1] < length:
+        out = np.pad(out, ((0, 0), (0, length - out.shape[1])))
+    return out.astype(np.int32)
+
+
+def column(token_id: int, n: int) -> np.ndarray:
+    return np.full((n, 1), token_id, np.int32)
+
+
+def query_rows(tokenizer: Tokenizer, texts: Sequence[str], enc_len: int,
+               query_len: int = QUERY_LEN) -> np.ndarray:
+    """[Q] query: the encoder row of an arbitrary text query, as training writes it (the
+    serving input)."""
+    q = tokenizer.token_to_id("[Q]")
+    if q is None:
+        raise ValueError("tokenizer lacks the special token [Q]; rebuild the workdir")
+    toks = encode_texts(tokenizer, list(texts), query_len)
+    return compact(np.concatenate([column(q, len(toks)), toks], 1), enc_len)

@@ -92,7 +92,7 @@ class TransformerConfig:
     param_dtype: str = "float32"
     attention_impl: str | None = None  # passed to jax.nn.dot_product_attention
     # 'scratch': the pre-LN encoder above; 'minilm': MiniLM-L6's post-LN BERT encoder
-    # (MINILM_L6; enc_layers must say 6), weights loaded by model/pretrained.py;
+    # (MINILM_L6; enc_layers must say 6), weights loaded by train/pretrained_init.py;
     # 'frozen_minilm': frozen MiniLM states (cached per text) read by enc_layers adapter layers.
     encoder: str = "scratch"
     # The embedding table (and the logits matmul) has padded_vocab_size rows, vocab_size rounded

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from onesearch_jax.model.presets import FROZEN_STATE_DIM, MINILM_L6, TransformerConfig
-from onesearch_jax.sid.minilm import MiniLMEncoder
+from onesearch_jax.model.minilm import MiniLMEncoder
 
 PAD_ID = 0
 ACT_AXES = ("batch", "length", "embed")  # logical names of the residual stream

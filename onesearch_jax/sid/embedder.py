@@ -28,7 +28,7 @@ def _make_hash(**kwargs) -> TextEmbedder:
 
 
 def _make_minilm(**kwargs) -> TextEmbedder:
-    from onesearch_jax.sid.minilm import MiniLMEmbedder
+    from onesearch_jax.model.minilm import MiniLMEmbedder
     return MiniLMEmbedder(**kwargs)
 
 

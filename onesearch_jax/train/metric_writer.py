@@ -8,7 +8,6 @@ for step s's numbers, so the host never waits on the device to log.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ import numpy as np
 from tensorboardX import SummaryWriter
 
 from onesearch_jax import fileio
+from onesearch_jax.progress import format_eta
 
 
 def to_host_scalars(metrics: Mapping) -> dict[str, float]:
@@ -44,15 +44,6 @@ class OneStepLate:
         """The held step's metrics now (blocks), or None."""
         previous, self._pending = self._pending, None
         return None if previous is None else (previous[0], to_host_scalars(previous[1]))
-
-
-def format_eta(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class MetricWriter:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from onesearch_jax.data.state_cache import StateCache
-from onesearch_jax.sid import minilm
+from onesearch_jax.model import minilm
 
 pytest.importorskip(minilm.PACKAGE, reason=minilm.INSTALL_HINT)
 

@@ -14,9 +14,9 @@ from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.minilm_tokenizer import minilm_text_tokenizer, pretrained_rows
 from onesearch_jax.data.text_tokenizer import TASK_TOKENS
 from onesearch_jax.model import presets
-from onesearch_jax.model.pretrained import init_from_minilm, pretrained_init
+from onesearch_jax.train.pretrained_init import init_from_minilm, pretrained_init
 from onesearch_jax.model.transformer import EncoderDecoder, build_model
-from onesearch_jax.sid import minilm
+from onesearch_jax.model import minilm
 from onesearch_jax.train.sft_step import train_step
 from onesearch_jax.train.step import frozen_subtrees
 from onesearch_jax.train.train_state import make_optimizer

@@ -14,7 +14,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from onesearch_jax.sid import minilm  # noqa: E402
+from onesearch_jax.model import minilm  # noqa: E402
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "minilm_expected.npz"
 

@@ -13,7 +13,8 @@ from configs import distill as distill_configs
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_cached_logits_fn
 from onesearch_jax import sharding
-from onesearch_jax.train import distill, distill_losses, stages
+from onesearch_jax.pipeline import stages
+from onesearch_jax.train import distill, distill_losses
 from onesearch_jax.train import step as step_lib
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.losses import weighted_cross_entropy

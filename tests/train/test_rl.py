@@ -18,7 +18,8 @@ from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_ca
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.train import rewards as rewards_lib
 from onesearch_jax import sharding
-from onesearch_jax.train import rl, rl_run, rollout, stages
+from onesearch_jax.pipeline import rl_run, stages
+from onesearch_jax.train import rl, rollout
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.train_state import create_train_state, setup_train_state
 

@@ -7,7 +7,7 @@ from scipy import optimize
 from configs.world import get_config
 from onesearch_jax import artifacts
 from onesearch_jax.workdir import reward_model_path
-from onesearch_jax.world.build import build_reward_model, build_world_workdir
+from onesearch_jax.pipeline.world_build import build_reward_model, build_world_workdir
 from onesearch_jax.world.reward_model import (RewardModel, auc, expected_calibration_error,
                                               fit_logistic, sigmoid)
 

@@ -9,7 +9,7 @@ from onesearch_jax.data import keywords_io
 from onesearch_jax.world import logs
 from onesearch_jax.world import taxonomy as tx
 from onesearch_jax.world import text_keywords
-from onesearch_jax.world.build import build_world_workdir, keyword_leaks
+from onesearch_jax.pipeline.world_build import build_world_workdir, keyword_leaks
 from onesearch_jax.world.keyword_score import score_keywords
 from onesearch_jax.world.relevance import relevance_tiers
 from onesearch_jax.world.world import build_world

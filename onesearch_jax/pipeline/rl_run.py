@@ -31,13 +31,14 @@ from onesearch_jax.data.sft_tasks import decoder_inputs, sid_targets
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
-from onesearch_jax.train import rl, sft_run
+from onesearch_jax.pipeline import sft_run
+from onesearch_jax.train import rl
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.train.rollout import make_rollout_fn
 from onesearch_jax.train.train_state import setup_train_state
-from onesearch_jax.variant_workdir import prepare_run_dir
+from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
 
 ADOPTED = ("model", "data")  # sections an RL run takes from the run it starts from
 

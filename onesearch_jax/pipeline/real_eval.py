@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from onesearch_jax import fileio
-from onesearch_jax.data.real_build import is_real_workdir
+from onesearch_jax.data.real_workdir import is_real_workdir
 from onesearch_jax.data.real_catalog import (Judgments, LoadReport, Products, judged_pairs,
                                              load_judgments, targets)
 from onesearch_jax.eval.retrieval_diagnostics import prefix_survival, split_recall

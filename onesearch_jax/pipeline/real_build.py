@@ -16,7 +16,6 @@ file or an empty catalog is. The stage is guarded like the world build: rerunnin
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -30,47 +29,16 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.catalog_keywords import CatalogKeywords, build_keyword_vocabulary
 from onesearch_jax.data.minilm_tokenizer import minilm_text_tokenizer
+from onesearch_jax.data.real_workdir import (DONE_FILE, PRODUCTS_FILE, STAGE,
+                                              TRAIN_JUDGMENTS_FILE, catalog_dir,
+                                              is_real_workdir)
 from onesearch_jax.data.real_catalog import (Judgments, Products, judged_pairs, load_judgments,
                                              load_products)
 from onesearch_jax.data.text_tokenizer import TASK_TOKENS
-from onesearch_jax.sid.build import fit_and_save_sids
+from onesearch_jax.pipeline.sid_build import fit_and_save_sids
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.embedding_cache import CachingEmbedder
 from onesearch_jax.sid.keyword_fusion import embed_with_keywords, fuse_queries
-from onesearch_jax.sid.khqe import KHQE
-
-PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE = "products.tsv", "judgments_train.tsv"
-STAGE = "catalog"
-DONE_FILE = "CATALOG_DONE"
-
-
-def catalog_dir(workdir: str) -> str:
-    return os.path.join(workdir, "catalog")
-
-
-def is_real_workdir(workdir: str) -> bool:
-    return fileio.exists(os.path.join(catalog_dir(workdir), DONE_FILE))
-
-
-@dataclasses.dataclass
-class RealCatalog:
-    """What a prepared real workdir holds."""
-    products: Products
-    train: Judgments
-    keywords: CatalogKeywords
-    tokenizer: object
-    khqe: KHQE
-    item_codes: np.ndarray
-
-    def popularity(self, min_relevance: float = 2.33) -> np.ndarray:
-        """Per product, how many train queries judge it at least min_relevance (tie-breaks
-        colliding SIDs)."""
-        index = {uid: i for i, uid in enumerate(self.products.product_ids)}
-        counts = np.zeros(len(index), np.float32)
-        for _, uid, _ in judged_pairs(self.train, min_relevance):
-            if uid in index:
-                counts[index[uid]] += 1
-        return counts
 
 
 def _write_tsv(path: str, header: tuple[str, ...], rows) -> None:
@@ -184,19 +152,3 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
     with open(os.path.join(out, DONE_FILE), "w") as f:
         f.write("ok\n")
     return metrics
-
-
-def load_real_catalog(workdir: str) -> RealCatalog:
-    if not is_real_workdir(workdir):
-        raise FileNotFoundError(f"{catalog_dir(workdir)} is not a prepared catalog; run "
-                                "experiments.train with a real-data config on this workdir first")
-    out = catalog_dir(workdir)
-    products = load_products(os.path.join(out, PRODUCTS_FILE))
-    train = load_judgments(os.path.join(out, TRAIN_JUDGMENTS_FILE), products)
-    keywords = CatalogKeywords(fileio.read_json(os.path.join(out, "keywords.json")))
-    tok = text_tokenizer.load_text_tokenizer(wd.tokenizer_path(workdir))
-    khqe = KHQE.load(os.path.join(wd.sid_dir(workdir), "khqe.npz"))
-    codes = fileio.load_npy(os.path.join(wd.sid_dir(workdir), "item_codes.npy"))
-    if len(codes) != len(products.product_ids):
-        raise ValueError(f"{len(codes)} SIDs for {len(products.product_ids)} products in {out}")
-    return RealCatalog(products, train, keywords, tok, khqe, codes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from onesearch_jax.train import real_run, rl_run, sft_run
+from onesearch_jax.pipeline import real_run, rl_run, sft_run
 
 STAGES: dict[str, Callable] = {
     "sft": sft_run.run_sft,            # V1 SFT stages (and + keyword CoT tasks)

@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 
 from onesearch_jax.data.minilm_tokenizer import pretrained_rows
 from onesearch_jax.model.presets import MINILM_L6
-from onesearch_jax.sid.minilm import MiniLMEncoder, load_minilm_params
+from onesearch_jax.model.minilm import MiniLMEncoder, load_minilm_params
 
 
 def _check_architecture(hf_config: dict) -> None:

@@ -10,7 +10,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.search import ModelBundle
 from onesearch_jax.train.rewards import LoggedRewards
-from onesearch_jax.world.build import keywords_at_inference
+from onesearch_jax.pipeline.world_build import keywords_at_inference
 
 KEYWORD_MODES = ("none", "teacher")
 

@@ -14,9 +14,9 @@ from onesearch_jax.data import encoder_memory, sft_tasks
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.model.presets import TransformerConfig
-from onesearch_jax.model.pretrained import pretrained_init
+from onesearch_jax.train.pretrained_init import pretrained_init
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.sid import keyword_sids
+from onesearch_jax.pipeline import keyword_sids
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train import distill, sft_step

@@ -9,11 +9,12 @@ from absl import logging
 from onesearch_jax import distributed
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import encoder_memory, sft_tasks
-from onesearch_jax.data.real_build import build_real_workdir, load_real_catalog
+from onesearch_jax.data.real_workdir import load_real_catalog
+from onesearch_jax.pipeline.real_build import build_real_workdir
 from onesearch_jax.data.real_tasks import REAL_TASKS, real_builder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.train.sft_run import cache_states, task_rows, train_and_record
+from onesearch_jax.pipeline.sft_run import cache_states, task_rows, train_and_record
 
 SID_EMBEDDINGS = ("random", "centroids")
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
@@ -28,7 +29,7 @@ def eval_judgments_path(config) -> str | None:
 
 def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     """Prepares (or reuses) the workdir, trains (or resumes) to config.train.steps."""
-    from onesearch_jax.eval.real_eval import JudgedQueries, evaluate_generative
+    from onesearch_jax.pipeline.real_eval import JudgedQueries, evaluate_generative
     from onesearch_jax.search import ModelBundle
 
     sid_embeddings = config.get("sid_embeddings", "random")

@@ -1,0 +1,49 @@
+"""Command-line entry points: absl's `app.run`, with a problem in the input (a bad flag, config
+key or preset, a missing workdir or file, a refused option) reported as one line that names it,
+exit code 2, instead of a traceback. `--traceback` (or `--verbose_libraries`) keeps the
+traceback for debugging."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import app, flags
+
+from onesearch_jax import quiet
+
+TRACEBACK = flags.DEFINE_bool("traceback", False, "On an input error, show the whole traceback "
+                              "instead of one line.")
+# What the package raises for input it refuses (each with a message naming the problem).
+INPUT_ERRORS = (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, KeyError,
+                app.UsageError)
+EXIT_INPUT_ERROR = 2
+
+
+def error_line(error: BaseException) -> str:
+    """The one line a person reads: the error's own message (a KeyError's without quotes)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    message = " ".join(str(message).split()) or type(error).__name__
+    return f"error: {message}"
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"{error_line(e)} (--helpshort lists the flags)\n")
+        sys.exit(EXIT_INPUT_ERROR)
+
+
+def run(main: Callable[[list[str]], object]) -> None:
+    """`app.run(main)` with one-line input errors (exit 2)."""
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except INPUT_ERRORS as e:
+            if TRACEBACK.value or quiet.VERBOSE_LIBRARIES.value:
+                raise
+            sys.stderr.write(f"{error_line(e)} (--traceback shows where)\n")
+            sys.exit(EXIT_INPUT_ERROR)
+
+    app.run(guarded, flags_parser=_parse_flags)
