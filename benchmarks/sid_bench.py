@@ -18,10 +18,12 @@ import time
 
 import numpy as np
 
-from onesearch_jax.sid import kmeans, sid_metrics
-from onesearch_jax.sid.khqe import KHQEConfig
+from onesearch_jax.sid import kmeans
+from onesearch_jax.sid.assign import assign, sid_metrics
+from onesearch_jax.sid.codebooks import KHQEConfig
 from onesearch_jax.sid.opq import fit_opq
-from onesearch_jax.sid.rq_kmeans import assign_per_parent, fit_per_parent
+from onesearch_jax.sid.codebooks import assign_per_parent
+from onesearch_jax.sid.rq_kmeans import fit_per_parent
 
 
 def synthetic_embeddings(n: int, dim: int, seed: int = 0, intrinsic_dim: int = 48) -> np.ndarray:
@@ -72,7 +74,7 @@ def run_ours(x, cfg: KHQEConfig):
         with t(f"level{level + 1}_kmeans"):
             c = kmeans.fit_kmeans(residual, k, iters=cfg.iters, seed=cfg.seed + level,
                                   max_points_per_centroid=cfg.max_points_per_centroid)
-            code, _ = kmeans.assign(residual, c)
+            code, _ = assign(residual, c)
             residual -= c[code]
         codes.append(code)
     with t(f"level{len(cfg.level_sizes)}_per_parent"):

@@ -29,7 +29,7 @@ whose level-1 cells are the candidates (`eval.cell_level=1`), ranked by cosine +
 import ml_collections
 
 from configs import sft
-from onesearch_jax.sid import khqe
+from onesearch_jax.sid import codebooks
 
 
 def get_config(arg=None) -> ml_collections.ConfigDict:
@@ -50,7 +50,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.sids.keyword_enhance = True
     c.sids.query_mix = 0.0  # > 0: relevance-aware SIDs (item fused with its train queries)
     c.sids.embedding_cache = ""  # default: W/sids
-    c.sids.khqe = ml_collections.ConfigDict(khqe.khqe_preset("small" if name != "tiny" else "tiny")
+    c.sids.khqe = ml_collections.ConfigDict(codebooks.khqe_preset("small" if name != "tiny" else "tiny")
                                             .to_dict())
     if name != "tiny":
         # Home Depot (54,667 titles, MiniLM, plain title embeddings): 512-128-64 + 2x256 gives

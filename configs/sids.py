@@ -11,7 +11,7 @@ for TIGER's de-duplication suffix; `--config.khqe.last_level=global` drops per-p
 """
 import ml_collections
 
-from onesearch_jax.sid import khqe
+from onesearch_jax.sid import codebooks
 
 _PRESETS = {"tiny": ("hash", "tiny"), "tiny_minilm": ("minilm", "tiny"), "small": ("minilm", "small"),
             "paper": ("minilm", "paper")}
@@ -26,7 +26,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     c.preset = name
     c.embedder = embedder
     c.keyword_enhance = True
-    c.khqe = ml_collections.ConfigDict(khqe.khqe_preset(sizes).to_dict())
+    c.khqe = ml_collections.ConfigDict(codebooks.khqe_preset(sizes).to_dict())
     c.khqe.level_sizes = tuple(c.khqe.level_sizes)
     if name == "small":
         # Measured on the small world (MiniLM): 256-64-32 + 2x256 gives ICR 0.979; these sizes 0.997.

@@ -9,7 +9,7 @@ import numpy as np
 from onesearch_jax import fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
-from onesearch_jax.sid.khqe import KHQE
+from onesearch_jax.sid.codebooks import KHQE
 
 
 def _require(path: str, stage: str) -> str:

@@ -14,7 +14,7 @@ from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.catalog_keywords import CatalogKeywords
 from onesearch_jax.data.real_catalog import (Judgments, Products, judged_pairs, load_judgments,
                                              load_products)
-from onesearch_jax.sid.khqe import KHQE
+from onesearch_jax.sid.codebooks import KHQE
 
 PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE = "products.tsv", "judgments_train.tsv"
 STAGE = "catalog"

@@ -19,7 +19,8 @@ from onesearch_jax.sid import sid_metrics
 from onesearch_jax.world import text_keywords
 from onesearch_jax.sid.embedder import make_embedder
 from onesearch_jax.sid.keyword_fusion import embed_with_keywords
-from onesearch_jax.sid.khqe import KHQEConfig, fit_and_encode_khqe
+from onesearch_jax.sid.codebooks import KHQEConfig
+from onesearch_jax.sid.khqe import fit_and_encode_khqe
 
 
 def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_dir: str):

@@ -11,41 +11,11 @@ The paper uses faiss `OPQ2,IVF1,PQ2x8`: M = 2 sub-spaces of K = 256 codes.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from onesearch_jax.sid import kmeans
-
-
-@dataclasses.dataclass
-class OPQ:
-    """rotation (D, D) orthogonal; codebooks (M, K, D // M) in the rotated space."""
-    rotation: np.ndarray
-    codebooks: np.ndarray
-
-    @property
-    def dim(self) -> int:
-        return int(self.rotation.shape[0])
-
-    def _split(self, x) -> np.ndarray:
-        x = np.asarray(x, np.float32)
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape (N, {self.dim}), got {x.shape}")
-        m, _, d_sub = self.codebooks.shape
-        return (x @ self.rotation).reshape(x.shape[0], m, d_sub)
-
-    def encode(self, x) -> np.ndarray:
-        """(N, M) int32 codes: nearest sub-codeword per rotated block."""
-        y = self._split(x)
-        codes = [kmeans.assign(y[:, i], cb)[0] for i, cb in enumerate(self.codebooks)]
-        return np.stack(codes, axis=1).astype(np.int32)
-
-    def decode(self, codes) -> np.ndarray:
-        """(N, D) reconstruction in the original space."""
-        codes = np.asarray(codes)
-        y_hat = np.concatenate([cb[codes[:, i]] for i, cb in enumerate(self.codebooks)], axis=1)
-        return y_hat @ self.rotation.T
+from onesearch_jax.sid.assign import check_embeddings
+from onesearch_jax.sid.codebooks import OPQ
 
 
 def procrustes_rotation(x, y) -> np.ndarray:
@@ -57,7 +27,7 @@ def procrustes_rotation(x, y) -> np.ndarray:
 def fit_opq(x, *, subspaces: int = 2, codes: int = 256, iters: int = 10, pq_iters: int = 4,
             pq_iters_first: int = 20, seed: int = 0, max_points_per_centroid: int = 256) -> OPQ:
     """Fits rotation and codebooks on at most max_points_per_centroid * codes rows of x."""
-    x = kmeans.check_embeddings(x, "residuals")
+    x = check_embeddings(x, "residuals")
     n, dim = x.shape
     if subspaces < 1 or dim % subspaces:
         raise ValueError(f"dimension {dim} is not divisible by opq subspaces={subspaces}")

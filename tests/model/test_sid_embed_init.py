@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from onesearch_jax.model.sid_embed_init import centroid_rows, code_vectors, init_sid_embeddings
-from onesearch_jax.sid.khqe import KHQEConfig, fit_and_encode_khqe
+from onesearch_jax.sid.codebooks import KHQEConfig
+from onesearch_jax.sid.khqe import fit_and_encode_khqe
 
 
 @pytest.fixture(scope="module")

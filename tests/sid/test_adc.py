@@ -7,7 +7,8 @@ import pytest
 from onesearch_jax.decode.retrieve import SidRetriever, rerank_by_vectors
 from onesearch_jax.decode.score_prior import table_scores
 from onesearch_jax.sid import adc
-from onesearch_jax.sid.khqe import KHQEConfig, fit_and_encode_khqe
+from onesearch_jax.sid.codebooks import KHQEConfig
+from onesearch_jax.sid.khqe import fit_and_encode_khqe
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
 

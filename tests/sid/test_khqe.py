@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from onesearch_jax.sid import sid_metrics
-from onesearch_jax.sid.khqe import (KHQE, KHQEConfig, fit_and_encode_khqe, fit_khqe,
-                                    khqe_preset)
+from onesearch_jax.sid.codebooks import KHQE, KHQEConfig, khqe_preset
+from onesearch_jax.sid.khqe import fit_and_encode_khqe, fit_khqe
 
 
 def _clustered(n=2000, d=32, centers=50, intrinsic=8, seed=0):

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from onesearch_jax.sid import kmeans
+from onesearch_jax.sid.assign import assign
 
 
 def _blobs(n_per, centers, scale, seed=0):
@@ -17,20 +18,20 @@ def test_one_dimensional_by_hand():
     x = np.array([[0.0], [1.0], [10.0], [11.0]], np.float32)
     c = kmeans.fit_kmeans(x, 2, iters=5)
     assert sorted(c[:, 0].tolist()) == [0.5, 10.5]
-    codes, dist = kmeans.assign(x, c)
+    codes, dist = assign(x, c)
     assert codes[0] == codes[1] != codes[2] == codes[3]
     np.testing.assert_allclose(dist, [0.25] * 4, atol=1e-6)
 
 
 def test_assign_by_hand_and_chunking_is_invisible():
-    codes, dist = kmeans.assign(np.array([[0, 0], [3, 4]], np.float32),
+    codes, dist = assign(np.array([[0, 0], [3, 4]], np.float32),
                                 np.array([[0, 0], [3, 0]], np.float32))
     assert codes.tolist() == [0, 1]
     np.testing.assert_allclose(dist, [0.0, 16.0])
     rng = np.random.default_rng(1)
     x, c = rng.normal(size=(100, 4)).astype(np.float32), rng.normal(size=(7, 4)).astype(np.float32)
-    small_codes, small_dist = kmeans.assign(x, c, chunk=8)
-    big_codes, big_dist = kmeans.assign(x, c)
+    small_codes, small_dist = assign(x, c, chunk=8)
+    big_codes, big_dist = assign(x, c)
     brute = ((x[:, None] - c[None]) ** 2).sum(-1)
     assert (small_codes == big_codes).all() and (big_codes == brute.argmin(1)).all()
     np.testing.assert_allclose(small_dist, brute.min(1), rtol=1e-4, atol=1e-5)
@@ -40,7 +41,7 @@ def test_well_separated_blobs_recovered_exactly():
     centers = np.eye(8, dtype=np.float32)[:5] * 10.0
     x, labels = _blobs(80, centers, 0.1)
     c = kmeans.fit_kmeans(x, 5, iters=10, seed=3)
-    codes, _ = kmeans.assign(x, c)
+    codes, _ = assign(x, c)
     # Each true blob maps to exactly one cluster and vice versa.
     pairs = set(zip(labels.tolist(), codes.tolist()))
     assert len(pairs) == 5 and len({p for _, p in pairs}) == 5
@@ -94,4 +95,4 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="row 3"):
         kmeans.fit_kmeans(x, 2)
     with pytest.raises(ValueError, match="dimension mismatch"):
-        kmeans.assign(np.ones((2, 3), np.float32), np.ones((2, 4), np.float32))
+        assign(np.ones((2, 3), np.float32), np.ones((2, 4), np.float32))

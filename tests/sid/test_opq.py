@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from onesearch_jax.sid.dedup_suffix import dedup_index, dedup_suffix
-from onesearch_jax.sid.opq import OPQ, fit_opq, procrustes_rotation
+from onesearch_jax.sid.codebooks import OPQ
+from onesearch_jax.sid.opq import fit_opq, procrustes_rotation
 
 
 def test_procrustes_recovers_a_known_rotation():
