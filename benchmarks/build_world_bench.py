@@ -15,10 +15,10 @@ import resource
 import shutil
 import time
 
-from absl import app, flags
+from absl import flags
 
 from configs import world as world_configs
-from onesearch_jax import workdir as wd
+from onesearch_jax import cli, workdir as wd
 from onesearch_jax.pipeline.world_build import (build_reward_model, build_world_workdir, evaluate_baselines,
                                        oracle_headroom)
 
@@ -58,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import distill as distill_configs
-from onesearch_jax import artifacts, quiet
+from onesearch_jax import artifacts, cli, quiet
 from onesearch_jax.data import encoder_memory
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.model.transformer import build_model
@@ -137,4 +137,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from onesearch_jax import quiet
+from onesearch_jax import cli, quiet
 from onesearch_jax import sharding
 from onesearch_jax.pipeline import rl_run
 from onesearch_jax.train import rl
@@ -75,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -21,10 +21,10 @@ import tempfile
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from configs.world import get_config
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, cli
 from onesearch_jax import workdir as wd
 from onesearch_jax.world import keyword_fields, taxonomy
 from onesearch_jax.pipeline.world_build import build_world_workdir
@@ -169,4 +169,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

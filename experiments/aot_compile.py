@@ -20,7 +20,7 @@ import os
 from absl import app, flags
 
 from configs import aot as aot_configs
-from onesearch_jax import fileio, quiet
+from onesearch_jax import cli, fileio, quiet
 from onesearch_jax.model import presets
 from onesearch_jax.train import aot
 
@@ -131,4 +131,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

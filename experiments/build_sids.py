@@ -7,10 +7,10 @@ merges `cur/l1`.., `icr`, `collision_rate`, `recon_error`, `seconds` into W/metr
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from onesearch_jax import quiet
+from onesearch_jax import cli, quiet
 from onesearch_jax.pipeline.sid_build import build_sids_workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sids.py:tiny", "SID config.")
@@ -29,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

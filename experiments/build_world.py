@@ -14,10 +14,10 @@ error, the baselines on the test split (`bm25/`, `memorization/`, `legacy/`, `or
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from onesearch_jax import quiet
+from onesearch_jax import cli, quiet
 from onesearch_jax import workdir as workdir_lib
 from onesearch_jax.eval.world_eval import results_table
 from onesearch_jax.pipeline.world_build import (build_reward_model, build_world_workdir, evaluate_baselines,
@@ -66,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

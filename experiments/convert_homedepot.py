@@ -25,7 +25,7 @@ from typing import Sequence, Union
 import numpy as np
 from absl import app, flags
 
-from onesearch_jax import quiet
+from onesearch_jax import cli, quiet
 from onesearch_jax.data.real_catalog import (JUDGMENT_COLUMNS, PRODUCT_COLUMNS, LoadReport,
                                              parse_relevance)
 
@@ -147,4 +147,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

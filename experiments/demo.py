@@ -16,9 +16,9 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from onesearch_jax import workdir as wd
+from onesearch_jax import cli, workdir as wd
 from onesearch_jax.eval.world_eval import results_table
 from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
 
@@ -70,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

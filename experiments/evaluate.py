@@ -14,9 +14,9 @@ fusion (`--systems` adds dense MiniLM and the other fusions), and writes `recall
 """
 import os
 
-from absl import app, flags
+from absl import flags
 
-from onesearch_jax import fileio, quiet
+from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
@@ -130,4 +130,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -42,7 +42,7 @@ from typing import Mapping, Sequence
 from absl import app, flags
 
 from configs import distill as distill_configs
-from onesearch_jax import fileio, quiet
+from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
@@ -469,4 +469,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

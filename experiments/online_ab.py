@@ -9,13 +9,13 @@ the paper's online claims (+3.98% item CTR, +3.45% GMV, long-tail +5.37%) are me
 simulated world. `--perturb=N` reruns with N redrawn click models (seeds 1..N) and reports each.
 Writes `ab/ctr_lift`, `ab/gmv_lift`, ... (and `ab_perturbed<i>/...`) into W/metrics.json.
 """
-from absl import app, flags
+from absl import flags
 
-from onesearch_jax import artifacts
+from onesearch_jax import artifacts, cli
 from onesearch_jax import quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
-from onesearch_jax.search import Searcher
+from onesearch_jax.serving import Searcher
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _EVENTS = flags.DEFINE_integer("num_events", 2000, "Simulated searches per arm.")
@@ -37,7 +37,7 @@ def main(argv):
     searcher = Searcher.from_workdir(_WORKDIR.value, prior_weight=_PRIOR.value,
                                      prior_by_traffic=_PRIOR_TRAFFIC.value,
                                      rerank_by_traffic=_RERANK_TRAFFIC.value)
-    world = searcher.bundle.world
+    world = artifacts.load_world(_WORKDIR.value)
     train_events = artifacts.load_query_event_counts(_WORKDIR.value)["train"]
     metrics = {}
     for p in range(_PERTURB.value + 1):
@@ -59,4 +59,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

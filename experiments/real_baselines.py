@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 from absl import app, flags
 
-from onesearch_jax import quiet
+from onesearch_jax import cli, quiet
 from onesearch_jax.data.real_catalog import load_products
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
 from onesearch_jax.pipeline.real_eval import (BASELINES, REPORTED, JudgedQueries, baseline_systems,
@@ -109,4 +109,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -4,10 +4,10 @@
 
 Works for simulated-world and real-catalog (configs/homedepot.py) workdirs alike.
 """
-from absl import app, flags
+from absl import flags
 
-from onesearch_jax import quiet
-from onesearch_jax.search import Searcher
+from onesearch_jax import cli, quiet
+from onesearch_jax.serving import Searcher
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _QUERY = flags.DEFINE_multi_string("query", None, "Query text (repeatable).", required=True)
@@ -30,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

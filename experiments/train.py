@@ -22,7 +22,7 @@ progress line; evaluates on a sample of valid-day events every `train.eval_every
 from absl import app, flags
 from ml_collections import config_flags
 
-from onesearch_jax import distributed, quiet
+from onesearch_jax import cli, distributed, quiet
 from onesearch_jax.pipeline import stages
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/sft.py:tiny", "Training config.")
@@ -55,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -15,7 +15,7 @@ import os
 
 from absl import app, flags
 
-from onesearch_jax import artifacts, quiet
+from onesearch_jax import artifacts, cli, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import world_eval
 from onesearch_jax.eval.dense import DenseIndex
@@ -50,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -8,7 +8,7 @@ import numpy as np
 
 from onesearch_jax import fileio
 from onesearch_jax import workdir as wd
-from onesearch_jax.data import event_dataset, keywords_io, text_tokenizer
+from onesearch_jax.data import keywords_io, text_tokenizer
 from onesearch_jax.sid.codebooks import KHQE
 
 
@@ -82,6 +82,7 @@ def load_train_clicks(workdir: str) -> dict[str, np.ndarray]:
 
 def load_events(workdir: str, split: str, max_events: int | None = None, seed: int = 0):
     """A split's events as arrays (a seeded sample of at most max_events, in event order)."""
+    from onesearch_jax.data import event_dataset  # tfds: imported when events are read
     events = event_dataset.read_event_arrays(wd.data_dir(workdir), split)
     n = len(events["event_id"])
     if max_events is not None and n > max_events:

@@ -20,17 +20,29 @@ EXIT_INPUT_ERROR = 2
 
 
 def error_line(error: BaseException) -> str:
-    """The one line a person reads: the error's own message (a KeyError's without quotes)."""
-    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-    message = " ".join(str(message).split()) or type(error).__name__
-    return f"error: {message}"
+    """The one line a person reads: the error's own message (a KeyError's without quotes; of a
+    message that carries a traceback, as a config file's error does, its head and last line)."""
+    while isinstance(error, (KeyError, AttributeError)) and error.args:
+        error = error.args[0]  # ml_collections wraps a KeyError in an AttributeError
+    message = str(error)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "Traceback (most recent call last):" in message:
+        head = message.split("Traceback (most recent call last):")[0].strip()
+        lines = [head, lines[-1]] if head else lines[-1:]
+    return "error: " + (" ".join(lines) or type(error).__name__)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing; a bad flag, config file, preset or `--config.x.y` override (which
+    ml_collections reports as an AttributeError or KeyError) is one line and exit code 2."""
     try:
         return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"{error_line(e)} (--helpshort lists the flags)\n")
+    except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+        if "--traceback" in argv or "--verbose_libraries" in argv:
+            raise
+        what = "no such config field " if isinstance(e, (AttributeError, KeyError)) else ""
+        sys.stderr.write(f"{error_line(e).replace('error: ', 'error: ' + what, 1)} "
+                         "(--helpshort lists the flags)\n")
         sys.exit(EXIT_INPUT_ERROR)
 
 

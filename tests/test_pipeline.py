@@ -10,12 +10,13 @@ import pytest
 from configs import sft as sft_configs
 from configs import sids as sid_configs
 from configs import world as world_configs
+from onesearch_jax import artifacts
 from onesearch_jax import workdir as wd
 from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
 from onesearch_jax.pipeline.world_build import build_world_workdir, evaluate_baselines
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table
-from onesearch_jax.search import Searcher
+from onesearch_jax.serving import Searcher
 from onesearch_jax.pipeline.sid_build import build_sids_workdir
 from onesearch_jax.pipeline.sft_run import run_sft
 
@@ -65,7 +66,7 @@ def test_searcher_answers_queries_and_empty_query(trained):
     searcher = Searcher.from_workdir(workdir, beam_size=8)
     results = searcher.search(["vitamin", "", "   "], k=5)
     assert len(results[0]) == 5 and results[1] == [] and results[2] == []
-    known = set(searcher.bundle.world.catalog.product_ids)
+    known = set(artifacts.load_world(workdir).catalog.product_ids)
     assert all(pid in known for pid in results[0])
 
 
@@ -117,7 +118,7 @@ def test_training_a_different_model_in_the_workdir_is_refused(trained):
 def test_online_ab_of_the_searcher_against_the_legacy_engine(trained):
     workdir, _ = trained
     searcher = Searcher.from_workdir(workdir, beam_size=8)
-    world = searcher.bundle.world
+    world = artifacts.load_world(workdir)
     result = simulate_traffic(lambda texts, users: searcher.search(list(texts), 10), world,
                               num_events=60, seed=0, baseline_fn=legacy_search_fn(world),
                               num_bootstrap=200)

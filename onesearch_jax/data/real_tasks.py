@@ -20,7 +20,8 @@ import numpy as np
 
 from onesearch_jax.data import text_tokenizer
 from onesearch_jax.data.real_catalog import Judgments, judged_pairs
-from onesearch_jax.data.sft_tasks import TaskArrays, column, compact, keyword_targets, sid_targets
+from onesearch_jax.data.sft_tasks import TaskArrays, keyword_targets, sid_targets
+from onesearch_jax.data.text_tokenizer import column, compact
 from onesearch_jax.sid.vocab import SidVocab
 
 REAL_TASKS = ("title_to_sid", "query_to_keywords", "query_to_sid", "span_to_sid")
@@ -32,7 +33,7 @@ class RealTaskBuilder:
 
     def __init__(self, product_ids: Sequence[str], titles: Sequence[str], tokenizer,
                  vocab: SidVocab, item_codes: np.ndarray, keywords, *, enc_len: int,
-                 dec_len: int, query_len: int = 24, title_len: int = 40):
+                 dec_len: int, query_len: int = text_tokenizer.QUERY_LEN, title_len: int = 40):
         if len(product_ids) != len(titles) or len(titles) != len(item_codes):
             raise ValueError(f"{len(product_ids)} product ids, {len(titles)} titles and "
                              f"{len(item_codes)} SIDs must match")
@@ -56,7 +57,7 @@ class RealTaskBuilder:
 
     def query_inputs(self, texts: Sequence[str]) -> np.ndarray:
         """[Q] query: the serving input for arbitrary text."""
-        return self._prefixed("[Q]", self.text(texts, self.query_len))
+        return text_tokenizer.query_rows(self.tok, texts, self.enc_len, self.query_len)
 
     def title_to_sid(self) -> TaskArrays:
         enc = self._prefixed("[TASK_ITEM]", self.text(self.titles, self.title_len))
@@ -115,7 +116,7 @@ class RealTaskBuilder:
 
 def real_builder(config, catalog) -> tuple[SidVocab, RealTaskBuilder]:
     """The SID vocabulary and task builder of a prepared real catalog (training and serving)."""
-    vocab = SidVocab(catalog.tokenizer.get_vocab_size(), catalog.khqe.level_sizes)
+    vocab = catalog.sid_vocab()
     builder = RealTaskBuilder(
         catalog.products.product_ids, catalog.products.titles, catalog.tokenizer, vocab,
         catalog.item_codes, catalog.keywords, enc_len=int(config.data.enc_len),

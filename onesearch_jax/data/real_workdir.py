@@ -15,6 +15,7 @@ from onesearch_jax.data.catalog_keywords import CatalogKeywords
 from onesearch_jax.data.real_catalog import (Judgments, Products, judged_pairs, load_judgments,
                                              load_products)
 from onesearch_jax.sid.codebooks import KHQE
+from onesearch_jax.sid.vocab import SidVocab
 
 PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE = "products.tsv", "judgments_train.tsv"
 STAGE = "catalog"
@@ -38,6 +39,10 @@ class RealCatalog:
     tokenizer: object
     khqe: KHQE
     item_codes: np.ndarray
+
+    def sid_vocab(self) -> SidVocab:
+        """The token layout: the tokenizer's ids, then the SID levels'."""
+        return SidVocab(self.tokenizer.get_vocab_size(), self.khqe.level_sizes)
 
     def popularity(self, min_relevance: float = 2.33) -> np.ndarray:
         """Per product, how many train queries judge it at least min_relevance (tie-breaks

@@ -28,7 +28,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from onesearch_jax.data import keyword_cot, text_tokenizer
-from onesearch_jax.data.text_tokenizer import BOS_ID, EOS_ID
+from onesearch_jax.data.text_tokenizer import BOS_ID, EOS_ID, QUERY_LEN, column, compact
 from onesearch_jax.sid.vocab import SidVocab
 
 TASKS = ("item_to_sid", "query_to_category", "query_to_keywords", "query_to_item", "qsid_to_item", "item_to_qsid",
@@ -61,19 +61,6 @@ class TaskArrays:
         pick = lambda a: None if a is None else a[keep]  # noqa: E731
         return TaskArrays(self.enc[keep], self.dec[keep], self.weight[keep],
                           pick(self.teacher_enc), pick(self.teacher_mask))
-
-
-def compact(tokens: np.ndarray, length: int) -> np.ndarray:
-    """Moves each row's non-pad tokens to the front (order kept) and cuts to `length`."""
-    order = np.argsort(tokens == 0, axis=1, kind="stable")
-    out = np.take_along_axis(tokens, order, axis=1)[:, :length]
-    if out.shape[1] < length:
-        out = np.pad(out, ((0, 0), (0, length - out.shape[1])))
-    return out.astype(np.int32)
-
-
-def column(token_id: int, n: int) -> np.ndarray:
-    return np.full((n, 1), token_id, np.int32)
 
 
 def sid_targets(sid_tokens: np.ndarray, dec_len: int, weight=None) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +124,7 @@ class TaskBuilder:
     """Turns the world, its SIDs and its train logs into TaskArrays."""
 
     def __init__(self, world, tokenizer, vocab: SidVocab, item_codes: np.ndarray,
-                 query_codes: np.ndarray, *, enc_len: int, dec_len: int, query_len: int = 24,
+                 query_codes: np.ndarray, *, enc_len: int, dec_len: int, query_len: int = QUERY_LEN,
                  title_len: int = 40, profile_len: int = 12, keyword_len: int = 16,
                  query_keywords: Mapping[str, Mapping] | None = None,
                  keyword_sids: Callable[[list[str]], np.ndarray] | None = None,
@@ -216,9 +203,8 @@ class TaskBuilder:
         return self.keyword_span_tokens()[1][np.asarray(query_ids)]
 
     def query_inputs(self, texts: Sequence[str]) -> np.ndarray:
-        """Query-only input ([Q] query) for arbitrary text (the Searcher's path)."""
-        toks = self.text(texts, self.query_len)
-        return compact(np.concatenate([column(self.special["[Q]"], len(toks)), toks], 1), self.enc_len)
+        """Query-only input ([Q] query) for arbitrary text (what serving writes)."""
+        return text_tokenizer.query_rows(self.tok, texts, self.enc_len, self.query_len)
 
     # --- tasks -----------------------------------------------------------------------------
     def item_to_sid(self) -> TaskArrays:

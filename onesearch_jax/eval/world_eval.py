@@ -1,7 +1,7 @@
 """Scores ranked item lists for the world's held-out search events, for every system alike.
 
 One row per test search event (so head queries weigh by their traffic, as online). Three target
-kinds, named as in DESIGN.md: `click_` (items the user clicked in that event), `order_` (items
+kinds: `click_` (items the user clicked in that event), `order_` (items
 ordered) and `rel_` (the query's tier-3 items: ground truth, immune to the legacy engine's bias;
 `rel_ndcg@K` uses graded gains 2^tier - 1 over tiers 2 and 3). `negation_violation@K` is the share of
 a negation query's top K that contains an excluded component or sits in an excluded category (what

@@ -8,7 +8,8 @@ import numpy as np
 from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
-from onesearch_jax.search import ModelBundle
+from onesearch_jax.data.sft_tasks import TaskBuilder
+from onesearch_jax.serving import ModelBundle
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.pipeline.world_build import keywords_at_inference
 
@@ -40,21 +41,26 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
         raise ValueError(f"split={split!r}; valid: {SPLITS}")
     bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
     bundle.set_prior(prior_weight, prior_by_traffic, rerank_by_traffic)
+    world = artifacts.load_world(workdir)
     events = artifacts.load_events(workdir, split, max_events)
-    targets = world_eval.WorldTargets(bundle.world, events,
+    targets = world_eval.WorldTargets(world, events,
                                       artifacts.load_train_clicks(workdir)["item"],
                                       artifacts.load_query_event_counts(workdir)["train"])
     retriever = bundle.retriever(beam_size=beam_size, constrained=constrained)
-    builder = bundle.builder
+    _, _, query_codes = artifacts.load_sids(workdir)
+    # Personalised inputs (query + user profile + history), as training wrote them.
+    builder = TaskBuilder(world, bundle.tokenizer, bundle.vocab, bundle.item_codes, query_codes,
+                          enc_len=int(bundle.config.data.enc_len),
+                          dec_len=int(bundle.config.data.dec_len))
     if keywords == "teacher":
-        texts = [bundle.world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
-        builder = builder.with_keywords(keywords_at_inference(bundle.world, workdir, texts))
+        texts = [world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
+        builder = builder.with_keywords(keywords_at_inference(world, workdir, texts))
     start = time.perf_counter()
     rewards = None  # reward@1/@10 need the learned reward experiments.build_world fits
     if fileio.exists(wd.reward_model_path(workdir)):
-        rewards = LoggedRewards(bundle.world, artifacts.load_reward_model(workdir),
+        rewards = LoggedRewards(world, artifacts.load_reward_model(workdir),
                                 artifacts.load_events(workdir, "train"))
-    texts = [bundle.world.queries.texts[int(q)] for q in events["query_id"]]
+    texts = [world.queries.texts[int(q)] for q in events["query_id"]]
     vectors = (bundle.query_vectors(texts)
                if retriever.uses_tables or bundle.rerank_by_traffic() else None)
     metrics = generative_eval.evaluate_events(

@@ -203,7 +203,7 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     Systems (REAL_SYSTEMS): `generative` (metrics under plain names: `recall@10`, ...), `adc`
     (no model: beam search over the SIDs by the query embedding's ADC scores), `adc_dense` (the
     ADC beams' items re-ranked by exact dense cosine), `adc_hybrid` (re-ranked by cosine + BM25,
-    eval/hybrid.py), `bm25`, `rrf_bm25` (generative + BM25), `dense` (MiniLM title embeddings,
+    serving/hybrid.py), `bm25`, `rrf_bm25` (generative + BM25), `dense` (MiniLM title embeddings,
     read from `embedding_cache`, default the workdir's SID cache), `rrf_bm25_dense`, `hybrid`
     (cosine + BM25 over the whole catalog), `rrf_all` (generative, BM25, dense), each under
     `name/`; `model_beam` (the model's own trie beam search alone: items in beam order, no
@@ -221,7 +221,7 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     """
     from onesearch_jax import workdir as wd
     from onesearch_jax.eval.rank_fusion import rrf
-    from onesearch_jax.search import ModelBundle
+    from onesearch_jax.serving import ModelBundle
 
     unknown = sorted(set(systems) - set(REAL_SYSTEMS))
     if unknown or not systems:
@@ -235,7 +235,7 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
                          f"{sorted(set(systems) & set(NEEDS_MODEL))} need one")
     bundle = (ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape) if trained
               else ModelBundle.for_catalog(workdir))
-    if bundle.world is not None:
+    if not is_real_workdir(workdir):
         raise ValueError(f"{workdir} is a simulated-world workdir; --judgments needs a workdir "
                          "trained with a real-data config (configs/homedepot.py)")
     if embedding_cache:

@@ -30,7 +30,7 @@ def eval_judgments_path(config) -> str | None:
 def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     """Prepares (or reuses) the workdir, trains (or resumes) to config.train.steps."""
     from onesearch_jax.pipeline.real_eval import JudgedQueries, evaluate_generative
-    from onesearch_jax.search import ModelBundle
+    from onesearch_jax.serving import ModelBundle
 
     sid_embeddings = config.get("sid_embeddings", "random")
     if sid_embeddings not in SID_EMBEDDINGS:
@@ -69,8 +69,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     else:
         judged = JudgedQueries.load(path, catalog.products, float(config.eval.min_relevance),
                                     max_queries=int(config.eval.max_queries))
-        bundle = ModelBundle.for_real(config, catalog, vocab, builder, model, None, workdir,
-                                      memory=memory)
+        bundle = ModelBundle.for_real(config, catalog, model, None, workdir, memory=memory)
         retriever = None
 
         def eval_fn(state, step):

@@ -71,10 +71,6 @@ class LogTally:
             self.clicks[name] += int(clicked[rows].sum())
             self.irrelevant[name] += int((clicked[rows] & (tiers[rows] == 0)).sum())
 
-    def memorizer(self) -> LogMemorizer:
-        q, i, w = (np.concatenate(x) for x in zip(*self.pairs))
-        return LogMemorizer().fit(q, i, w, self.world.catalog.popularity)
-
     def rates(self) -> dict[str, float]:
         out = {"click_irrelevant_rate": self.irrelevant["all"] / max(self.clicks["all"], 1)}
         for name in ("negation", "need"):

@@ -21,6 +21,17 @@ class SidVocab:
                              f"level_sizes={self.level_sizes}")
         object.__setattr__(self, "level_sizes", tuple(int(s) for s in self.level_sizes))
 
+    @classmethod
+    def for_total(cls, vocab_size: int, level_sizes) -> "SidVocab":
+        """The layout of a model's vocabulary of `vocab_size` ids whose last ones are the SID
+        levels' (a trained config knows only the total)."""
+        sizes = tuple(int(s) for s in level_sizes)
+        text = int(vocab_size) - sum(sizes)
+        if text <= 0:
+            raise ValueError(f"vocab_size {vocab_size} leaves no text tokens for SID levels "
+                             f"{sizes}")
+        return cls(text, sizes)
+
     @property
     def level_offsets(self) -> tuple[int, ...]:
         return tuple(int(o) for o in self.text_vocab_size + np.cumsum((0,) + self.level_sizes[:-1]))

@@ -24,6 +24,7 @@ from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train import distill, rl, sft_step
 from onesearch_jax import sharding as sharding_lib
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train.train_state import setup_train_state
 
 
@@ -77,27 +78,11 @@ def topology_devices(topology: str) -> list:
     return list(desc.devices)
 
 
-@dataclasses.dataclass(frozen=True)
-class SidLayout:
-    """Where the SID levels sit in the vocabulary (text tokens first, then each level)."""
-    offsets: tuple[int, ...]
-    sizes: tuple[int, ...]
-
-    @classmethod
-    def for_vocab(cls, vocab_size: int, level_sizes: Sequence[int]) -> "SidLayout":
-        sizes = tuple(int(s) for s in level_sizes)
-        text = int(vocab_size) - sum(sizes)
-        if text <= 0:
-            raise ValueError(f"vocab_size {vocab_size} leaves no text tokens for SID levels "
-                             f"{sizes}")
-        return cls(tuple(int(text + o) for o in np.cumsum((0,) + sizes[:-1])), sizes)
-
-
 def _spec(shape, dtype, sharding):
     return jax.ShapeDtypeStruct(tuple(int(s) for s in shape), jnp.dtype(dtype), sharding=sharding)
 
 
-def abstract_batch(stage: str, config, layout: SidLayout, sharding, *, num_targets: int = 10
+def abstract_batch(stage: str, config, layout: SidVocab, sharding, *, num_targets: int = 10
                    ) -> dict[str, jax.ShapeDtypeStruct]:
     """The global batch a stage's step takes (shapes and dtypes of what its data or rollout
     hook produces), every array split along the batch axis."""
@@ -116,7 +101,7 @@ def abstract_batch(stage: str, config, layout: SidLayout, sharding, *, num_targe
                 out["teacher_enc_states"] = (b, enc, FROZEN_STATE_DIM, f32)
     elif stage == "grpo":
         settings = rl.rl_settings(config, "grpo")
-        g, depth = int(settings["group_size"]), len(layout.sizes)
+        g, depth = int(settings["group_size"]), layout.num_levels
         out = {"enc_tokens": (b, enc, i32), "targets": (b, num_targets, depth, i32),
                "target_mask": (b, num_targets, f32), "query_id": (b, i32), "user_id": (b, i32),
                "sft_dec_inputs": (b, dec, i32), "sft_dec_targets": (b, dec, i32),
@@ -131,14 +116,14 @@ def abstract_batch(stage: str, config, layout: SidLayout, sharding, *, num_targe
     return {k: _spec(v[:-1], v[-1], sharding) for k, v in out.items()}
 
 
-def make_stage_step(stage: str, layout: SidLayout):
+def make_stage_step(stage: str, layout: SidVocab):
     """The loop's `make_step(model, config, setup)` of a stage."""
     if stage == "sft":
         return sft_step.make_train_step
     if stage == "distill":
-        return distill.make_distill_step(layout.offsets, layout.sizes)
+        return distill.make_distill_step(layout.level_offsets, layout.level_sizes)
     if stage == "grpo":
-        return rl.make_rl_step(layout.offsets, layout.sizes, "grpo")
+        return rl.make_rl_step(layout.level_offsets, layout.level_sizes, "grpo")
     raise ValueError(f"unknown stage {stage!r} to compile; valid: {STAGES}")
 
 
@@ -165,8 +150,8 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
     """Lowers and compiles `stage`'s train step for `devices`; per-chip figures of the result."""
     mesh = sharding_lib.make_mesh(config.mesh.shape if mesh_shape is None else mesh_shape,
                                   devices=devices)
-    layout = SidLayout.for_vocab(int(config.model.vocab_size), level_sizes)
-    level_ranges(layout.offsets, layout.sizes)  # refuses an inconsistent layout by name
+    layout = SidVocab.for_total(int(config.model.vocab_size), level_sizes)
+    level_ranges(layout.level_offsets, layout.level_sizes)  # refuses an inconsistent layout by name
     model = build_model(config.model)
     setup = setup_train_state(model, config, mesh)
     step = make_stage_step(stage, layout)(model, config, setup)

@@ -1,6 +1,6 @@
 """The item reward RL optimises: R_item = w_rel R_rel + w_ctr R_ctr + w_co R_c&o (1:1:1).
 
-What the paper's reward.py adds up (../shared/reference/onesearch-paper-notes.md §2.4):
+What the paper's reward.py adds up:
   * R_rel: the relevance tier 0-3 of (query, item) (world ground truth here; judged relevance on
     real data);
   * R_ctr: the calibrated CTR of the learned reward model (world/reward_model.py, fitted on the

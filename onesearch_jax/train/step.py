@@ -16,24 +16,12 @@ import jax.numpy as jnp
 import optax
 
 from onesearch_jax import sharding as sharding_lib
-from onesearch_jax.train.distill_losses import fgm_perturbation
+from onesearch_jax.train.fgm import fgm_perturb_tree
 from onesearch_jax.train.train_state import (PRETRAINED_KEY, StateSetup, learning_rate_schedule,
                                              params_ema)
 
 LossFn = Callable[..., tuple]
 EMBEDDING_PATH = ("embed", "embedding")  # the (tied) token embedding table FGM perturbs
-
-
-def _get(tree, path):
-    for k in path:
-        tree = tree[k]
-    return tree
-
-
-def _set(tree, path, value):
-    if not path:
-        return value
-    return {**tree, path[0]: _set(tree[path[0]], path[1:], value)}
 
 
 def train_step(state, batch, rng, *, loss_fn: LossFn, schedule: optax.Schedule | None = None,
@@ -59,8 +47,7 @@ def train_step(state, batch, rng, *, loss_fn: LossFn, schedule: optax.Schedule |
     (_, metrics), grads = value_and_grad(trainable)
     metrics = dict(metrics)
     if fgm_epsilon > 0:
-        delta = fgm_perturbation(_get(grads, fgm_path), fgm_epsilon)
-        attacked = _set(trainable, fgm_path, _get(trainable, fgm_path) + delta)
+        attacked = fgm_perturb_tree(trainable, grads, fgm_path, fgm_epsilon)
         (adv_loss, _), adv_grads = value_and_grad(attacked)
         grads = jax.tree.map(jnp.add, grads, adv_grads)
         metrics["fgm_loss"] = adv_loss

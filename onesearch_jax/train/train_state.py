@@ -72,9 +72,7 @@ def track_params_ema(decay: float) -> optax.GradientTransformation:
         if params is None:
             raise ValueError("track_params_ema needs params (use apply_gradients/TrainState)")
         new = optax.apply_updates(params, updates)
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype),
-                           state.ema, new)
-        return updates, ParamsEmaState(ema=ema)
+        return updates, ParamsEmaState(ema=ema_update(state.ema, new, decay))
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -188,3 +186,23 @@ def create_train_state(setup: StateSetup, seed: int) -> TrainState:
     """Fresh parameters from `seed`'s init key, each array created directly on its shards."""
     with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
         return setup.init(seed_keys(seed)[0])
+
+
+def ema_update(ema_params, params, decay):
+    """Per-leaf decay * ema + (1 - decay) * params (the EMA teacher update).
+
+    Why: the self-distillation teacher is a slow exponential moving average of
+    the student. Computed in float32, result cast back to each EMA leaf's dtype
+    so the tree's dtypes stay stable across steps. Raises ValueError when a
+    Python-number decay is outside [0, 1]; traced decays are not checked.
+    """
+    if isinstance(decay, (int, float)) and not 0.0 <= decay <= 1.0:
+        raise ValueError(f"decay must be in [0, 1], got {decay}")
+    d = jnp.asarray(decay, jnp.float32)
+
+    def _update(e, p):
+        e = jnp.asarray(e)
+        out = d * e.astype(jnp.float32) + (1.0 - d) * jnp.asarray(p).astype(jnp.float32)
+        return out.astype(e.dtype)
+
+    return jax.tree.map(_update, ema_params, params)

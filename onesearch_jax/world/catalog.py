@@ -37,11 +37,6 @@ class Catalog:
         return float(np.median(self.price))
 
     @property
-    def ingredients(self):
-        """Alias of `components` (bitmask of what the item contains)."""
-        return self.components
-
-    @property
     def mid(self):
         return tx.get_taxonomy().leaf_mid[self.leaf]
 

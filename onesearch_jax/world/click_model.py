@@ -9,7 +9,6 @@ price-sensitive users. All functions are pure numpy over (events, positions) arr
 """
 import numpy as np
 
-from onesearch_jax.world.catalog import popularity_percentile  # noqa: F401 (re-export)
 from onesearch_jax.world.taxonomy import get_taxonomy
 
 

@@ -21,13 +21,6 @@ def split_of_day(day: int, num_days: int) -> str:
     return "valid" if day == num_days - 2 else "test"
 
 
-def days_of_split(split: str, num_days: int) -> list:
-    valid = ("train", "valid", "test")
-    if split not in valid:
-        raise ValueError(f"unknown split {split!r}; valid: {valid}")
-    return [d for d in range(num_days) if split_of_day(d, num_days) == split]
-
-
 def day_query_freq(queries, day: int, num_days: int, new_traffic: float = 0.1) -> np.ndarray:
     """Query frequencies on a day: new queries (never logged) are issued on the test day only,
     where together they take `new_traffic` of the searches (each one stays rare)."""

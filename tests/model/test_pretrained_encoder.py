@@ -17,7 +17,8 @@ from onesearch_jax.model import presets
 from onesearch_jax.train.pretrained_init import init_from_minilm, pretrained_init
 from onesearch_jax.model.transformer import EncoderDecoder, build_model
 from onesearch_jax.model import minilm
-from onesearch_jax.train.sft_step import train_step
+from onesearch_jax.train import step as step_lib
+from onesearch_jax.train.sft_step import sft_loss_fn
 from onesearch_jax.train.step import frozen_subtrees
 from onesearch_jax.train.train_state import make_optimizer
 
@@ -120,7 +121,8 @@ def test_pretrained_lr_scale_zero_freezes_the_encoder_in_a_train_step(tokenizer)
                  dec_inputs=jnp.asarray([[2, 30522, 30530]]),
                  dec_targets=jnp.asarray([[30522, 30530, 30540]]),
                  dec_weights=jnp.ones((1, 3), jnp.float32))
-    step = jax.jit(functools.partial(train_step, model=model, frozen=frozen_subtrees(train)))
+    step = jax.jit(functools.partial(step_lib.train_step, loss_fn=sft_loss_fn(model),
+                                     frozen=frozen_subtrees(train)))
     new, metrics = step(state, batch, jax.random.key(0))
     assert np.isfinite(float(metrics["loss"]))
     same = jax.tree.map(lambda a, b: bool((a == b).all()), new.params, params)

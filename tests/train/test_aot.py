@@ -13,6 +13,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from configs import aot as aot_configs
 from onesearch_jax.model import presets
 from onesearch_jax.train import aot, distill, rl, sft_step
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax import sharding as sharding_lib
 
 LEVELS = (64, 16, 8)
@@ -49,14 +50,14 @@ def test_abstract_batches_meet_each_stage_contract():
               "grpo": rl.check_rl_batch}
     for stage, check in checks.items():
         c = _micro(stage)
-        layout = aot.SidLayout.for_vocab(c.model.vocab_size, LEVELS)
+        layout = SidVocab.for_total(c.model.vocab_size, LEVELS)
         specs = aot.abstract_batch(stage, c, layout, sharding_lib.batch_sharding(
             mesh, sharding_lib.normalize_rules(c.mesh.logical_axis_rules)))
         check({k: np.zeros(s.shape, s.dtype) for k, s in specs.items()})
         assert all(s.shape[0] == 8 for s in specs.values())
-    assert layout.offsets == (256 - 88, 256 - 24, 256 - 8) and layout.sizes == LEVELS
+    assert layout.level_offsets == (256 - 88, 256 - 24, 256 - 8) and layout.level_sizes == LEVELS
     with pytest.raises(ValueError, match="leaves no text tokens"):
-        aot.SidLayout.for_vocab(80, LEVELS)
+        SidVocab.for_total(80, LEVELS)
     with pytest.raises(ValueError, match="unknown TPU generation 'v9'"):
         aot.chip_of("v9:2x2")
     with pytest.raises(ValueError, match="unknown stage 'dpo' to compile"):

@@ -14,7 +14,7 @@ from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_cached_logits_fn
 from onesearch_jax import sharding
 from onesearch_jax.pipeline import stages
-from onesearch_jax.train import distill, distill_losses
+from onesearch_jax.train import distill, distill_losses, fgm
 from onesearch_jax.train import step as step_lib
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.losses import weighted_cross_entropy
@@ -222,7 +222,7 @@ def test_fgm_adds_the_gradient_of_the_loss_at_the_attacked_embedding():
     loss_fn = distill.distill_loss_fn(model, RANGES, distill.distill_settings(c))
     rng = jax.random.key(3)
     g = jax.grad(lambda p: loss_fn(p, b, jax.random.fold_in(rng, 0))[0])(params)
-    r = distill_losses.fgm_perturbation(g["embed"]["embedding"], 0.6)
+    r = fgm.fgm_perturbation(g["embed"]["embedding"], 0.6)
     np.testing.assert_allclose(np.linalg.norm(np.asarray(r)), 0.6, rtol=1e-5)
     attacked = {**params, "embed": {"embedding": params["embed"]["embedding"] + r}}
     adv = loss_fn(attacked, b, jax.random.fold_in(rng, 0))[0]

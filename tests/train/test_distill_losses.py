@@ -7,10 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from onesearch_jax.train.fgm import fgm_perturb_tree, fgm_perturbation
+from onesearch_jax.train.train_state import ema_update
 from onesearch_jax.train.distill_losses import (
-    ema_update,
-    fgm_perturb_tree,
-    fgm_perturbation,
     focal_loss,
     sid_cross_entropy,
     symmetric_kl,

@@ -44,7 +44,7 @@ def reachable(roots) -> dict:
 
 
 def _training_roots():
-    mods = ["experiments.train", "onesearch_jax.world.reward_model", "onesearch_jax.search",
+    mods = ["experiments.train", "onesearch_jax.world.reward_model", "onesearch_jax.serving",
             *(f"onesearch_jax.pipeline.{m}" for m in ("stages", "sft_run", "rl_run", "real_run"))]
     for pkg in ("train", "data", "sid", "model", "decode"):
         for path in sorted((ROOT / "onesearch_jax" / pkg).glob("*.py")):

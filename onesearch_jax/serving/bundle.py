@@ -1,11 +1,7 @@
-"""Serving: load a trained workdir and answer text queries with product ids, best first.
-
-    from onesearch_jax.search import Searcher
-    searcher = Searcher.from_workdir("W")
-    searcher.search(["vitamin b without sugar"], k=10)  # -> [["p0001234", ...]]
-
-The workdir holds everything needed (the simulated world's or a real catalog's products,
-tokenizer, SIDs, train config, checkpoint).
+"""What serving loads from a trained workdir, once: model, SIDs and trie, the catalog's ids and
+titles, the query encoder's tokenizer, the serving options; and how it ranks items for text
+queries (beam search, the ADC prior, re-ranking). Reads the workdir's files only: no simulator,
+no SID fitting, no training code.
 """
 from __future__ import annotations
 
@@ -21,8 +17,7 @@ from onesearch_jax import sharding as sharding_lib
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import encoder_memory, query_traffic
 from onesearch_jax.data.real_workdir import is_real_workdir, load_real_catalog
-from onesearch_jax.data.real_tasks import real_builder
-from onesearch_jax.data.sft_tasks import TaskBuilder
+from onesearch_jax.data.text_tokenizer import query_rows
 from onesearch_jax.decode.cells import CellIndex
 from onesearch_jax.decode.retrieve import (SidRetriever, rerank_beams_by_vectors,
                                            rerank_by_vectors)
@@ -64,14 +59,13 @@ def serving_mesh(mesh_shape) -> "jax.sharding.Mesh | None":
 @dataclasses.dataclass
 class ModelBundle:
     """Everything a trained workdir holds, loaded once for search and evaluation: a simulated
-    world's (`world` set) or a real catalog's (`world` None). A real catalog prepared but not
-    trained loads with `model` None (`for_catalog`): its SIDs still serve through ADC."""
+    world's or a real catalog's. A real catalog prepared but not trained loads with `model` None
+    (`for_catalog`): its SIDs still serve through ADC."""
     config: ml_collections.ConfigDict
-    world: object
     vocab: SidVocab
     item_codes: np.ndarray
     trie: SidTrie
-    builder: object  # TaskBuilder or RealTaskBuilder: `query_inputs(texts)` is the serving input
+    tokenizer: object  # the workdir's text tokenizer: queries become `[Q] query` rows
     model: object
     params: object
     product_ids: list
@@ -96,41 +90,40 @@ class ModelBundle:
         mesh = serving_mesh(mesh_shape)
         if is_real_workdir(workdir):
             catalog = load_real_catalog(workdir)
-            vocab, builder = real_builder(config, catalog)
+            vocab = catalog.sid_vocab()
             _check_vocab(vocab, config)
             model = build_model(TransformerConfig(**config.model.to_dict()))
             params = restore_params(model, config, workdir, step, mesh)
-            bundle = cls.for_real(config, catalog, vocab, builder, model, params, workdir)
+            bundle = cls.for_real(config, catalog, model, params, workdir)
             bundle.mesh = mesh
             return bundle
-        world = artifacts.load_world(workdir)
         tokenizer = artifacts.load_tokenizer(workdir)
-        khqe, item_codes, query_codes = artifacts.load_sids(workdir)
+        khqe, item_codes, _ = artifacts.load_sids(workdir)
         vocab = SidVocab(tokenizer.get_vocab_size(), khqe.level_sizes)
         _check_vocab(vocab, config)
-        builder = TaskBuilder(world, tokenizer, vocab, item_codes, query_codes,
-                              enc_len=int(config.data.enc_len), dec_len=int(config.data.dec_len))
         model = build_model(TransformerConfig(**config.model.to_dict()))
         params = restore_params(model, config, workdir, step, mesh)
-        trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=world.catalog.popularity)
+        product_ids, titles, popularity = artifacts.load_world_items(workdir)
+        trie = SidTrie.build(item_codes, vocab.level_sizes, popularity=popularity)
         slices = query_traffic.traffic_slices(artifacts.load_query_event_counts(workdir)["train"])
-        traffic = dict(zip(world.queries.texts, slices.tolist()))
-        return cls(config, world, vocab, item_codes, trie, builder, model, params,
-                   list(world.catalog.product_ids), list(world.catalog.titles), khqe=khqe,
-                   workdir=workdir, mesh=mesh,
+        traffic = dict(zip(artifacts.load_query_texts(workdir), slices.tolist()))
+        return cls(config, vocab, item_codes, trie, tokenizer, model, params, product_ids, titles,
+                   khqe=khqe, workdir=workdir, mesh=mesh,
                    memory=encoder_memory.for_config(config, tokenizer, workdir),
                    traffic=traffic)
 
     @classmethod
-    def for_real(cls, config, catalog, vocab, builder, model, params,
-                 workdir: str | None = None, memory=None) -> "ModelBundle":
-        """`memory`: a frozen_minilm model's EncoderMemory when the caller holds one already
+    def for_real(cls, config, catalog, model, params, workdir: str | None = None,
+                 memory=None) -> "ModelBundle":
+        """A prepared real catalog (data/real_workdir.py) with `model` and its `params`.
+        `memory`: a frozen_minilm model's EncoderMemory when the caller holds one already
         (training's periodic evaluation), else built from the config."""
+        vocab = catalog.sid_vocab()
         trie = SidTrie.build(catalog.item_codes, vocab.level_sizes,
                              popularity=catalog.popularity(float(config.data.min_relevance)))
         if memory is None and model is not None:
-            memory = encoder_memory.for_config(config, builder.tok, workdir or "")
-        return cls(config, None, vocab, catalog.item_codes, trie, builder, model, params,
+            memory = encoder_memory.for_config(config, catalog.tokenizer, workdir or "")
+        return cls(config, vocab, catalog.item_codes, trie, catalog.tokenizer, model, params,
                    list(catalog.products.product_ids), list(catalog.products.titles),
                    khqe=catalog.khqe, workdir=workdir, train=catalog.train, memory=memory)
 
@@ -144,9 +137,7 @@ class ModelBundle:
         config.data = ml_collections.ConfigDict(dict(enc_len=48, dec_len=8, min_relevance=2.33))
         config.eval = ml_collections.ConfigDict(dict(beam_size=128))
         config.sids.embedding_cache = ""
-        catalog = load_real_catalog(workdir)
-        vocab, builder = real_builder(config, catalog)
-        return cls.for_real(config, catalog, vocab, builder, None, None, workdir)
+        return cls.for_real(config, load_real_catalog(workdir), None, None, workdir)
 
     def retriever(self, *, beam_size: int | None = None, constrained: bool = True,
                   batch_size: int = 32, adc_only: bool = False,
@@ -166,6 +157,10 @@ class ModelBundle:
                             prior_weight=float(prior_weight),
                             mesh=self.mesh, rules=mesh_rules(self.config),
                             memory=None if model is None else self.memory)
+
+    def query_inputs(self, texts) -> np.ndarray:
+        """The model's encoder rows for text queries (`[Q] query`, as training writes them)."""
+        return query_rows(self.tokenizer, list(texts), int(self.config.data.enc_len))
 
     def embedder(self):
         """The catalog's text embedder (MiniLM), built on first use: serving embeds queries for
@@ -256,7 +251,7 @@ class ModelBundle:
         'none' keeps beam order; 'dense' orders the candidates by the query's cosine with their
         title embeddings; 'rrf' by the reciprocal-rank fusion (k = 60) of beam order and cosine
         order; 'hybrid' by cosine + `config.eval.bm25_weight` * BM25 / the query's best BM25 over
-        the catalog (eval/hybrid.py)."""
+        the catalog (serving/hybrid.py)."""
         rerank = rerank or self.config.eval.get("rerank", "none")
         if rerank not in RERANKS:
             raise ValueError(f"rerank must be one of {RERANKS}, got {rerank!r}")
@@ -269,7 +264,7 @@ class ModelBundle:
         vectors = (self.query_vectors(texts)
                    if retriever.uses_tables or rerank != "none" or by_traffic else None)
         prior = self.prior_vectors(texts, vectors) if retriever.uses_tables else None
-        result = retriever.search(self.builder.query_inputs(texts), prior)
+        result = retriever.search(self.query_inputs(texts), prior)
         codes, valid = result.codes, result.valid
         if rerank == "none" and not cell_level:
             return self.beam_ranker(retriever, texts, vectors)(result, k), codes, valid
@@ -291,9 +286,9 @@ class ModelBundle:
         return self._cells
 
     def hybrid_ranker(self):
-        """Cosine + BM25 over the catalog's titles (eval/hybrid.py), built on first use."""
+        """Cosine + BM25 over the catalog's titles (serving/hybrid.py), built on first use."""
         if self._hybrid is None:
-            from onesearch_jax.eval.hybrid import HybridRanker
+            from onesearch_jax.serving.hybrid import HybridRanker
             self._hybrid = HybridRanker(self.titles, self.item_vectors(),
                                         float(self.config.eval.get("bm25_weight", 0.5)))
         return self._hybrid
@@ -327,36 +322,3 @@ def _check_vocab(vocab: SidVocab, config) -> None:
     if vocab.vocab_size != int(config.model.vocab_size):
         raise ValueError(f"workdir vocabulary ({vocab.vocab_size}) does not match the trained "
                          f"model's ({config.model.vocab_size}); were the SIDs rebuilt?")
-
-
-class Searcher:
-    """Text queries -> product ids via constrained beam search over SIDs."""
-
-    def __init__(self, bundle: ModelBundle, beam_size: int | None = None):
-        self.bundle = bundle
-        self._retriever = bundle.retriever(beam_size=beam_size, batch_size=8)
-
-    @classmethod
-    def from_workdir(cls, workdir: str, beam_size: int | None = None, mesh_shape=None,
-                     prior_weight: float | None = None, prior_by_traffic=None,
-                     rerank_by_traffic=None) -> "Searcher":
-        """`prior_weight` / `prior_by_traffic` / `rerank_by_traffic` override the trained
-        serving options (ModelBundle.set_prior)."""
-        bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
-        bundle.set_prior(prior_weight, prior_by_traffic, rerank_by_traffic)
-        return cls(bundle, beam_size)
-
-    def search_items(self, queries: list[str], k: int) -> list[list[int]]:
-        """Item indices per query; an empty (or blank) query gets an empty list."""
-        keep = [i for i, q in enumerate(queries) if q and q.strip()]
-        out: list[list[int]] = [[] for _ in queries]
-        if not keep:
-            return out
-        items, _, _ = self.bundle.rank_items(self._retriever, [queries[i] for i in keep], k)
-        for i, row in zip(keep, items):
-            out[i] = row
-        return out
-
-    def search(self, queries: list[str], k: int = 10) -> list[list[str]]:
-        ids = self.bundle.product_ids
-        return [[ids[i] for i in items] for items in self.search_items(queries, k)]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from onesearch_jax.eval.bm25 import BM25Index
-from onesearch_jax.eval.hybrid import HybridRanker, hybrid_scores
+from onesearch_jax.serving.hybrid import HybridRanker, hybrid_scores
 
 TITLES = ["red drill", "blue drill bits", "red paint", "garden hose"]
 VECTORS = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 2.0], [-1.0, 0.0]])  # normalised inside

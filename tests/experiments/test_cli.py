@@ -1,0 +1,42 @@
+"""Command-line input errors: one line naming the problem, exit code 2; --traceback shows where."""
+import subprocess
+import sys
+
+import pytest
+from absl import app
+
+from onesearch_jax import cli
+
+
+def _run(*args):
+    out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                         cwd=__file__.rsplit("/tests/", 1)[0])
+    return out.returncode, [line for line in out.stderr.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("args, named", [
+    (("experiments.evaluate", "--workdirr=x"), "Unknown command line flag 'workdirr'"),
+    (("experiments.evaluate", "--workdir=/no/such/workdir"), "/no/such/workdir/train_config.json"),
+    (("experiments.train", "--config=configs/distill.py:tiny:v1", "--config.train.stepz=5",
+      "--workdir=/tmp/unused"), "no such config field 'stepz'"),
+    (("experiments.train", "--config=configs/distill.py:nosuch:v1", "--workdir=/tmp/unused"),
+     "unknown distill preset 'nosuch'"),
+])
+def test_an_input_error_is_one_line_and_exit_code_2(args, named):
+    code, lines = _run(*args)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
+
+
+def test_traceback_flag_keeps_the_traceback():
+    code, lines = _run("experiments.evaluate", "--workdir=/no/such/workdir", "--traceback")
+    assert code == 1 and lines[0].startswith("Traceback") and "FileNotFoundError" in lines[-1]
+
+
+def test_error_line_by_hand():
+    assert cli.error_line(KeyError("no key 'x'")) == "error: no key 'x'"
+    assert cli.error_line(AttributeError(KeyError("'x'\nDid you mean 'y'?"))) == \
+        "error: 'x' Did you mean 'y'?"
+    carried = ("flag --config=c.py:p: Error whilst parsing config file: Traceback (most recent "
+               "call last):\n  File \"c.py\", line 3\nValueError: unknown preset 'p'")
+    assert cli.error_line(app.UsageError(carried)) == \
+        "error: flag --config=c.py:p: Error whilst parsing config file: ValueError: unknown preset 'p'"
