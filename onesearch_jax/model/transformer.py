@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -87,7 +88,7 @@ class Attention(nn.Module):
         self.out = _dense(cfg.d_model, ("heads", "embed"), cfg)
 
     def _heads(self, y):
-        return y.reshape(*y.shape[:-1], self.cfg.num_heads, self.cfg.attn_dim // self.cfg.num_heads)
+        return einops.rearrange(y, "... (h d) -> ... h d", h=self.cfg.num_heads)
 
     def project_q(self, x):
         """[B, T, D] -> [B, T, H, hd]."""
@@ -102,7 +103,7 @@ class Attention(nn.Module):
         out = jax.nn.dot_product_attention(
             q, k, v, mask=mask, is_causal=is_causal, implementation=self.cfg.attention_impl
         )
-        return self.out(out.reshape(*out.shape[:2], self.cfg.attn_dim))
+        return self.out(einops.rearrange(out, "b t h d -> b t (h d)"))
 
     def __call__(self, x, kv, mask=None, is_causal=False):
         k, v = self.project_kv(kv)
@@ -167,7 +168,6 @@ class DecoderLayer(nn.Module):
         x [N, D]; self_kv: keys/values [N, t, H, hd] of the positions so far; cross_kv: keys/values
         [B, S, H, hd]; cross_mask bool[B, 1, 1, S]. Returns (x [N, D], self_kv grown to t + 1).
         """
-        n, d = x.shape
         b = cross_kv[0].shape[0]
         y = self.ln_self(x)[:, None]
         k, v = self.self_attn.project_kv(y)
@@ -175,9 +175,10 @@ class DecoderLayer(nn.Module):
         v = jnp.concatenate([self_kv[1], v.astype(self_kv[1].dtype)], axis=1)
         x = x + self.self_attn.attend(self.self_attn.project_q(y), k, v)[:, 0]
         # A query's R rows act as R query positions over that query's encoder output.
-        y = self.ln_cross(x).reshape(b, n // b, d)
+        y = einops.rearrange(self.ln_cross(x), "(b r) d -> b r d", b=b)
         q = self.cross_attn.project_q(y)
-        x = x + self.cross_attn.attend(q, *cross_kv, mask=cross_mask).reshape(n, d)
+        x = x + einops.rearrange(self.cross_attn.attend(q, *cross_kv, mask=cross_mask),
+                                 "b r d -> (b r) d")
         return x + self.mlp(self.ln_mlp(x), False), (k, v)
 
 

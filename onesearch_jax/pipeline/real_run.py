@@ -15,6 +15,7 @@ from onesearch_jax.data.real_tasks import REAL_TASKS, real_builder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.pipeline.sft_run import cache_states, task_rows, train_and_record
+from onesearch_jax.train.stage_spec import SPECS
 
 SID_EMBEDDINGS = ("random", "centroids")
 EVAL_KEYS = ("recall@10", "recall@100", "ndcg@10", "mrr@10", "valid_sid_rate")
@@ -88,5 +89,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
         from onesearch_jax.model.sid_embed_init import init_sid_embeddings
         extra_init = lambda params: init_sid_embeddings(  # noqa: E731
             params, catalog.khqe, vocab.level_offsets, seed=int(config.train.seed))
+    spec = SPECS["sft"]
     return train_and_record(config, workdir, model, batches, eval_fn, stream, catalog.tokenizer,
-                            extra_init=extra_init)
+                            make_step=spec.make_step(vocab),
+                            check_batch=spec.batch_checker(config, vocab), extra_init=extra_init)

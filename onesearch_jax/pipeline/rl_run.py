@@ -33,6 +33,7 @@ from onesearch_jax.model.transformer import build_model
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.pipeline import sft_run
 from onesearch_jax.train import rl
+from onesearch_jax.train.stage_spec import SPECS
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.rewards import LoggedRewards
@@ -175,6 +176,7 @@ class RlSetup:
     hook: RolloutHook
     init_params: object
     make_step: Callable
+    check_batch: Callable
     eval_fn: Callable
 
 
@@ -210,15 +212,16 @@ def build_rl(config, workdir: str, stage: str) -> RlSetup:
         batches = encoder_memory.with_states(prompts, memory)
     eval_fn = sft_run.make_world_eval_fn(config, workdir, world, model, vocab, item_codes,
                                          builder, memory)
-    return RlSetup(model, mesh, batches, hook, init_params,
-                   rl.make_rl_step(vocab.level_offsets, vocab.level_sizes, stage), eval_fn)
+    spec = SPECS[stage]
+    return RlSetup(model, mesh, batches, hook, init_params, spec.make_step(vocab),
+                   spec.batch_checker(config, vocab), eval_fn)
 
 
 def run_rl(config, workdir: str, stage: str, stream=None) -> dict[str, float]:
     """Trains stage `grpo` or `dpo` (or resumes it) to config.train.steps."""
     b = build_rl(config, workdir, stage)
     result = train_loop(config, workdir, b.model, b.prompts, b.eval_fn, mesh=b.mesh,
-                        make_step=b.make_step, check_batch=rl.check_rl_batch, stream=stream,
+                        make_step=b.make_step, check_batch=b.check_batch, stream=stream,
                         init_params=lambda params: b.init_params, rollout=b.hook)
     summary = {f"train/{k}": v for k, v in result.metrics.items()}
     summary["train/steps"] = result.step

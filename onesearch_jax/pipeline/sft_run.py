@@ -19,7 +19,8 @@ from onesearch_jax.model.transformer import build_model
 from onesearch_jax.pipeline import keyword_sids
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.sid.vocab import SidVocab
-from onesearch_jax.train import distill, sft_step
+from onesearch_jax.train import distill
+from onesearch_jax.train.stage_spec import SPECS, StageSpec
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.world import text_keywords
 
@@ -61,12 +62,10 @@ def prepare(config, workdir: str):
     return world, vocab, item_codes, builder
 
 
-def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Callable],
-              check_batch: Callable, with_teacher: bool, stream=None) -> dict[str, float]:
-    """Trains (or resumes) to config.train.steps; returns the last step's train metrics.
-
-    make_step_for(vocab) -> the stage's `make_step(model, config, setup)` (a step may need the
-    SID layout, known once the workdir is loaded)."""
+def run_world(config, workdir: str, *, spec: StageSpec, with_teacher: bool,
+              stream=None) -> dict[str, float]:
+    """Trains stage `spec` (or resumes it) to config.train.steps; returns the last step's train
+    metrics. The step and the batch check come from the spec once the SID layout is known."""
     world, vocab, item_codes, builder = prepare(config, workdir)
     wd.guard_config(workdir, "train", config)
     train_events = artifacts.load_events(workdir, "train")
@@ -102,7 +101,8 @@ def run_world(config, workdir: str, *, make_step_for: Callable[[SidVocab], Calla
         extra_init = lambda params: init_sid_embeddings(  # noqa: E731
             params, khqe, vocab.level_offsets, seed=int(config.train.seed))
     summary = train_and_record(config, workdir, model, batches, eval_fn, stream, builder.tok,
-                               make_step=make_step_for(vocab), check_batch=check_batch,
+                               make_step=spec.make_step(vocab),
+                               check_batch=spec.batch_checker(config, vocab),
                                extra_init=extra_init)
     if memory is not None:
         coverage["state_cache/truncated_rows"] = float(memory.truncated_rows)
@@ -158,22 +158,17 @@ def make_world_eval_fn(config, workdir: str, world, model, vocab: SidVocab, item
 
 def run_sft(config, workdir: str, stream=None) -> dict[str, float]:
     """The SFT stages (V1, and V1 + keyword CoT tasks)."""
-    return run_world(config, workdir, make_step_for=lambda vocab: sft_step.make_train_step,
-                     check_batch=sft_step.check_batch, with_teacher=False, stream=stream)
+    return run_world(config, workdir, spec=SPECS["sft"], with_teacher=False, stream=stream)
 
 
 def run_distill(config, workdir: str, stream=None) -> dict[str, float]:
     """Self-distillation over the same task mixture (config.distill: see train/distill.py)."""
     distill.distill_settings(config)  # refuse bad keys before any data is built
-    return run_world(config, workdir,
-                     make_step_for=lambda vocab: distill.make_distill_step(vocab.level_offsets,
-                                                                           vocab.level_sizes),
-                     check_batch=distill.check_distill_batch, with_teacher=True, stream=stream)
+    return run_world(config, workdir, spec=SPECS["distill"], with_teacher=True, stream=stream)
 
 
 def train_and_record(config, workdir: str, model, batches, eval_fn, stream=None,
-                     tokenizer=None, *, make_step: Callable = sft_step.make_train_step,
-                     check_batch: Callable | None = sft_step.check_batch,
+                     tokenizer=None, *, make_step: Callable, check_batch: Callable,
                      extra_init: Callable | None = None) -> dict:
     """Runs the generic loop (a `minilm` encoder starts from MiniLM's weights, read through
     `tokenizer`; `extra_init(params) -> params` then edits a fresh run's parameters) and merges

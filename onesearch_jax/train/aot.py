@@ -16,15 +16,13 @@ import time
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from onesearch_jax.model.presets import FROZEN_STATE_DIM
 from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.train import distill, rl, sft_step
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.sid.vocab import SidVocab
+from onesearch_jax.train.stage_spec import SPECS
 from onesearch_jax.train.train_state import setup_train_state
 
 
@@ -78,55 +76,6 @@ def topology_devices(topology: str) -> list:
     return list(desc.devices)
 
 
-def _spec(shape, dtype, sharding):
-    return jax.ShapeDtypeStruct(tuple(int(s) for s in shape), jnp.dtype(dtype), sharding=sharding)
-
-
-def abstract_batch(stage: str, config, layout: SidVocab, sharding, *, num_targets: int = 10
-                   ) -> dict[str, jax.ShapeDtypeStruct]:
-    """The global batch a stage's step takes (shapes and dtypes of what its data or rollout
-    hook produces), every array split along the batch axis."""
-    b, enc, dec = int(config.train.batch_size), int(config.data.enc_len), int(config.data.dec_len)
-    i32, f32 = np.int32, np.float32
-    frozen = config.model.get("encoder", "scratch") == "frozen_minilm"
-    if frozen:  # memory slots (data/encoder_memory.py) and their MiniLM states
-        enc = int(config.data.get("mem_len", 0) or enc)
-    states = {"enc_states": (b, enc, FROZEN_STATE_DIM, f32)} if frozen else {}
-    if stage in ("sft", "distill"):
-        out = {"enc_tokens": (b, enc, i32), "dec_inputs": (b, dec, i32),
-               "dec_targets": (b, dec, i32), "dec_weights": (b, dec, f32), **states}
-        if stage == "distill":
-            out.update(teacher_enc_tokens=(b, enc, i32), teacher_mask=(b, f32))
-            if frozen:
-                out["teacher_enc_states"] = (b, enc, FROZEN_STATE_DIM, f32)
-    elif stage == "grpo":
-        settings = rl.rl_settings(config, "grpo")
-        g, depth = int(settings["group_size"]), layout.num_levels
-        out = {"enc_tokens": (b, enc, i32), "targets": (b, num_targets, depth, i32),
-               "target_mask": (b, num_targets, f32), "query_id": (b, i32), "user_id": (b, i32),
-               "sft_dec_inputs": (b, dec, i32), "sft_dec_targets": (b, dec, i32),
-               "sft_dec_weights": (b, dec, f32), "codes": (b, g, depth, i32),
-               "items": (b, g, i32), "valid": (b, g, np.bool_), "old_logp": (b, g, depth, f32),
-               "item_reward": (b, g, f32), "reward_rel": (b, g, f32),
-               "reward_ctr": (b, g, f32), "reward_co": (b, g, f32), **states}
-        if rl.needs_reference(settings):
-            out["ref_logp"] = (b, g, depth, f32)
-    else:
-        raise ValueError(f"unknown stage {stage!r} to compile; valid: {STAGES}")
-    return {k: _spec(v[:-1], v[-1], sharding) for k, v in out.items()}
-
-
-def make_stage_step(stage: str, layout: SidVocab):
-    """The loop's `make_step(model, config, setup)` of a stage."""
-    if stage == "sft":
-        return sft_step.make_train_step
-    if stage == "distill":
-        return distill.make_distill_step(layout.level_offsets, layout.level_sizes)
-    if stage == "grpo":
-        return rl.make_rl_step(layout.level_offsets, layout.level_sizes, "grpo")
-    raise ValueError(f"unknown stage {stage!r} to compile; valid: {STAGES}")
-
-
 def collective_bytes(hlo_text: str) -> dict[str, float]:
     """Bytes each kind of collective produces per step, summed over the compiled HLO's
     instructions: a synchronous op's result (every part of a tuple), an async pair once, at its
@@ -152,11 +101,13 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
                                   devices=devices)
     layout = SidVocab.for_total(int(config.model.vocab_size), level_sizes)
     level_ranges(layout.level_offsets, layout.level_sizes)  # refuses an inconsistent layout by name
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} to compile; valid: {STAGES}")
+    spec = SPECS[stage]
     model = build_model(config.model)
     setup = setup_train_state(model, config, mesh)
-    step = make_stage_step(stage, layout)(model, config, setup)
-    batch = abstract_batch(stage, config, layout,
-                           sharding_lib.batch_sharding(mesh, setup.rules))
+    step = spec.make_step(layout)(model, config, setup)
+    batch = spec.abstract_batch(config, layout, sharding_lib.batch_sharding(mesh, setup.rules))
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype,
                                sharding=sharding_lib.replicated(mesh))
     start = time.perf_counter()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from onesearch_jax.decode.beam_search import beam_search
-from onesearch_jax.decode.prefix_table_model import PrefixTableModel
+from prefix_table_model import PrefixTableModel
 from onesearch_jax.sid import trie as trie_lib
 from onesearch_jax.sid.trie import SidTrie
 

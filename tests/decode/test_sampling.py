@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from onesearch_jax.decode.prefix_table_model import PrefixTableModel
+from prefix_table_model import PrefixTableModel
 from onesearch_jax.decode.sampling import sample_sids
 from onesearch_jax.sid import trie as trie_lib
 from onesearch_jax.sid.trie import SidTrie

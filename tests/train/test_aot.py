@@ -12,7 +12,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from configs import aot as aot_configs
 from onesearch_jax.model import presets
-from onesearch_jax.train import aot, distill, rl, sft_step
+from onesearch_jax.train import aot
+from onesearch_jax.train.stage_spec import SPECS
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax import sharding as sharding_lib
 
@@ -46,14 +47,13 @@ def test_collective_bytes_counts_each_collective_result():
 
 def test_abstract_batches_meet_each_stage_contract():
     mesh = sharding_lib.make_mesh((8, 1, 1))
-    checks = {"sft": sft_step.check_batch, "distill": distill.check_distill_batch,
-              "grpo": rl.check_rl_batch}
-    for stage, check in checks.items():
+    for stage in aot.STAGES:
         c = _micro(stage)
         layout = SidVocab.for_total(c.model.vocab_size, LEVELS)
-        specs = aot.abstract_batch(stage, c, layout, sharding_lib.batch_sharding(
+        spec = SPECS[stage]
+        specs = spec.abstract_batch(c, layout, sharding_lib.batch_sharding(
             mesh, sharding_lib.normalize_rules(c.mesh.logical_axis_rules)))
-        check({k: np.zeros(s.shape, s.dtype) for k, s in specs.items()})
+        spec.batch_checker(c, layout)({k: np.zeros(s.shape, s.dtype) for k, s in specs.items()})
         assert all(s.shape[0] == 8 for s in specs.values())
     assert layout.level_offsets == (256 - 88, 256 - 24, 256 - 8) and layout.level_sizes == LEVELS
     with pytest.raises(ValueError, match="leaves no text tokens"):

@@ -4,11 +4,13 @@ import functools
 import io
 
 import flax.linen as nn
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from train_helpers import train_on_mesh
 from configs import distill as distill_configs
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_cached_logits_fn
@@ -174,15 +176,7 @@ def test_bad_settings_are_refused_naming_the_key():
 
 
 def _train(mesh, c, batches):
-    model = build_model(c.model)
-    setup = setup_train_state(model, c, mesh)
-    state = create_train_state(setup, c.train.seed)
-    step = distill.make_distill_step(OFFSETS, SIZES)(model, c, setup)
-    losses = []
-    for b in batches:
-        state, m = step(state, sharding.shard_batch(b, mesh, setup.rules), jax.random.key(1))
-        losses.append(float(m["loss"]))
-    return state, losses
+    return train_on_mesh(mesh, c, batches, distill.make_distill_step(OFFSETS, SIZES))
 
 
 def test_sharded_distill_step_matches_single_device():
@@ -193,8 +187,7 @@ def test_sharded_distill_step_matches_single_device():
     state1, losses1 = _train(sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]), c,
                              batches)
     np.testing.assert_allclose(losses8, losses1, rtol=1e-5, atol=1e-5)
-    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(state8.params, state1.params, rtol=1e-5, atol=1e-5)
 
 
 def test_ema_teacher_tracks_the_parameters_with_decay():
@@ -256,5 +249,4 @@ def test_distill_resume_equals_uninterrupted(tmp_path, preempting_batches):
     assert first.preempted and first.step < 4
     second = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch))
     assert second.step == 4
-    for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(second.state.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_close(straight.state.params, second.state.params, rtol=1e-6, atol=1e-6)

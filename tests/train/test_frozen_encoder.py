@@ -5,10 +5,12 @@ import functools
 import io
 
 import flax.linen as nn
+import chex
 import jax
 import numpy as np
 import pytest
 
+from train_helpers import train_on_mesh
 from configs import distill as distill_configs
 from onesearch_jax import sharding
 from onesearch_jax.decode.retrieve import SidRetriever
@@ -62,16 +64,7 @@ def _batch(i):
 
 
 def _train(mesh, c, batches):
-    from onesearch_jax.train.train_state import create_train_state, setup_train_state
-    model = build_model(c.model)
-    setup = setup_train_state(model, c, mesh)
-    state = create_train_state(setup, c.train.seed)
-    step = distill.make_distill_step(OFFSETS, SIZES)(model, c, setup)
-    losses = []
-    for b in batches:
-        state, m = step(state, sharding.shard_batch(b, mesh, setup.rules), jax.random.key(1))
-        losses.append(float(m["loss"]))
-    return state, losses
+    return train_on_mesh(mesh, c, batches, distill.make_distill_step(OFFSETS, SIZES))
 
 
 def test_frozen_encoder_step_on_a_2x2x2_mesh_equals_one_device():
@@ -83,8 +76,7 @@ def test_frozen_encoder_step_on_a_2x2x2_mesh_equals_one_device():
     assert "state_proj" in state8.params and "encoder" not in state8.params
     np.testing.assert_allclose(losses8, losses1, rtol=1e-5, atol=1e-5)
     assert losses8[2] < losses8[0]
-    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(state8.params, state1.params, rtol=1e-5, atol=1e-5)
 
 
 def test_frozen_encoder_resume_equals_uninterrupted(tmp_path, preempting_batches):
@@ -99,8 +91,7 @@ def test_frozen_encoder_resume_equals_uninterrupted(tmp_path, preempting_batches
     assert first.preempted and first.step < 4
     second = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch))
     assert second.step == 4
-    for a, b in zip(jax.tree.leaves(straight.state.params), jax.tree.leaves(second.state.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    chex.assert_trees_all_close(straight.state.params, second.state.params, rtol=1e-6, atol=1e-6)
 
 
 def test_distill_kl_positions_are_unchanged_and_the_teacher_reads_its_own_states():

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from train_helpers import train_on_mesh
 from configs import dpo as dpo_configs
 from configs import tpma as tpma_configs
 from onesearch_jax.data.text_tokenizer import BOS_ID
@@ -146,13 +147,7 @@ def test_ratio_is_one_at_the_first_update_and_the_gradients_follow_the_reward():
 
 
 def _train(mesh, c, batches):
-    model, setup, state = _setup(c, mesh)
-    step = rl.make_rl_step(OFFSETS, SIZES, c.stage)(model, c, setup)
-    losses = []
-    for b in batches:
-        state, m = step(state, sharding.shard_batch(b, mesh, setup.rules), jax.random.key(1))
-        losses.append(float(m["loss"]))
-    return state, losses
+    return train_on_mesh(mesh, c, batches, rl.make_rl_step(OFFSETS, SIZES, c.stage))
 
 
 def test_sharded_rl_step_matches_single_device():

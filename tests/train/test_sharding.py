@@ -1,14 +1,14 @@
 """A (2,2,2) data/fsdp/tensor mesh trains exactly like one device."""
 
+import chex
 import jax
 import numpy as np
 import pytest
 
+from train_helpers import train_on_mesh
 from configs.sft import get_config
-from onesearch_jax.model.transformer import build_model
 from onesearch_jax import sharding
 from onesearch_jax.train.sft_step import make_train_step
-from onesearch_jax.train.train_state import create_train_state, setup_train_state
 
 
 def _config():
@@ -37,15 +37,7 @@ def _batches(c, n):
 
 
 def _train(mesh, c, batches):
-    model = build_model(c.model)
-    setup = setup_train_state(model, c, mesh)
-    state = create_train_state(setup, c.train.seed)
-    step = make_train_step(model, c, setup)
-    losses = []
-    for b in batches:
-        state, m = step(state, sharding.shard_batch(b, mesh, setup.rules), jax.random.key(1))
-        losses.append(float(m["loss"]))
-    return state, losses
+    return train_on_mesh(mesh, c, batches, make_train_step)
 
 
 def test_sharded_mesh_matches_single_device():
@@ -63,8 +55,7 @@ def test_sharded_mesh_matches_single_device():
     assert len({str(s.index) for s in emb.addressable_shards}) == 4
     np.testing.assert_allclose(losses8, losses1, rtol=1e-5, atol=1e-5)
     assert losses8[2] < losses8[0]  # two updates later, the same batch fits better
-    for a, b in zip(jax.tree.leaves(state8.params), jax.tree.leaves(state1.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(state8.params, state1.params, rtol=1e-5, atol=1e-5)
     assert int(state8.step) == 3
 
 
