@@ -58,7 +58,7 @@ def step_times(workdir: str, preset: str, steps: int) -> dict:
     mesh = sharding.make_mesh(config.mesh.shape)
     out = {}
     factories = {"sft": sft_step.make_train_step,
-                 "distill": distill.make_distill_step(vocab.level_offsets, vocab.level_sizes)}
+                 "distill": distill.make_distill_step(vocab)}
     for name, make in factories.items():
         setup = setup_train_state(model, config, mesh)
         state = create_train_state(setup, 0)

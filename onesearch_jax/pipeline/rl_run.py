@@ -106,7 +106,7 @@ class RolloutHook:
         if (rl.needs_reference(settings) or self.sample_reference) and ref_params is None:
             raise ValueError("this RL stage needs the frozen reference parameters")
         self.fn = jax.jit(make_rollout_fn(
-            model, vocab.level_offsets, vocab.level_sizes, group_size=int(settings["group_size"]),
+            model, vocab, group_size=int(settings["group_size"]),
             sampler=settings["sampler"], temperature=float(settings["temperature"]),
             with_reference=rl.needs_reference(settings)),
             out_shardings=sharding_lib.batch_sharding(setup.mesh, setup.rules))

@@ -5,8 +5,6 @@ Writes W/sids/{khqe.npz, item_codes.npy, query_codes.npy} and merges `cur/l1`..,
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 
@@ -18,13 +16,17 @@ from onesearch_jax.world.world import World
 from onesearch_jax.sid import sid_metrics
 from onesearch_jax.world import text_keywords
 from onesearch_jax.sid.embedder import make_embedder
+from onesearch_jax.sid.embedding_cache import CachingEmbedder
 from onesearch_jax.sid.keyword_fusion import embed_with_keywords
 from onesearch_jax.sid.codebooks import KHQEConfig
 from onesearch_jax.sid.khqe import fit_and_encode_khqe
 
 
 def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_dir: str):
-    """Item and query embeddings (keyword-enhanced or not), cached on disk by content.
+    """Item and query embeddings (keyword-enhanced or not). Each text list (titles, queries, the
+    distinct keywords) goes through the content-addressed embedding cache
+    (sid/embedding_cache.py) in one call, so it is embedded once; the keyword fusion is redone
+    on the cached vectors (cheap).
 
     Keywords are text-derived, as a company would have them (world/text_keywords.py): items from
     title + noisy attribute sheet, queries from the dictionary extractor over the query text.
@@ -32,19 +34,12 @@ def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_d
     item_keywords = text_keywords.item_keywords(world.catalog, int(world.config.seed),
                                                 float(world.config.item_keyword_noise))
     query_keywords = text_keywords.text_keywords(world.queries.texts)
-    key = hashlib.sha256(json.dumps([embedder_name, bool(keyword_enhance), world.catalog.titles,
-                                     item_keywords, world.queries.texts, query_keywords]).encode()).hexdigest()[:16]
-    path = os.path.join(cache_dir, f"embeddings-{embedder_name}-{key}.npz")
-    if os.path.exists(path):
-        with np.load(path) as f:
-            return f["items"], f["queries"]
-    embedder = make_embedder(embedder_name)
+    embedder = CachingEmbedder(make_embedder(embedder_name), embedder_name, cache_dir,
+                               min_texts=1, chunk=None)
     items = embed_with_keywords(embedder, list(world.catalog.titles), item_keywords,
                                 enabled=bool(keyword_enhance))
     queries = embed_with_keywords(embedder, list(world.queries.texts), query_keywords,
                                   enabled=bool(keyword_enhance))
-    os.makedirs(cache_dir, exist_ok=True)
-    np.savez(path, items=items, queries=queries)
     return items, queries
 
 

@@ -19,9 +19,13 @@ def embeddings_path(texts: Sequence[str], embedder_name: str, cache_dir: str) ->
 
 
 def embed_cached(texts: Sequence[str], embedder_name: str, cache_dir: str,
-                 embed: Callable[[list[str]], np.ndarray], chunk: int = 4096) -> np.ndarray:
+                 embed: Callable[[list[str]], np.ndarray],
+                 chunk: int | None = 4096) -> np.ndarray:
     """Embeddings of `texts` (in order), read from `cache_dir` when the same texts were embedded
-    with the same embedder before; otherwise embedded in chunks with a progress log and saved."""
+    with the same embedder before; otherwise embedded in chunks with a progress log and saved.
+    chunk=None embeds the list in one call (what an embedder that sorts its input by length
+    gives bit for bit)."""
+    chunk = chunk or max(len(texts), 1)
     path = embeddings_path(texts, embedder_name, cache_dir)
     if fileio.exists(path):
         cached = fileio.load_npy(path)
@@ -41,9 +45,10 @@ def embed_cached(texts: Sequence[str], embedder_name: str, cache_dir: str,
 class CachingEmbedder:
     """Wraps an embedder (`embed`, `dim`) so that lists of at least `min_texts` texts are cached."""
 
-    def __init__(self, embedder, embedder_name: str, cache_dir: str, min_texts: int = 1000):
+    def __init__(self, embedder, embedder_name: str, cache_dir: str, min_texts: int = 1000,
+                 chunk: int | None = 4096):
         self.embedder, self.name, self.cache_dir = embedder, embedder_name, cache_dir
-        self.min_texts = min_texts
+        self.min_texts, self.chunk = min_texts, chunk
 
     @property
     def dim(self) -> int:
@@ -52,4 +57,4 @@ class CachingEmbedder:
     def embed(self, texts: list[str]) -> np.ndarray:
         if len(texts) < self.min_texts:
             return self.embedder.embed(list(texts))
-        return embed_cached(texts, self.name, self.cache_dir, self.embedder.embed)
+        return embed_cached(texts, self.name, self.cache_dir, self.embedder.embed, self.chunk)

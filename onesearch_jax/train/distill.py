@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder
 from onesearch_jax.train import distill_losses
@@ -133,9 +134,9 @@ def distill_loss_fn(model: EncoderDecoder, ranges: tuple, settings: dict) -> Cal
     return functools.partial(distill_loss, model=model, ranges=ranges, settings=settings)
 
 
-def make_distill_step(level_offsets, level_sizes) -> Callable:
+def make_distill_step(vocab: SidVocab) -> Callable:
     """A `make_step(model, config, setup)` factory for the loop (the SID layout is the data's)."""
-    ranges = level_ranges(level_offsets, level_sizes)
+    ranges = level_ranges(vocab.level_offsets, vocab.level_sizes)
 
     def make_step(model: nn.Module, config, setup) -> Callable:
         settings = distill_settings(config)

@@ -17,6 +17,7 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import EncoderDecoder
 from onesearch_jax.train import advantages as adv_lib
@@ -154,9 +155,9 @@ def dpo_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, settin
 LOSSES: dict[str, Callable] = {"grpo": grpo_loss, "dpo": dpo_loss}
 
 
-def make_rl_step(level_offsets, level_sizes, stage: str) -> Callable:
+def make_rl_step(vocab: SidVocab, stage: str) -> Callable:
     """A `make_step(model, config, setup)` factory for the loop (stage `grpo` or `dpo`)."""
-    ranges = level_ranges(level_offsets, level_sizes)
+    ranges = level_ranges(vocab.level_offsets, vocab.level_sizes)
 
     def make_step(model, config, setup) -> Callable:
         settings = rl_settings(config, stage)

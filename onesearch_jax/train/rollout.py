@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import jax.numpy as jnp
 
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import beam_search
 from onesearch_jax.decode.sampling import sample_sids
@@ -61,7 +62,7 @@ def first_items(trie: trie_lib.SidTrie, codes):
     return jnp.where(leaf >= 0, item, -1).astype(jnp.int32)
 
 
-def make_rollout_fn(model: EncoderDecoder, level_offsets, level_sizes, *, group_size: int,
+def make_rollout_fn(model: EncoderDecoder, vocab: SidVocab, *, group_size: int,
                     sampler: str = "constrained", temperature: float = 1.0,
                     with_reference: bool = False) -> Callable:
     """Pure `rollout(sample_params, params, ref_params, trie, enc_tokens, rng) -> dict` for jit:
@@ -75,15 +76,15 @@ def make_rollout_fn(model: EncoderDecoder, level_offsets, level_sizes, *, group_
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown rollout sampler {sampler!r}; valid: {SAMPLERS}")
-    ranges = tuple((int(o), int(s)) for o, s in zip(level_offsets, level_sizes))
+    ranges = tuple((int(o), int(s)) for o, s in zip(vocab.level_offsets, vocab.level_sizes))
 
     def rollout(sample_params, params, ref_params, trie, enc_tokens, rng, enc_states=None):
         b = enc_tokens.shape[0]
         enc_out, enc_mask = model.apply({"params": sample_params}, enc_tokens,
                                         enc_states=enc_states, method=EncoderDecoder.encode)
         logits_fn, cache = make_cached_logits_fn(model, sample_params, enc_out, enc_mask, ranges)
-        common = dict(bos_id=BOS_ID, level_offsets=level_offsets, level_sizes=level_sizes,
-                      trie=trie, level_logits=True)
+        common = dict(bos_id=BOS_ID, level_offsets=vocab.level_offsets,
+                      level_sizes=vocab.level_sizes, trie=trie, level_logits=True)
         if sampler == "beam":
             out = beam_search(logits_fn, cache, batch_size=b, beam_size=group_size,
                               constrained=True, **common)

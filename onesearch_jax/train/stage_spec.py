@@ -129,14 +129,13 @@ def _show(shape: Shape) -> str:
 
 
 def _rl_step(stage: str):
-    return lambda vocab: rl.make_rl_step(vocab.level_offsets, vocab.level_sizes, stage)
+    return lambda vocab: rl.make_rl_step(vocab, stage)
 
 
 SPECS: dict[str, StageSpec] = {
     "sft": StageSpec("sft", lambda vocab: sft_step.make_train_step, _sft_shapes,
                      sft_step.check_batch, SFT_SECTIONS),
-    "distill": StageSpec("distill", lambda vocab: distill.make_distill_step(
-                             vocab.level_offsets, vocab.level_sizes),
+    "distill": StageSpec("distill", distill.make_distill_step,
                          _distill_shapes, distill.check_distill_batch,
                          SFT_SECTIONS + ("distill",)),
     "dpo": StageSpec("dpo", _rl_step("dpo"), _rl_shapes("dpo"), rl.check_rl_batch,

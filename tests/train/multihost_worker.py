@@ -101,11 +101,12 @@ def run_sft(workdir: str, sigterm_at: int | None = None, sigkill_at: int | None 
 
 def run_distill(workdir: str):
     from onesearch_jax.model.transformer import build_model
+    from onesearch_jax.sid.vocab import SidVocab
     from onesearch_jax.train import distill
     from onesearch_jax.train.loop import train_loop
     c = distill_config()
     return train_loop(c, workdir, build_model(c.model), batches(), stream=io.StringIO(),
-                      make_step=distill.make_distill_step(OFFSETS, SIZES),
+                      make_step=distill.make_distill_step(SidVocab(OFFSETS[0], SIZES)),
                       check_batch=distill.check_distill_batch)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from train_helpers import train_on_mesh
 from configs import distill as distill_configs
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_cached_logits_fn
 from onesearch_jax import sharding
@@ -24,6 +25,7 @@ from onesearch_jax.train.train_state import create_train_state, params_ema, setu
 
 TEXT = 20                      # text tokens 0..19; SID levels: 20..27, 28..33, 34..37
 OFFSETS, SIZES = (20, 28, 34), (8, 6, 4)
+SID_VOCAB = SidVocab(20, SIZES)  # text ids 0..19, then the levels at OFFSETS
 RANGES = level_ranges(OFFSETS, SIZES)
 VOCAB = TEXT + sum(SIZES)
 
@@ -176,7 +178,7 @@ def test_bad_settings_are_refused_naming_the_key():
 
 
 def _train(mesh, c, batches):
-    return train_on_mesh(mesh, c, batches, distill.make_distill_step(OFFSETS, SIZES))
+    return train_on_mesh(mesh, c, batches, distill.make_distill_step(SID_VOCAB))
 
 
 def test_sharded_distill_step_matches_single_device():
@@ -197,7 +199,7 @@ def test_ema_teacher_tracks_the_parameters_with_decay():
     model = build_model(c.model)
     setup = setup_train_state(model, c, mesh)
     state = create_train_state(setup, c.train.seed)
-    step = distill.make_distill_step(OFFSETS, SIZES)(model, c, setup)
+    step = distill.make_distill_step(SID_VOCAB)(model, c, setup)
     history = [jax.device_get(state.params)]
     for i in range(2):
         state, _ = step(state, sharding.shard_batch(_batch(i), mesh, setup.rules),
@@ -242,7 +244,7 @@ def test_distill_resume_equals_uninterrupted(tmp_path, preempting_batches):
     model = build_model(c.model)
     run = functools.partial(train_loop, c, model=model, stream=io.StringIO(),
                             mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]),
-                            make_step=distill.make_distill_step(OFFSETS, SIZES),
+                            make_step=distill.make_distill_step(SID_VOCAB),
                             check_batch=distill.check_distill_batch)
     straight = run(str(tmp_path / "a"), batch_iter_factory=preempting_batches(_batch))
     first = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch, sigterm_at=1))

@@ -24,6 +24,7 @@ from onesearch_jax.train.train_state import params_ema
 
 TEXT = 20                      # text tokens 0..19; SID levels: 20..27, 28..33, 34..37
 OFFSETS, SIZES = (20, 28, 34), (8, 6, 4)
+SID_VOCAB = SidVocab(20, SIZES)  # text ids 0..19, then the levels at OFFSETS
 RANGES = level_ranges(OFFSETS, SIZES)
 VOCAB = TEXT + sum(SIZES)
 MEM = 10
@@ -64,7 +65,7 @@ def _batch(i):
 
 
 def _train(mesh, c, batches):
-    return train_on_mesh(mesh, c, batches, distill.make_distill_step(OFFSETS, SIZES))
+    return train_on_mesh(mesh, c, batches, distill.make_distill_step(SID_VOCAB))
 
 
 def test_frozen_encoder_step_on_a_2x2x2_mesh_equals_one_device():
@@ -84,7 +85,7 @@ def test_frozen_encoder_resume_equals_uninterrupted(tmp_path, preempting_batches
     model = build_model(c.model)
     run = functools.partial(train_loop, c, model=model, stream=io.StringIO(),
                             mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]),
-                            make_step=distill.make_distill_step(OFFSETS, SIZES),
+                            make_step=distill.make_distill_step(SID_VOCAB),
                             check_batch=distill.check_distill_batch)
     straight = run(str(tmp_path / "a"), batch_iter_factory=preempting_batches(_batch))
     first = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch, sigterm_at=1))
@@ -148,7 +149,7 @@ def test_the_ema_teacher_starts_from_the_initialised_weights(tmp_path):
     seen = []
 
     def make_step(model, config, setup):
-        step = distill.make_distill_step(OFFSETS, SIZES)(model, config, setup)
+        step = distill.make_distill_step(SID_VOCAB)(model, config, setup)
 
         def wrapped(state, batch, rng):
             seen.append(jax.device_get(params_ema(state.opt_state)))

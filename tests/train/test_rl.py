@@ -2,7 +2,6 @@
 uninterrupted, the logged reward and bad settings."""
 import functools
 import io
-import types
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +11,7 @@ import pytest
 from train_helpers import train_on_mesh
 from configs import dpo as dpo_configs
 from configs import tpma as tpma_configs
+from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.sampling import sample_sids
 from onesearch_jax.model.sid_levels import level_ranges
@@ -26,8 +26,8 @@ from onesearch_jax.train.train_state import create_train_state, setup_train_stat
 
 TEXT = 20                      # text tokens 0..19; SID levels: 20..27, 28..33, 34..37
 OFFSETS, SIZES = (20, 28, 34), (8, 6, 4)
+SID_VOCAB = SidVocab(20, SIZES)  # text ids 0..19, then the levels at OFFSETS
 RANGES = level_ranges(OFFSETS, SIZES)
-VOCAB = types.SimpleNamespace(level_offsets=OFFSETS, level_sizes=SIZES)
 ITEM_CODES = np.random.default_rng(0).integers(0, SIZES, (24, 3))
 TRIE = SidTrie.build(ITEM_CODES, SIZES)
 B, G = 8, 4
@@ -79,7 +79,7 @@ def _start():
     """(model, initial params, one compiled rollout): shared so each test compiles less."""
     c = _config()
     model, _, state = _setup(c, _one_device())
-    fn = jax.jit(rollout.make_rollout_fn(model, OFFSETS, SIZES, group_size=G,
+    fn = jax.jit(rollout.make_rollout_fn(model, SID_VOCAB, group_size=G,
                                          with_reference=True))
     return model, state.params, fn
 
@@ -147,7 +147,7 @@ def test_ratio_is_one_at_the_first_update_and_the_gradients_follow_the_reward():
 
 
 def _train(mesh, c, batches):
-    return train_on_mesh(mesh, c, batches, rl.make_rl_step(OFFSETS, SIZES, c.stage))
+    return train_on_mesh(mesh, c, batches, rl.make_rl_step(SID_VOCAB, c.stage))
 
 
 def test_sharded_rl_step_matches_single_device():
@@ -167,12 +167,12 @@ def test_rl_resume_replays_the_same_rollouts(tmp_path, preempting_batches):
     setup = setup_train_state(model, c, mesh)
     ref = create_train_state(setup, 7).params  # a frozen reference unlike the start
 
-    hook = rl_run.RolloutHook(model, VOCAB, TRIE, _fake_rewards, setup,
+    hook = rl_run.RolloutHook(model, SID_VOCAB, TRIE, _fake_rewards, setup,
                               rl.rl_settings(c, "grpo"), ref_params=ref)
 
     def run(workdir, factory):
         return train_loop(c, workdir, model, factory, mesh=mesh, stream=io.StringIO(),
-                          make_step=rl.make_rl_step(OFFSETS, SIZES, "grpo"),
+                          make_step=rl.make_rl_step(SID_VOCAB, "grpo"),
                           check_batch=rl.check_rl_batch, rollout=hook)
 
     straight = run(str(tmp_path / "a"), preempting_batches(_prompts))
