@@ -1,7 +1,5 @@
 """Self-distillation step: SID positions from the targets, one normalisation with decoding, the
 teacher under stop-gradient, EMA teacher, FGM, sharded == single device, resume == straight."""
-import functools
-import io
 
 import flax.linen as nn
 import chex
@@ -10,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from train_helpers import train_on_mesh
+from train_helpers import assert_resume_equals_uninterrupted, train_on_mesh
 from configs import distill as distill_configs
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
@@ -19,7 +17,6 @@ from onesearch_jax import sharding
 from onesearch_jax.pipeline import stages
 from onesearch_jax.train import distill, distill_losses, fgm
 from onesearch_jax.train import step as step_lib
-from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.losses import weighted_cross_entropy
 from onesearch_jax.train.train_state import create_train_state, params_ema, setup_train_state
 
@@ -242,13 +239,6 @@ def test_distill_resume_equals_uninterrupted(tmp_path, preempting_batches):
     c = _config(rdrop_alpha=0.5)
     c.model.dropout_rate = 0.1
     model = build_model(c.model)
-    run = functools.partial(train_loop, c, model=model, stream=io.StringIO(),
-                            mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]),
-                            make_step=distill.make_distill_step(SID_VOCAB),
-                            check_batch=distill.check_distill_batch)
-    straight = run(str(tmp_path / "a"), batch_iter_factory=preempting_batches(_batch))
-    first = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch, sigterm_at=1))
-    assert first.preempted and first.step < 4
-    second = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch))
-    assert second.step == 4
-    chex.assert_trees_all_close(straight.state.params, second.state.params, rtol=1e-6, atol=1e-6)
+    assert_resume_equals_uninterrupted(tmp_path, c, model, _batch, preempting_batches,
+                                       distill.make_distill_step(SID_VOCAB),
+                                       distill.check_distill_batch)

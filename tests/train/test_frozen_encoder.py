@@ -1,7 +1,6 @@
 """The frozen_minilm model (cached MiniLM states + adapter + decoder) through the real stages:
 sharded == one device, resume == uninterrupted, the distillation KL on the same positions with
 the teacher's own states, the EMA teacher starting from the initialised weights, and serving."""
-import functools
 import io
 
 import flax.linen as nn
@@ -10,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from train_helpers import train_on_mesh
+from train_helpers import assert_resume_equals_uninterrupted, train_on_mesh
 from configs import distill as distill_configs
 from onesearch_jax import sharding
 from onesearch_jax.decode.retrieve import SidRetriever
@@ -83,16 +82,9 @@ def test_frozen_encoder_step_on_a_2x2x2_mesh_equals_one_device():
 def test_frozen_encoder_resume_equals_uninterrupted(tmp_path, preempting_batches):
     c = _config()
     model = build_model(c.model)
-    run = functools.partial(train_loop, c, model=model, stream=io.StringIO(),
-                            mesh=sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1]),
-                            make_step=distill.make_distill_step(SID_VOCAB),
-                            check_batch=distill.check_distill_batch)
-    straight = run(str(tmp_path / "a"), batch_iter_factory=preempting_batches(_batch))
-    first = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch, sigterm_at=1))
-    assert first.preempted and first.step < 4
-    second = run(str(tmp_path / "b"), batch_iter_factory=preempting_batches(_batch))
-    assert second.step == 4
-    chex.assert_trees_all_close(straight.state.params, second.state.params, rtol=1e-6, atol=1e-6)
+    assert_resume_equals_uninterrupted(tmp_path, c, model, _batch, preempting_batches,
+                                       distill.make_distill_step(SID_VOCAB),
+                                       distill.check_distill_batch)
 
 
 def test_distill_kl_positions_are_unchanged_and_the_teacher_reads_its_own_states():
