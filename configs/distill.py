@@ -30,6 +30,10 @@ from configs import sft
 
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot")
 LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
+# The rung each one adds to (the ladder's paired comparisons): the ladder is cumulative; the
+# teacher variants change SD, direct CoT replaces CoT's tasks.
+PARENTS = {**{r: p for p, r in zip(LADDER, LADDER[1:])}, "sd_ema": "sd", "sd_teacher_ce": "sd",
+           "direct_cot": "cot"}
 PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")
 
 _MODEL = {

@@ -45,11 +45,16 @@ from configs import distill as distill_configs
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
+from onesearch_jax.eval import paired as paired_lib
 from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "LADDER_DONE"
-ARCHIVED = (wd.METRICS_FILE, "train_config.json", DONE_FILE)  # the done marker last
+# What a run keeps in the archive: its numbers, its config, its per-event outcomes (the paired
+# comparisons), the done marker last.
+EVENT_FILES = tuple(os.path.join(wd.EVAL_EVENTS_DIR, f"{tag}.npz")
+                    for tag in ("test", "teacher_test"))
+ARCHIVED = (wd.METRICS_FILE, "train_config.json") + EVENT_FILES + (DONE_FILE,)
 TAIL_LINES = 30
 
 _BASE = flags.DEFINE_string("base_workdir", None, "Workdir with a built world and SIDs.")
@@ -148,12 +153,12 @@ def check_base(base: str) -> None:
 # --- the archive: a ladder that outlives the machine ---------------------------------------------
 def archive_run(run: str, archived: str) -> None:
     """Copies a finished run's numbers (ARCHIVED, LADDER_DONE last) to `archived`."""
-    os.makedirs(archived, exist_ok=True)
     for name in ARCHIVED:
-        src = os.path.join(run, name)
+        src, dst = os.path.join(run, name), os.path.join(archived, name)
         if os.path.exists(src):
-            shutil.copyfile(src, os.path.join(archived, name + ".tmp"))
-            os.replace(os.path.join(archived, name + ".tmp"), os.path.join(archived, name))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(src, dst + ".tmp")
+            os.replace(dst + ".tmp", dst)
 
 
 MODEL_KEYS = ("encoder", "d_model", "enc_layers", "dec_layers")  # what a preset's model is
@@ -183,9 +188,10 @@ def restore_run(base: str, archived: str, run: str) -> None:
     """Makes `run` a done run from its archived numbers (no checkpoint: see ensure_checkpoint)."""
     prepare_run_dir(base, run)
     for name in ARCHIVED:  # LADDER_DONE is last: a half-restored run is not done
-        src = os.path.join(archived, name)
+        src, dst = os.path.join(archived, name), os.path.join(run, name)
         if os.path.exists(src):
-            shutil.copyfile(src, os.path.join(run, name))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(src, dst)
 
 
 def has_checkpoint(run: str) -> bool:
@@ -314,6 +320,27 @@ def collect(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, 
     return out
 
 
+def rung_parent(rung: str) -> str | None:
+    """The rung `rung` adds to: an RL rung's starting run, an SFT rung's predecessor."""
+    rl = rl_rungs()
+    if rung in rl:
+        return rl[rung][1]
+    return distill_configs.PARENTS.get(rung)
+
+
+def collect_events(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, tuple]]:
+    """{rung: {seed: (event ids, outcomes, slices)}} of the finished runs' test evaluations."""
+    out = {}
+    for rung in rungs:
+        runs = {}
+        for s in range(seeds):
+            run = run_dir(root, rung, s)
+            if is_done(run) and os.path.exists(wd.eval_events_path(run, "test")):
+                runs[s] = wd.load_eval_events(run, "test")
+        out[rung] = runs
+    return out
+
+
 def plot(rows: Sequence[Mapping], path: str, metrics: Sequence[str] = lt.PLOT_METRICS) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -356,6 +383,15 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher,
                         metrics=lt.METRICS + lt.AB_METRICS, rungs=rungs)
     md = lt.format_markdown(rows, preset, seeds, max_events, overrides)
+    paired = paired_lib.paired_summary(collect_events(root, rungs, seeds),
+                                       {r: rung_parent(r) for r in rungs})
+    for key, title in (("paired_vs_parent", "each rung minus the rung it adds to"),
+                       ("paired_vs_v1", "each rung minus V1")):
+        table = lt.format_paired(paired, rungs, key)
+        if table.count("\n") > 1:
+            md += (f"\nPaired differences, {title}, on the same test events and seeds (mean "
+                   f"[95% bootstrap interval over events]; * = the interval excludes 0):\n\n"
+                   + table + "\n")
     os.makedirs(root, exist_ok=True)
     paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
              "png": os.path.join(root, "ladder.png")}
@@ -371,6 +407,13 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
                             for s, m in d.items()} for rung, d in per_seed.items()},
         "phase_seconds": {rung: {f"seed{s}": _read_done(run_dir(root, rung, s)) for s in d}
                           for rung, d in per_seed.items()},
+        # The issue-30 view: per rung, its seeds, metric means and paired deltas.
+        "by_rung": {r["rung"]: {
+            "seeds": r["seeds"],
+            "metrics": {m: r["stats"][m]["mean"] for m in lt.METRICS},
+            "paired_vs_parent": paired.get(r["rung"], {}).get("paired_vs_parent", {}),
+            "paired_vs_v1": paired.get(r["rung"], {}).get("paired_vs_v1", {}),
+        } for r in rows if not r["teacher"]},
     }
     fileio.write_json(paths["json"], summary)
     plot(rows, paths["png"])

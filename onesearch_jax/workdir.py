@@ -13,6 +13,8 @@ import math
 import os
 from typing import Any, Mapping
 
+import numpy as np
+
 from onesearch_jax import distributed, fileio
 
 METRICS_FILE = "metrics.json"
@@ -120,3 +122,38 @@ def sid_dir(workdir: str) -> str:
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
+
+
+EVAL_EVENTS_DIR = "eval_events"
+SLICE_PREFIX = "slice/"
+
+
+def eval_events_path(workdir: str, tag: str) -> str:
+    """W/eval_events/<tag>.npz: one evaluation's per-event outcomes (tag: `test`, `valid`,
+    `teacher_test`, ...)."""
+    return os.path.join(workdir, EVAL_EVENTS_DIR, f"{tag}.npz")
+
+
+def save_eval_events(workdir: str, tag: str, event_ids, outcomes: Mapping[str, np.ndarray],
+                     slices: Mapping[str, np.ndarray]) -> str:
+    """Writes the per-event outcomes of one evaluation with the events' ids and slice masks, for
+    paired comparisons of runs scored on the same events (eval/paired.py)."""
+    path = eval_events_path(workdir, tag)
+    arrays = {"event_id": np.asarray(event_ids)}
+    arrays.update({k: np.asarray(v, np.float32) for k, v in outcomes.items()})
+    arrays.update({SLICE_PREFIX + k: np.asarray(v, bool) for k, v in slices.items()})
+    fileio.makedirs(os.path.dirname(path))
+    fileio.save_npz(path, arrays)
+    return path
+
+
+def load_eval_events(workdir: str, tag: str = "test"):
+    """(event ids, {metric: [E]}, {slice: bool [E]}) saved by `save_eval_events`."""
+    path = eval_events_path(workdir, tag)
+    if not fileio.exists(path):
+        raise FileNotFoundError(f"{path} is missing; run experiments.evaluate on {workdir}")
+    arrays = fileio.load_npz(path)
+    slices = {k[len(SLICE_PREFIX):]: v for k, v in arrays.items() if k.startswith(SLICE_PREFIX)}
+    outcomes = {k: v for k, v in arrays.items()
+                if k != "event_id" and not k.startswith(SLICE_PREFIX)}
+    return arrays["event_id"], outcomes, slices

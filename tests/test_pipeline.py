@@ -61,6 +61,22 @@ def test_every_stage_writes_its_metrics(trained):
     assert max(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == 12
 
 
+def test_evaluation_keeps_per_event_outcomes_that_average_to_its_metrics(trained):
+    import numpy as np
+
+    workdir, metrics = trained
+    event_ids, outcomes, slices = wd.load_eval_events(workdir, "test")
+    assert len(event_ids) == 100 and len(set(event_ids.tolist())) == 100
+    for name in ("rel_hr@10", "click_hr@10", "order_mrr@10", "negation_violation@10"):
+        assert outcomes[name].shape == (100,)
+        assert float(np.nanmean(outcomes[name])) == pytest.approx(metrics[name], abs=1e-6)
+    tail = slices["tail"]
+    assert float(np.nanmean(outcomes["rel_hr@10"][tail])) == pytest.approx(
+        metrics["rel_hr@10/tail"], abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="run experiments.evaluate"):
+        wd.load_eval_events(workdir, "valid")
+
+
 def test_searcher_answers_queries_and_empty_query(trained):
     workdir, _ = trained
     searcher = Searcher.from_workdir(workdir, beam_size=8)

@@ -1,5 +1,6 @@
 """The pure half of the distillation ladder (experiments/ladder.py): intervals over seeds, the
-aggregation of per-seed metrics into rows, and the markdown table. No jax, no I/O.
+aggregation of per-seed metrics into rows, paired comparisons of rungs on the same events, and
+the markdown tables. No jax, no I/O.
 
 A row is one rung evaluated one way: `"sd"` (the student, keywords predicted by the model) or
 `"sd (T)"` (the same checkpoints with teacher keywords given at inference, the `teacher/` keys of
@@ -13,6 +14,7 @@ import math
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+
 METRICS = ["order_hr@10", "order_mrr@10", "click_hr@10", "click_mrr@10", "rel_hr@10",
            "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation", "rel_hr@10/unseen",
            "negation_violation@10", "reward@10"]
@@ -25,12 +27,12 @@ PLOT_METRICS = ["order_hr@10", "click_hr@10", "rel_hr@10", "rel_hr@10/tail",
 TEACHER_PREFIX = "teacher/"
 TEACHER_SUFFIX = " (T)"
 
+Z_975 = 1.96
 # t_{0.975} of Student's t for df = 1..30 (scipy.stats.t.ppf(0.975, df)); beyond: the normal 1.96.
 T_975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004,
          2.262157, 2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905,
          2.109816, 2.100922, 2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899,
          2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
-Z_975 = 1.96
 
 
 def t_975(df: int) -> float:
@@ -181,3 +183,37 @@ def progress_line(done: int, total: int, elapsed_s: float, finished_here: int,
         eta = None
     return (f"ladder: {done}/{total} runs done | elapsed {format_duration(elapsed_s)} | "
             f"ETA {format_duration(eta)}")
+
+
+# --- paired comparisons (the same test events, the same seeds) --------------------------------
+PAIRED_METRICS = ["rel_hr@10", "click_hr@10", "order_hr@10", "click_mrr@10", "order_mrr@10",
+                  "negation_violation@10", "reward@10"]
+PAIRED_SLICES = ["tail", "need", "negation", "unseen"]
+PAIRED_COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation",
+                  "rel_hr@10/unseen", "click_hr@10", "order_hr@10", "negation_violation@10"]
+
+
+def format_delta(cell) -> str:
+    """`+0.0123 [+0.0040, +0.0201]*`: mean and 95% interval, `*` where it excludes 0."""
+    if not cell or cell[0] is None or not math.isfinite(cell[0]):
+        return ""
+    mean, lo, hi = cell
+    star = "*" if (lo > 0 or hi < 0) else ""
+    return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{star}"
+
+
+def format_paired(summary: Mapping[str, Mapping], rungs: Sequence[str], key: str,
+                  columns: Sequence[str] = PAIRED_COLUMNS) -> str:
+    """A markdown table of one comparison (`paired_vs_parent` or `paired_vs_v1`)."""
+    lines = ["| rung | vs | seeds | " + " | ".join(columns) + " |",
+             "|---" * (len(columns) + 3) + "|"]
+    for rung in rungs:
+        entry = summary.get(rung) or {}
+        cells = entry.get(key)
+        if not cells:
+            continue
+        other = entry["parent"] if key == "paired_vs_parent" else "v1"
+        n = entry.get(key.replace("paired", "seeds"), "")
+        lines.append(f"| {rung} | {other} | {n} | "
+                     + " | ".join(format_delta(cells.get(c)) for c in columns) + " |")
+    return "\n".join(lines)

@@ -96,6 +96,33 @@ def score_rankings(targets: WorldTargets, ranked: Sequence[Sequence[int]],
     return out
 
 
+EVENT_METRICS = ("rel_hr@10", "rel_mrr@10", "click_hr@10", "click_mrr@10", "order_hr@10",
+                 "order_mrr@10", "negation_violation@10")
+
+
+def event_outcomes(targets: WorldTargets, ranked: Sequence[Sequence[int]], k: int = 10
+                   ) -> dict[str, np.ndarray]:
+    """Per event (float32 [E], NaN where the event does not count): hr@k and mrr@k of each
+    target kind and negation_violation@k, the arrays `score_rankings` averages; what paired
+    comparisons of two systems on the same events read (eval/paired.py)."""
+    if len(ranked) != len(targets):
+        raise ValueError(f"got {len(ranked)} ranked lists for {len(targets)} events")
+    ranked = [[int(i) for i in r if int(i) >= 0] for r in ranked]
+    out = {}
+    for prefix, sets in (("rel_", targets.rel), ("click_", targets.click),
+                         ("order_", targets.order)):
+        per_query = metrics_lib.per_query_metrics(ranked, sets, ks=(k,))
+        for m in ("hr", "mrr"):
+            out[f"{prefix}{m}@{k}"] = per_query[f"{m}@{k}"].astype(np.float32)
+    violation = np.full(len(ranked), np.nan, np.float32)
+    for r, q in enumerate(targets.query_ids):
+        excluded_items = targets.violating.get(int(q))
+        if excluded_items is not None and ranked[r]:
+            violation[r] = float(np.mean(excluded_items[ranked[r][:k]]))
+    out[f"negation_violation@{k}"] = violation
+    return out
+
+
 def negation_violations(targets: WorldTargets, ranked: Sequence[Sequence[int]],
                         ks: Sequence[int] = KS) -> dict[str, float]:
     """Mean share of the top K that a negation query excludes (component or category)."""

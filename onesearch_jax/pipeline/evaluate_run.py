@@ -19,6 +19,12 @@ KEYWORD_MODES = ("none", "teacher")
 SPLITS = ("test", "valid")
 
 
+def event_tag(prefix: str, split: str) -> str:
+    """The per-event file of one evaluation: `test`, `free_test`, `teacher_test`, ..."""
+    parts = [p for p in prefix.split("/") if p and p != split]
+    return "_".join(parts + [split])
+
+
 def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = None,
                      constrained: bool = True, keywords: str = "none",
                      mesh_shape=None, prior_weight: float | None = None,
@@ -63,8 +69,10 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     texts = [world.queries.texts[int(q)] for q in events["query_id"]]
     vectors = (bundle.query_vectors(texts)
                if retriever.uses_tables or bundle.rerank_by_traffic() else None)
+    per_event = {}
     metrics = generative_eval.evaluate_events(
         retriever, builder, events, targets, keywords=keywords == "teacher", rewards=rewards,
+        per_event=per_event,
         # the ADC prior scores SIDs with the queries' own embeddings
         query_vectors=bundle.prior_vectors(texts, vectors) if retriever.uses_tables else None,
         ranker=bundle.beam_ranker(retriever, texts, vectors))
@@ -74,6 +82,9 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     prefix = (("" if split == "test" else split + "/") + ("" if constrained else "free/")
               + ("teacher/" if keywords == "teacher" else ""))
     metrics = {prefix + k: v for k, v in metrics.items()}
+    # Per-event outcomes for paired comparisons (the ladder's): W/eval_events/<tag>.npz.
+    wd.save_eval_events(workdir, event_tag(prefix, split), events["event_id"], per_event,
+                        targets.slices)
     wd.write_metrics(workdir, "evaluate", metrics, {"beam_size": retriever.beam_size,
                                                     "constrained": constrained,
                                                     "keywords": keywords,

@@ -317,3 +317,35 @@ def test_an_archive_of_another_model_is_refused(tmp_path):
     ladder.check_archived_model(str(run), "small_scratch")
     with pytest.raises(app.UsageError, match="another model than --preset=small.*small_scratch"):
         ladder.check_archived_model(str(run), "small")
+
+
+def test_paired_deltas_on_a_fake_root_and_the_archive_keeps_them(tmp_path):
+    import numpy as np
+
+    from onesearch_jax import workdir as wd
+
+    ids, tail = np.arange(4), np.array([True, False, False, False])
+    _fake_run(tmp_path, "v1", 0, _m(0.5))
+    _fake_run(tmp_path, "cot", 0, _m(1.0))
+    _fake_run(tmp_path, "sd", 0, _m(1.0), done=False)  # unfinished: no paired row
+    for rung, rel in (("v1", [0.0, 0.0, 1.0, 1.0]), ("cot", [1.0, 1.0, 1.0, 1.0]),
+                      ("sd", [1.0, 1.0, 1.0, 1.0])):
+        wd.save_eval_events(ladder.run_dir(str(tmp_path), rung, 0), "test", ids,
+                            {"rel_hr@10": np.array(rel)}, {"tail": tail})
+    ladder.write_table(str(tmp_path), ["v1", "cot", "sd"], 1, preset="small",
+                       teacher_rungs=[], max_events=4, overrides=[])
+    by_rung = json.loads((tmp_path / "ladder.json").read_text())["by_rung"]
+    cot = by_rung["cot"]
+    assert cot["seeds"] == 1 and cot["metrics"]["rel_hr@10"] == 1.0
+    assert cot["paired_vs_parent"]["rel_hr@10"][0] == 0.5  # cot adds to v1: (1+1+0+0) / 4
+    assert cot["paired_vs_parent"]["rel_hr@10/tail"] == [1.0, 1.0, 1.0]
+    assert cot["paired_vs_v1"] == cot["paired_vs_parent"]
+    assert by_rung["v1"]["paired_vs_parent"] == {}
+    assert by_rung["sd"]["seeds"] == 0 and by_rung["sd"]["paired_vs_parent"] == {}
+    md = (tmp_path / "ladder.md").read_text()
+    assert "Paired differences, each rung minus the rung it adds to" in md
+    assert "| cot | v1 | 1 | +0.5000 [" in md and "+1.0000 [+1.0000, +1.0000]*" in md
+    assert ladder.rung_parent("sd") == "cot" and ladder.rung_parent("tpma") == "dpo"
+    archived = tmp_path / "archive" / "cot" / "seed0"
+    ladder.archive_run(ladder.run_dir(str(tmp_path), "cot", 0), str(archived))
+    assert (archived / "eval_events" / "test.npz").exists()
