@@ -155,3 +155,28 @@ def paired_summary(events: Mapping[str, Mapping[int, tuple]], parents: Mapping[s
             entry[key.replace("paired", "seeds")] = len(seeds)
         out[rung] = entry
     return out
+
+
+def design_rows(a, b, slices, seeds: int, effect: float, slice_effect: float) -> list[dict]:
+    """Per metric and slice: events, the per-event difference's mean and std, the minimal
+    detectable effect with these events x `seeds`, the target and the events per seed it needs."""
+    rows = []
+    for m in PAIRED_METRICS:
+        if m not in a or m not in b:
+            continue
+        d = paired_differences(a[m], b[m])
+        for name, mask in [("", None)] + [("/" + s, slices[s]) for s in PAIRED_SLICES
+                                         if s in slices]:
+            x = d if mask is None else d[np.asarray(mask, bool)]
+            x = x[~np.isnan(x)]
+            if x.size < 2:
+                continue
+            sd = float(x.std(ddof=1))
+            target = effect if mask is None else slice_effect
+            rows.append({"metric": m + name, "events": int(x.size), "mean_diff": float(x.mean()),
+                         "sd_diff": sd,
+                         "mde": minimal_detectable_effect(sd, x.size, seeds),
+                         "target": target,
+                         "events_needed": events_for_effect(sd, target, seeds)
+                         if sd > 0 else 0})
+    return rows

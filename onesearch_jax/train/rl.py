@@ -56,7 +56,8 @@ def rl_settings(config, stage: str) -> dict:
     if int(s["group_size"]) < 2:
         raise ValueError(f"rl.group_size must be >= 2 (a group z-score needs two samples), "
                          f"got {s['group_size']}")
-    for key in ("epsilon", "beta", "sft_weight", "temperature", "dpo_beta", "dpo_min_gap"):
+    for key in ("epsilon", "beta", "sft_weight", "temperature", "dpo_beta", "dpo_min_gap",
+                "w_item"):
         if float(s[key]) < 0:
             raise ValueError(f"rl.{key} must be >= 0, got {s[key]}")
     if len(tuple(s["reward_weights"])) != 3:

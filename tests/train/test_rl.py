@@ -212,6 +212,10 @@ def test_rl_stages_and_bad_settings_are_refused_by_name():
     c.rl.group_size = 1
     with pytest.raises(ValueError, match="group_size must be >= 2"):
         rl.rl_settings(c, "grpo")
+    c = _config()
+    c.rl.w_item = -0.5  # a negative weight on R_item would reward worse items: refused
+    with pytest.raises(ValueError, match="rl.w_item must be >= 0, got -0.5"):
+        rl.rl_settings(c, "grpo")
     with pytest.raises(ValueError, match="unknown TPMA variant 'nogate'"):
         tpma_configs.get_config("tiny:nogate")
     c = _config()
