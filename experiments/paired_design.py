@@ -10,7 +10,6 @@ Prints one row per metric and slice and writes them to --out (JSON) when given.
 """
 from __future__ import annotations
 
-import math
 
 from absl import flags
 
@@ -36,12 +35,14 @@ def main(argv):
         raise ValueError(f"{_A.value} and {_B.value} were not evaluated on the same events "
                          f"(evaluate both with the same --max_events and split)")
     rows = design_rows(a, b, slices, _SEEDS.value, _EFFECT.value, _SLICE_EFFECT.value)
-    print(f"{'metric':28s} {'events':>7s} {'b - a':>8s} {'sd':>7s} "
+    print(f"{'metric':30s} {'events':>7s} {'b - a':>8s} {'sd':>7s} {'MDE 1 seed':>11s} "
           f"{'MDE x' + str(_SEEDS.value) + ' seeds':>14s} {'target':>7s} {'events/seed':>12s}")
     for r in rows:
-        ok = "" if r["mde"] <= r["target"] or not math.isfinite(r["mde"]) else "  (more needed)"
-        print(f"{r['metric']:28s} {r['events']:7d} {r['mean_diff']:+8.4f} {r['sd_diff']:7.4f} "
-              f"{r['mde']:14.4f} {r['target']:7.3f} {r['events_needed']:12d}{ok}")
+        ok = "" if r["mde_events_only"] <= r["target"] else (
+            "  (seeds needed)" if r["mde"] <= r["target"] else "  (more events needed)")
+        print(f"{r['metric']:30s} {r['events']:7d} {r['mean_diff']:+8.4f} {r['sd_diff']:7.4f} "
+              f"{r['mde_events_only']:11.4f} {r['mde']:14.4f} {r['target']:7.3f} "
+              f"{r['events_needed']:12d}{ok}")
     if _OUT.value:
         fileio.write_json(_OUT.value, {"a": _A.value, "b": _B.value, "seeds": _SEEDS.value,
                                        "rows": rows})

@@ -91,7 +91,9 @@ def resolved(lo: float, hi: float) -> bool:
 def minimal_detectable_effect(diff_std: float, num_events: int, num_seeds: int = 1) -> float:
     """The smallest true mean difference a paired design detects at 5% (two-sided) with 80%
     power: (z_0.975 + z_0.8) * sd / sqrt(events * seeds), sd the per-event difference's standard
-    deviation (events of different seeds taken as independent draws)."""
+    deviation. Seeds count as independent draws: optimistic when every seed is scored on the
+    same events (their differences correlate); seeds=1 is the conservative bound, what the event
+    sample alone resolves."""
     if num_events < 1 or num_seeds < 1:
         raise ValueError(f"need events and seeds >= 1, got {num_events}, {num_seeds}")
     return (Z_975 + Z_80) * float(diff_std) / math.sqrt(num_events * num_seeds)
@@ -176,6 +178,7 @@ def design_rows(a, b, slices, seeds: int, effect: float, slice_effect: float) ->
             rows.append({"metric": m + name, "events": int(x.size), "mean_diff": float(x.mean()),
                          "sd_diff": sd,
                          "mde": minimal_detectable_effect(sd, x.size, seeds),
+                         "mde_events_only": minimal_detectable_effect(sd, x.size, 1),
                          "target": target,
                          "events_needed": events_for_effect(sd, target, seeds)
                          if sd > 0 else 0})
