@@ -5,9 +5,11 @@ the code is drawn from softmax(level logits / temperature), restricted to the tr
 when constrained (masking before the softmax renormalises over real continuations, so a
 constrained sample is always a real item's SID). ``temperature == 0`` means greedy (argmax).
 
-``token_logprobs`` are the *model's* log-probs of the drawn codes at temperature 1 and without
-the trie mask (``score_over`` as in ``sid_steps``), i.e. what a training step recomputes for the
-policy ratio; they are not the log-probs of the tempered, masked sampling distribution.
+``draw_logprobs`` are the log-probs of the drawn codes under the distribution they were drawn
+from (tempered, inside the trie when constrained; greedy counts as temperature 1): what RL's
+policy ratio compares (`train/rollout.policy_log_probs` recomputes them teacher-forced).
+``token_logprobs`` are the *model's* log-probs at temperature 1 without the trie mask
+(``score_over`` as in ``sid_steps``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from onesearch_jax.sid import trie as trie_lib
 class SampleResult(NamedTuple):
     codes: jax.Array  # int32[B, G, L] level-local SID codes
     token_logprobs: jax.Array  # float32[B, G, L] model log-prob of each drawn code (T = 1)
+    draw_logprobs: jax.Array  # float32[B, G, L] log-prob under the tempered, masked draw
     valid: jax.Array  # bool[B, G] real item's SID (all True when trie is None)
 
 
@@ -68,7 +71,8 @@ def sample_sids(
     state = sid_steps.tile_rows(state, b, g)
     tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
     node = trie_lib.root_state(trie, n) if use_mask else None
-    codes, logprobs = [], []
+    codes, logprobs, draw_logprobs = [], [], []
+    draw_temperature = temperature if temperature > 0 else 1.0
     for level, key in zip(range(depth), jax.random.split(rng, depth)):
         logits, state = sid_steps.call_model(logits_fn, state, tokens, level, n)
         offset, size = level_offsets[level], level_sizes[level]
@@ -85,6 +89,8 @@ def sample_sids(
         code = code.astype(jnp.int32)
         codes.append(code)
         logprobs.append(jnp.take_along_axis(model_logp, code[:, None], axis=1)[:, 0])
+        draw_lp = jax.nn.log_softmax(draw_logits / draw_temperature, axis=-1)
+        draw_logprobs.append(jnp.take_along_axis(draw_lp, code[:, None], axis=1)[:, 0])
         tokens = jnp.concatenate([tokens, (offset + code)[:, None]], axis=1)
         if use_mask:
             node = trie_lib.advance(trie, node, code, level)
@@ -94,5 +100,6 @@ def sample_sids(
     return SampleResult(
         codes=codes.reshape(b, g, depth),
         token_logprobs=jnp.stack(logprobs, axis=1).reshape(b, g, depth),
+        draw_logprobs=jnp.stack(draw_logprobs, axis=1).reshape(b, g, depth),
         valid=valid.reshape(b, g),
     )

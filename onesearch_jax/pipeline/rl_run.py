@@ -108,7 +108,7 @@ class RolloutHook:
         self.fn = jax.jit(make_rollout_fn(
             model, vocab, group_size=int(settings["group_size"]),
             sampler=settings["sampler"], temperature=float(settings["temperature"]),
-            with_reference=rl.needs_reference(settings)),
+            with_reference=rl.needs_reference(settings), policy_logp=settings["policy_logp"]),
             out_shardings=sharding_lib.batch_sharding(setup.mesh, setup.rules))
 
     def __call__(self, state, prompts, rng):

@@ -252,3 +252,18 @@ def leaf_ids(trie: SidTrie, codes: jax.Array) -> jax.Array:
 def is_valid(trie: SidTrie, codes: jax.Array) -> jax.Array:
     """bool[B]: whether each SID in ``codes`` int[B, L] belongs to at least one real item."""
     return leaf_ids(trie, codes) >= 0
+
+
+def path_masks(trie: SidTrie, codes: jax.Array) -> jax.Array:
+    """bool[B, L, max level size]: the allowed codes at every position along each row's SID
+    ``codes`` int[B, L] (what constrained decoding masked when it wrote them), False past a
+    level's size and after a dead prefix. RL recomputes the sampled distribution's log-probs
+    from these masks."""
+    if codes.ndim != 2 or codes.shape[1] != trie.depth:
+        raise ValueError(f"codes must have shape (B, {trie.depth}), got {codes.shape}")
+    width = max(trie.level_sizes)
+    state, masks = root_state(trie, codes.shape[0]), []
+    for level, size in enumerate(trie.level_sizes):
+        masks.append(jnp.pad(allowed_mask(trie, state, level), ((0, 0), (0, width - size))))
+        state = advance(trie, state, codes[:, level], level)
+    return jnp.stack(masks, axis=1)

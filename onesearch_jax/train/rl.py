@@ -6,8 +6,9 @@ GRPO-family loss (config.rl.advantage picks the estimator from `advantages.ADVAN
 DPO loss: list-wise softmax preference of the best-reward candidate over every lower-reward one
 (`rl_losses.listwise_dpo_loss`) + sft_weight * CE.
 Both recompute the policy's log-probs of the rolled-out SIDs with `rollout.group_sid_log_probs`
-(deterministic, the function the rollout's `old_logp` came from), so one pure `train_step`
-serves SFT, distillation and RL alike.
+(deterministic, the function the rollout's `old_logp` came from) of the distribution
+`rl.policy_logp` names (default: the one sampled, tempered and inside the trie), so one pure
+`train_step` serves SFT, distillation and RL alike.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ RL_DEFAULTS = dict(
     epsilon=0.0, beta=0.0, sft_weight=0.1, aggregation="token_mean",
     position_weights="paper", last_zero=True, gate=True, w_item=0.0,
     reward_weights=(1.0, 1.0, 1.0),
-    dpo_beta=0.1, dpo_min_gap=0.5, candidates="reference",
+    dpo_beta=0.1, dpo_min_gap=0.5, candidates="reference", policy_logp="sampled",
 )
 CANDIDATE_SOURCES = ("reference", "policy")
 PROMPT_KEYS = ("enc_tokens", "targets", "target_mask", "query_id", "user_id",
@@ -50,7 +51,8 @@ def rl_settings(config, stage: str) -> dict:
     for key, valid in (("sampler", rollout_lib.SAMPLERS),
                        ("aggregation", rl_losses.AGGREGATIONS),
                        ("position_weights", adv_lib.WEIGHT_SCHEMES),
-                       ("candidates", CANDIDATE_SOURCES)):
+                       ("candidates", CANDIDATE_SOURCES),
+                       ("policy_logp", rollout_lib.POLICY_LOGPS)):
         if s[key] not in valid:
             raise ValueError(f"rl.{key}={s[key]!r}; valid: {valid}")
     if int(s["group_size"]) < 2:
@@ -72,6 +74,19 @@ def needs_reference(settings: dict) -> bool:
     return settings["stage"] == "dpo" or float(settings["beta"]) > 0
 
 
+def policy_distribution(settings: dict) -> tuple[bool, float]:
+    """(masked by the trie?, temperature) of the distribution the losses' log-probs are of."""
+    return rollout_lib.sampling_distribution(settings["sampler"], float(settings["temperature"]),
+                                             settings["policy_logp"])
+
+
+def _policy_logp(params, batch, model, ranges, settings):
+    _, temperature = policy_distribution(settings)
+    return rollout_lib.group_sid_log_probs(model, params, batch["enc_tokens"], batch["codes"],
+                                           ranges, batch.get("enc_states"), batch.get("allowed"),
+                                           temperature)
+
+
 def check_rl_batch(batch) -> None:
     """The prompt contract plus the rollout arrays, with consistent [B, G, L] shapes."""
     missing = [k for k in PROMPT_KEYS + ROLLOUT_KEYS if k not in batch]
@@ -82,6 +97,9 @@ def check_rl_batch(batch) -> None:
     for k in ("old_logp",) + (("ref_logp",) if "ref_logp" in batch else ()):
         if batch[k].shape != (b, g, depth):
             raise ValueError(f"batch[{k!r}] has shape {batch[k].shape}, codes {(b, g, depth)}")
+    if "allowed" in batch and batch["allowed"].shape[:3] != (b, g, depth):
+        raise ValueError(f"batch['allowed'] has shape {batch['allowed'].shape}, codes "
+                         f"{(b, g, depth)}")
     for k in ("items", "valid", "item_reward"):
         if batch[k].shape != (b, g):
             raise ValueError(f"batch[{k!r}] has shape {batch[k].shape}, expected {(b, g)}")
@@ -118,8 +136,7 @@ def grpo_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, setti
     """(loss, metrics) of one GRPO / TPMA-GRPO update on a rollout batch (pure)."""
     del rng  # RL updates are deterministic (no dropout): the ratio compares one policy
     s = settings
-    logp = rollout_lib.group_sid_log_probs(model, params, batch["enc_tokens"], batch["codes"],
-                                           ranges, batch.get("enc_states"))
+    logp = _policy_logp(params, batch, model, ranges, s)
     inputs = {k: batch[k] for k in ("codes", "targets", "target_mask", "valid")}
     inputs["item_reward"] = batch["item_reward"].astype(jnp.float32)
     advantages, gates = adv_lib.get_advantage(s["advantage"])(inputs, s)
@@ -139,8 +156,7 @@ def dpo_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, settin
     """(loss, metrics) of one list-wise DPO update over G candidates per query (pure)."""
     del rng
     s = settings
-    logp = rollout_lib.group_sid_log_probs(model, params, batch["enc_tokens"], batch["codes"],
-                                           ranges, batch.get("enc_states"))
+    logp = _policy_logp(params, batch, model, ranges, s)
     loss, metrics = rl_losses.listwise_dpo_loss(
         jnp.sum(logp, -1), jnp.sum(batch["ref_logp"], -1), batch["item_reward"],
         beta=float(s["dpo_beta"]), valid=batch["valid"], min_gap=float(s["dpo_min_gap"]))

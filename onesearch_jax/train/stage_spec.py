@@ -56,7 +56,7 @@ def _rl_shapes(stage: str):
     def shapes(config, vocab: SidVocab) -> BatchShapes:
         enc, states = _encoder(config)
         dec, depth = int(config.data.dec_len), vocab.num_levels
-        g = int(rl.rl_settings(config, stage)["group_size"])
+        g = int(rl.rl_settings(config, stage)["group_size"])  # validates config.rl
         i32, f32 = np.int32, np.float32
         out = {"enc_tokens": ((None, enc), i32), "targets": ((None, None, depth), i32),
                "target_mask": ((None, None), f32), "query_id": ((None,), i32),
@@ -66,8 +66,11 @@ def _rl_shapes(stage: str):
                "valid": ((None, g), np.bool_), "old_logp": ((None, g, depth), f32),
                "item_reward": ((None, g), f32), "reward_rel": ((None, g), f32),
                "reward_ctr": ((None, g), f32), "reward_co": ((None, g), f32), **states}
-        if rl.needs_reference(rl.rl_settings(config, stage)):
+        settings = rl.rl_settings(config, stage)
+        if rl.needs_reference(settings):
             out["ref_logp"] = ((None, g, depth), f32)
+        if rl.policy_distribution(settings)[0]:
+            out["allowed"] = ((None, g, depth, max(vocab.level_sizes)), np.bool_)
         return out
     return shapes
 

@@ -81,6 +81,11 @@ def test_free_sample_frequencies_match_model(temperature):
     result = draw(jax.random.key(0), TRIE, 3000, temperature, constrained=False)
     _, logp = MODEL.exact_log_probs("level", temperature)
     assert_frequencies_match(np.asarray(result.codes), np.exp(logp))
+    # draw_logprobs are those of the tempered distribution drawn from: the SID's exact log-prob.
+    codes = np.asarray(result.codes)
+    np.testing.assert_allclose(np.asarray(result.draw_logprobs).sum(axis=2),
+                               np.take_along_axis(logp, sid_index(codes), axis=1),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_constrained_samples_are_real_and_follow_masked_distribution():
@@ -94,6 +99,12 @@ def test_constrained_samples_are_real_and_follow_masked_distribution():
     summed = np.asarray(result.token_logprobs).sum(axis=2)
     np.testing.assert_allclose(
         summed, np.take_along_axis(logp, sid_index(codes), axis=1), rtol=1e-5, atol=1e-5
+    )
+    # draw_logprobs are those of the masked distribution: the SID's probability inside the trie.
+    np.testing.assert_allclose(
+        np.asarray(result.draw_logprobs).sum(axis=2),
+        np.log(np.take_along_axis(constrained_probs(), sid_index(codes), axis=1)),
+        rtol=1e-5, atol=1e-5,
     )
 
 

@@ -34,14 +34,14 @@ def make_codes(rng, num_items, level_sizes, kind):
     raise ValueError(kind)
 
 
-@jax.jit
 def masks_along(trie, rows):
-    """Allowed-code masks after every prefix rows[:, :d], d = 0..L-1, from one jitted walk."""
-    state, masks = trie_lib.root_state(trie, rows.shape[0]), []
-    for level in range(trie.depth):
-        masks.append(trie_lib.allowed_mask(trie, state, level))
-        state = trie_lib.advance(trie, state, rows[:, level], level)
-    return masks
+    """Allowed-code masks after every prefix rows[:, :d], d = 0..L-1 (`path_masks`, one jitted
+    walk), each cut to its level's size once its padding is checked False."""
+    padded = np.asarray(jax.jit(trie_lib.path_masks)(trie, rows))
+    assert padded.shape == (rows.shape[0], trie.depth, max(trie.level_sizes))
+    for d, size in enumerate(trie.level_sizes):
+        assert not padded[:, d, size:].any()
+    return [padded[:, d, :size] for d, size in enumerate(trie.level_sizes)]
 
 
 def prefixes(codes, d):

@@ -100,8 +100,8 @@ def test_constrained_rollouts_are_real_items_and_logprobs_match_the_sampler():
     assert batch["codes"].shape == (B, G, 3) and batch["valid"].all()
     for code_row, item_row in zip(batch["codes"].reshape(-1, 3), batch["items"].reshape(-1)):
         np.testing.assert_array_equal(ITEM_CODES[item_row], code_row)
-    # The sampler's own log-probs come from the KV-cached decode path (model log-probs at
-    # temperature 1, without the trie mask); the rollout recomputes them teacher-forced.
+    # The sampler's own log-probs come from the KV-cached decode path; the rollout recomputes
+    # those of the distribution it drew from (inside the trie) teacher-forced.
     enc = jnp.asarray(batch["enc_tokens"])
     enc_out, mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
     logits_fn, cache = make_cached_logits_fn(model, params, enc_out, mask, RANGES)
@@ -110,8 +110,54 @@ def test_constrained_rollouts_are_real_items_and_logprobs_match_the_sampler():
         level_offsets=OFFSETS, level_sizes=SIZES, trie=TRIE, level_logits=True))(
             cache, jax.random.key(0))
     np.testing.assert_array_equal(s.codes, batch["codes"])  # the same draw: same key, logits
-    np.testing.assert_allclose(s.token_logprobs, batch["old_logp"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(s.draw_logprobs, batch["old_logp"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(batch["ref_logp"], batch["old_logp"], rtol=0, atol=0)
+    assert batch["allowed"].shape == (B, G, 3, max(SIZES))
+    # policy_logp="model": the plain model's log-probs (T = 1, whole level), as before.
+    plain = jax.jit(rollout.make_rollout_fn(model, SID_VOCAB, group_size=G, policy_logp="model"))
+    out = jax.device_get(plain(params, params, params, TRIE, enc, jax.random.key(0)))
+    assert "allowed" not in out
+    np.testing.assert_array_equal(out["codes"], batch["codes"])
+    np.testing.assert_allclose(s.token_logprobs, out["old_logp"], rtol=1e-5, atol=1e-5)
+    assert np.all(out["old_logp"] <= batch["old_logp"] + 1e-6)  # the mask only adds mass
+
+
+def test_tempered_rollout_logprobs_are_the_tempered_draws():
+    model, params, _ = _start()
+    p = _prompts(1)
+    fn = jax.jit(rollout.make_rollout_fn(model, SID_VOCAB, group_size=G, temperature=0.5))
+    out = jax.device_get(fn(params, params, params, TRIE, jnp.asarray(p["enc_tokens"]),
+                            jax.random.key(3)))
+    enc = jnp.asarray(p["enc_tokens"])
+    enc_out, mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
+    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, mask, RANGES)
+    s = jax.jit(lambda c, k: sample_sids(
+        logits_fn, c, k, batch_size=B, group_size=G, temperature=0.5, bos_id=BOS_ID,
+        level_offsets=OFFSETS, level_sizes=SIZES, trie=TRIE, level_logits=True))(
+            cache, jax.random.key(3))
+    np.testing.assert_array_equal(s.codes, out["codes"])
+    np.testing.assert_allclose(s.draw_logprobs, out["old_logp"], rtol=1e-5, atol=1e-5)
+
+
+def test_policy_log_probs_by_hand():
+    lp = jnp.log(jnp.array([[[0.5, 0.25, 0.25]]]))  # one position, three codes
+    allowed = jnp.array([[[True, False, True]]])
+    # Inside the mask: 0.5 / 0.75 and 0.25 / 0.75.
+    np.testing.assert_allclose(np.exp(rollout.policy_log_probs(lp, allowed))[0, 0],
+                               [2 / 3, 0, 1 / 3], atol=1e-6)
+    # T = 0.5 squares the probabilities before renormalising: .25, .0625, .0625 over .375.
+    np.testing.assert_allclose(np.exp(rollout.policy_log_probs(lp, None, 0.5))[0, 0],
+                               [2 / 3, 1 / 6, 1 / 6], atol=1e-6)
+    # A dead prefix (nothing allowed) keeps the unmasked distribution.
+    dead = jnp.zeros_like(allowed)
+    np.testing.assert_allclose(np.exp(rollout.policy_log_probs(lp, dead))[0, 0],
+                               [0.5, 0.25, 0.25], atol=1e-6)
+    assert rollout.sampling_distribution("beam", 0.7, "sampled") == (True, 1.0)
+    assert rollout.sampling_distribution("free", 0.7, "sampled") == (False, 0.7)
+    assert rollout.sampling_distribution("constrained", 0.0, "sampled") == (True, 1.0)
+    assert rollout.sampling_distribution("constrained", 0.7, "model") == (False, 1.0)
+    with pytest.raises(ValueError, match="policy_logp"):
+        rollout.sampling_distribution("constrained", 1.0, "tempered")
 
 
 def test_ratio_is_one_at_the_first_update_and_the_gradients_follow_the_reward():
