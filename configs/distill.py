@@ -20,6 +20,11 @@ Rungs (RUNGS):
   focal       + focal loss in place of CE (gamma 2);
   sd_ema      SD with an EMA teacher (decay 0.9) instead of the shared weights;
   sd_teacher_ce  SD whose teacher is also trained (teacher CE weight 1);
+  the SD sweep (each changes one thing of `sd`; SD_SWEEP): sd_akl03 / sd_akl1 (alpha_KL 0.3 /
+              1.0), sd_tau2 (tau 2), sd_ema_code (the released code's EMA teacher: decay 0.999,
+              no teacher dropout, updated every step = every micro-batch at accumulation 1),
+              sd_kl2 (KL on the first two SID levels only), sd_kw5 (keywords only for queries
+              with >= 5 training events: 30% of world small's logged queries, 90% of events);
   direct_cot  the model writes the keywords, then the SID (keywords in the output, not the input).
 """
 from __future__ import annotations
@@ -28,12 +33,23 @@ import ml_collections
 
 from configs import sft
 
-RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot")
+# One change to `sd` each: (config section, key) -> value.
+SD_SWEEP = {
+    "sd_akl03": {("distill", "alpha_kl"): 0.3},
+    "sd_akl1": {("distill", "alpha_kl"): 1.0},
+    "sd_tau2": {("distill", "tau"): 2.0},
+    "sd_ema_code": {("distill", "teacher"): "ema", ("train", "ema_decay"): 0.999,
+                    ("distill", "teacher_dropout"): False},
+    "sd_kl2": {("distill", "kl_levels"): 2},
+    "sd_kw5": {("data", "keyword_min_events"): 5},
+}
+RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot",
+         *SD_SWEEP)
 LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
 # The rung each one adds to (the ladder's paired comparisons): the ladder is cumulative; the
 # teacher variants change SD, direct CoT replaces CoT's tasks.
 PARENTS = {**{r: p for p, r in zip(LADDER, LADDER[1:])}, "sd_ema": "sd", "sd_teacher_ce": "sd",
-           "direct_cot": "cot"}
+           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP}}
 PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")
 
 _MODEL = {
@@ -128,7 +144,7 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     c.distill = ml_collections.ConfigDict(dict(
         alpha_kl=0.1, tau=1.0, alignment="targets", teacher="shared", teacher_ce_weight=0.0,
         teacher_dropout=True, rdrop_alpha=0.0, student_loss="ce", focal_gamma=2.0,
-        focal_alpha=1.0))
+        focal_alpha=1.0, kl_levels=0))
     ladder = LADDER.index(rung) if rung in LADDER else None
     if ladder is not None and ladder >= LADDER.index("rdrop"):
         c.distill.rdrop_alpha = 0.5
@@ -141,4 +157,6 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
         c.train.ema_decay = 0.9
     if rung == "sd_teacher_ce":
         c.distill.teacher_ce_weight = 1.0
+    for (section, key), value in SD_SWEEP.get(rung, {}).items():
+        c[section][key] = value
     return c

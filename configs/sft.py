@@ -79,6 +79,9 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
         dict(
             enc_len=64,
             dec_len=8,
+            # Keyword coverage: only queries with at least this many training-log events keep
+            # their keywords (an offline LLM budget); the rest train with the student's input.
+            keyword_min_events=1,
             stages=[
                 dict(
                     name="alignment",

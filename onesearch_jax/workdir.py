@@ -46,6 +46,14 @@ def config_differences(old: Mapping, new: Mapping) -> list[str]:
 # Keys that change how a run executes, never what it computes: a resume may change them, and a
 # workdir recorded before such a key existed matches a config that has it.
 RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache"})
+# Keys added after runs were recorded, with the value that reproduces what those runs computed: a
+# record without the key matches a config holding that value.
+ADDED_KEYS = {"distill.kl_levels": 0, "data.keyword_min_events": 1}
+
+
+def _added_at_default(key: str, old: Mapping, new: Mapping) -> bool:
+    a, b = _flatten(old), _flatten(new)
+    return key in ADDED_KEYS and key not in a and b.get(key) == ADDED_KEYS[key]
 
 
 def guard_config(workdir: str, stage: str, config: Any) -> bool:
@@ -58,7 +66,8 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
     plain = _to_plain(config)
     if fileio.exists(path):
         old = fileio.read_json(path)
-        diff = [k for k in config_differences(old, plain) if k not in RUNTIME_KEYS]
+        diff = [k for k in config_differences(old, plain)
+                if k not in RUNTIME_KEYS and not _added_at_default(k, old, plain)]
         if diff:
             raise ValueError(
                 f"{workdir} was built by stage {stage!r} with a different config "

@@ -140,3 +140,17 @@ def test_online_ab_of_the_searcher_against_the_legacy_engine(trained):
                               num_bootstrap=200)
     assert 0.0 <= result["ctr"] <= 1.0 and 0.0 <= result["baseline/ctr"] <= 1.0
     assert result["ctr_lift_ci_low"] <= result["ctr_lift"] <= result["ctr_lift_ci_high"]
+
+
+def test_keyword_min_events_keeps_the_keywords_of_queries_logged_often_enough(trained):
+    from onesearch_jax.pipeline.sft_run import training_keywords
+    workdir, _ = trained
+    world = artifacts.load_world(workdir)
+    counts = artifacts.load_query_event_counts(workdir)["train"]
+    c = micro_sft_config()
+    every = training_keywords(c, workdir, world)
+    assert every == artifacts.load_query_keywords(workdir)
+    c.data.keyword_min_events = 3
+    kept = training_keywords(c, workdir, world)
+    often = {world.queries.texts[i] for i in range(len(counts)) if counts[i] >= 3}
+    assert set(kept) == set(every) & often and 0 < len(kept) < len(every)

@@ -33,3 +33,11 @@ def test_runtime_keys_may_change_on_resume(tmp_path):
     assert workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 10, "prefetch": 0}})
     with pytest.raises(ValueError, match=r"mismatched keys: train\.steps\)"):
         workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 11, "prefetch": 2}})
+
+
+def test_keys_added_later_match_a_record_without_them_only_at_their_default(tmp_path):
+    assert workdir.guard_config(str(tmp_path), "train", {"distill": {"tau": 1.0}}) is False
+    assert workdir.guard_config(str(tmp_path), "train",
+                                {"distill": {"tau": 1.0, "kl_levels": 0}})
+    with pytest.raises(ValueError, match=r"mismatched keys: distill\.kl_levels"):
+        workdir.guard_config(str(tmp_path), "train", {"distill": {"tau": 1.0, "kl_levels": 2}})

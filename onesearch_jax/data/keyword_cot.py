@@ -48,3 +48,13 @@ def personal_keywords(fields: Mapping[str, Sequence[str]], item_words: Sequence[
     kept = sorted(range(len(ranked)), key=lambda i: (rank(ranked[i]), i))
     matched = [ranked[i] for i in kept if rank(ranked[i]) < 2]
     return (matched or [ranked[i] for i in kept])[:limit]
+
+
+def keywords_with_traffic(keywords: Mapping[str, Mapping], events_per_query: Mapping[str, int],
+                          min_events: int) -> dict[str, Mapping]:
+    """The keyword rows of queries with at least `min_events` training-log events: the coverage
+    an offline LLM with a budget gives (1 = every logged query). Pure."""
+    if int(min_events) < 1:
+        raise ValueError(f"data.keyword_min_events must be >= 1, got {min_events}")
+    return {text: fields for text, fields in keywords.items()
+            if int(events_per_query.get(text, 0)) >= int(min_events)}

@@ -10,7 +10,7 @@ from absl import logging
 
 from onesearch_jax import artifacts, distributed
 from onesearch_jax import workdir as wd
-from onesearch_jax.data import encoder_memory, sft_tasks
+from onesearch_jax.data import encoder_memory, keyword_cot, sft_tasks
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.model.presets import TransformerConfig
@@ -34,6 +34,17 @@ def stage_task_names(config) -> tuple[str, ...]:
                  if any(s.mixture.get(t, 0) > 0 for s in stages))
 
 
+def training_keywords(config, workdir: str, world) -> dict:
+    """The training queries' keywords, cut to config.data.keyword_min_events' coverage."""
+    keywords = artifacts.load_query_keywords(workdir)
+    min_events = int(config.data.get("keyword_min_events", 1))
+    if min_events == 1:
+        return keywords
+    counts = artifacts.load_query_event_counts(workdir)["train"]
+    per_text = {text: int(counts[i]) for i, text in enumerate(world.queries.texts)}
+    return keyword_cot.keywords_with_traffic(keywords, per_text, min_events)
+
+
 def prepare(config, workdir: str):
     """Loads the workdir's data and sizes the model's vocabulary (text + SID tokens)."""
     world = artifacts.load_world(workdir)
@@ -54,7 +65,7 @@ def prepare(config, workdir: str):
         query_codes,
         enc_len=int(config.data.enc_len),
         dec_len=int(config.data.dec_len),
-        query_keywords=artifacts.load_query_keywords(workdir),
+        query_keywords=training_keywords(config, workdir, world),
         keyword_sids=keyword_sids.for_workdir(workdir)
         if any(n in sft_tasks.KEYWORD_SID_TASKS for n in names) else None,
         item_words=item_words,

@@ -4,7 +4,8 @@ student (query only); the student is pulled toward the teacher on the SID positi
 loss = CE(student) + alpha_kl * tau^2 * KL(softmax(z_T/tau) || softmax(z_S/tau))
   (+ teacher_ce_weight * CE(teacher) + rdrop_alpha * R-Drop; FGM in the generic step;
    focal loss in place of CE).
-The KL is averaged over the SID positions of rows whose query has keywords. Positions come from
+The KL is averaged over the SID positions of rows whose query has keywords (the first
+`distill.kl_levels` levels only, when set). Positions come from
 the targets (`model.sid_levels.sid_positions`), the distributions are each level's own token
 slice in float32 (`EncoderDecoder.level_log_probs_at`), the same normalisation beam search
 scores with. `alignment="reference_shift"` reproduces the released PyTorch code, whose KL
@@ -34,7 +35,7 @@ TEACHERS = ("shared", "ema")
 STUDENT_LOSSES = ("ce", "focal")
 DISTILL_DEFAULTS = dict(alpha_kl=0.1, tau=1.0, alignment="targets", teacher="shared",
                         teacher_ce_weight=0.0, teacher_dropout=True, rdrop_alpha=0.0,
-                        student_loss="ce", focal_gamma=2.0, focal_alpha=1.0)
+                        student_loss="ce", focal_gamma=2.0, focal_alpha=1.0, kl_levels=0)
 
 
 def check_distill_batch(batch) -> None:
@@ -59,6 +60,9 @@ def distill_settings(config) -> dict:
                        ("student_loss", STUDENT_LOSSES)):
         if s[key] not in valid:
             raise ValueError(f"distill.{key}={s[key]!r}; valid: {valid}")
+    if int(s["kl_levels"]) < 0:
+        raise ValueError(f"distill.kl_levels must be >= 0 (0 = every SID level), got "
+                         f"{s['kl_levels']}")
     if s["teacher"] == "ema" and float(s["teacher_ce_weight"]) > 0:
         raise ValueError("distill.teacher='ema' cannot train the teacher (teacher_ce_weight > 0)")
     if s["teacher"] == "ema" and float(config.train.get("ema_decay", 0.0)) <= 0:
@@ -74,6 +78,12 @@ def kl_positions(positions, ranges, length: int, vocab_size: int, alignment: str
     return positions, ranges
 
 
+def first_levels(depth: int, kl_levels: int):
+    """float32[L]: 1 on the SID levels the KL covers (the first `kl_levels`; 0 = all)."""
+    n = depth if kl_levels <= 0 else min(kl_levels, depth)
+    return (jnp.arange(depth) < n).astype(jnp.float32)
+
+
 def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, settings: dict,
                  teacher_params=None):
     """(loss, metrics) of one self-distillation step (pure; `teacher_params` = EMA teacher)."""
@@ -85,7 +95,8 @@ def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, se
                                         s["alignment"])
     at = jnp.take_along_axis(weights, sid_at, axis=1) > 0
     sid_mask = found * at.astype(jnp.float32)
-    kl_mask = sid_mask * batch["teacher_mask"][:, None].astype(jnp.float32)
+    kl_mask = (sid_mask * batch["teacher_mask"][:, None].astype(jnp.float32)
+               * first_levels(len(ranges), int(s["kl_levels"]))[None, :])
 
     def student(key):
         logits, lp = model.apply({"params": params}, batch["enc_tokens"], batch["dec_inputs"],

@@ -20,6 +20,17 @@ def test_ordered_keywords_are_distinct_most_specific_first_and_capped():
     assert keyword_cot.keyword_text(["a", "b c"]) == "a, b c"
 
 
+def test_keywords_with_traffic_keep_the_queries_logged_often_enough():
+    kws = {"red shoes": {"intent": ["shoes"]}, "blue hat": {"intent": ["hat"]},
+           "rare thing": {"intent": ["thing"]}}
+    counts = {"red shoes": 7, "blue hat": 5, "rare thing": 1}
+    assert keyword_cot.keywords_with_traffic(kws, counts, 1) == kws
+    assert set(keyword_cot.keywords_with_traffic(kws, counts, 5)) == {"red shoes", "blue hat"}
+    assert keyword_cot.keywords_with_traffic(kws, {}, 2) == {}  # never logged: none
+    with pytest.raises(ValueError, match="keyword_min_events"):
+        keyword_cot.keywords_with_traffic(kws, counts, 0)
+
+
 def test_personal_keywords_keep_what_the_clicked_item_carries_then_the_users_brands():
     item = ["dark chocolate", "cocoa co", "70% cocoa"]
     assert keyword_cot.personal_keywords(FIELDS, item) == ["dark chocolate", "Cocoa Co"]

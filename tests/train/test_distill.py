@@ -140,6 +140,27 @@ def test_kl_is_taken_on_keyword_rows_at_sid_positions_with_the_teacher_under_sto
     assert float(m["kl_positions"]) == 18.0  # 6 keyword rows x 3 SID levels
 
 
+def test_kl_levels_keeps_the_first_levels_only():
+    np.testing.assert_array_equal(distill.first_levels(3, 0), [1, 1, 1])
+    np.testing.assert_array_equal(distill.first_levels(3, 2), [1, 1, 0])
+    np.testing.assert_array_equal(distill.first_levels(3, 5), [1, 1, 1])
+    c = _config()
+    model, params = _model_and_params(c)
+    b = {k: jnp.asarray(v) for k, v in _batch(2).items()}
+    positions, _, found = sid_positions(b["dec_targets"], RANGES)
+    t_lp, s_lp = (np.asarray(model.apply({"params": params}, b[k], b["dec_inputs"], positions,
+                                         RANGES, method=EncoderDecoder.sid_log_probs))
+                  for k in ("teacher_enc_tokens", "enc_tokens"))
+    mask = np.asarray(found) * np.asarray(b["teacher_mask"])[:, None] * np.array([1, 0, 0])
+    kl_rows = np.sum(np.where(t_lp > -1e8, np.exp(t_lp) * (t_lp - s_lp), 0.0), -1)
+    _, m = distill.distill_loss(params, b, jax.random.key(0), model=model, ranges=RANGES,
+                                settings=distill.distill_settings(_config(kl_levels=1)))
+    np.testing.assert_allclose(m["kl"], (kl_rows * mask).sum() / mask.sum(), rtol=1e-5)
+    assert float(m["kl_positions"]) == 6.0  # 6 keyword rows x the first level
+    with pytest.raises(ValueError, match="kl_levels"):
+        distill.distill_settings(_config(kl_levels=-1))
+
+
 def test_identical_inputs_give_zero_kl_and_teacher_ce_weight_trains_the_teacher_path():
     c = _config()
     model, params = _model_and_params(c)
@@ -154,6 +175,20 @@ def test_identical_inputs_give_zero_kl_and_teacher_ce_weight_trains_the_teacher_
     _, m1 = distill.distill_loss(params, b, jax.random.key(0), model=model, ranges=RANGES,
                                  settings=distill.distill_settings(c))
     np.testing.assert_allclose(m2["loss"], m1["loss"] + m1["teacher_ce"], rtol=1e-5)
+
+
+def test_sd_sweep_rungs_change_one_thing_of_sd_each():
+    base = distill_configs.get_config("small:sd").to_dict()
+    for rung, changes in distill_configs.SD_SWEEP.items():
+        c = distill_configs.get_config(f"small:{rung}")
+        distill.distill_settings(c)  # a valid setting
+        assert distill_configs.PARENTS[rung] == "sd"
+        got = c.to_dict()
+        for (section, key), value in changes.items():
+            assert got[section][key] == value != base[section][key]
+            got[section][key] = base[section][key]
+        got["rung"] = "sd"
+        assert got == base
 
 
 def test_bad_settings_are_refused_naming_the_key():
