@@ -9,7 +9,7 @@ setuptools.setup(
     package_data={"onesearch_jax": ["**/*.json", "**/*.txt"]},
     python_requires=">=3.10",
     install_requires=[
-        "jax>=0.7,<0.11",
+        "jax>=0.7,<0.13",
         "flax>=0.11,<0.13",
         "optax>=0.2.4,<0.3",
         "orbax-checkpoint>=0.11,<0.13",
@@ -34,7 +34,7 @@ setuptools.setup(
         "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4"],
         # Cloud TPU VMs, and experiments/aot_compile.py (libtpu compiles for TPU topologies
         # without a TPU: run it with JAX_PLATFORMS=cpu there; make test keeps a private copy).
-        "tpu": ["jax[tpu]>=0.7,<0.11", "gcsfs>=2024.2", "google-cloud-storage>=2.14"],
+        "tpu": ["jax[tpu]>=0.7,<0.13", "gcsfs>=2024.2", "google-cloud-storage>=2.14"],
         # gs:// workdirs on any machine: epath reads/writes through gcsfs, orbax and
         # tensorboardX call the GCS client.
         "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14"],

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from configs.sft import get_config
+from onesearch_jax.train import step_hlo
 from onesearch_jax.model import presets
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax import sharding
@@ -34,8 +35,12 @@ def random_batch(rng: np.random.Generator, vocab: int, batch: int, enc_len: int,
 
 
 def measure(
-    preset: str, batch: int, enc_len: int, dec_len: int, steps: int, dtype: str = "float32"
+    preset: str, batch: int, enc_len: int, dec_len: int, steps: int, dtype: str = "float32",
+    hlo: bool = False, trace_dir: str = "",
 ) -> dict:
+    """Compiles the SFT step ahead of time (the first-step figure), then times `steps` calls of
+    the executable. `hlo` adds the compiled program's cost analysis and HLO summary
+    (`step_hlo.hlo_summary`); `trace_dir` writes a `jax.profiler` trace of 3 more steps."""
     config = get_config(preset)
     config.model.dtype = dtype
     config.train.batch_size = batch
@@ -54,17 +59,23 @@ def measure(
     ]
     key = jax.random.key(0)
     t0 = time.perf_counter()
-    state, m = step(state, batches[0], key)
+    compiled = step.lower(state, batches[0], key).compile()
+    state, m = compiled(state, batches[0], key)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(steps):
-        state, m = step(state, batches[i % 2], key)
+        state, m = compiled(state, batches[i % 2], key)
     jax.block_until_ready(m)
     dt = time.perf_counter() - t0
+    if trace_dir:
+        with jax.profiler.trace(trace_dir):
+            for i in range(3):
+                state, m = compiled(state, batches[i % 2], key)
+            jax.block_until_ready(m)
     tokens_per_s = steps * batch * (enc_len + dec_len) / dt
     fpt = presets.flops_per_token(model_cfg, enc_len, dec_len)
-    return {
+    out = {
         "preset": preset,
         "device": str(jax.devices()[0].device_kind),
         "num_devices": jax.device_count(),
@@ -79,6 +90,10 @@ def measure(
         "model_flops_per_token": fpt,
         "achieved_tflops": round(tokens_per_s * fpt / 1e12, 4),
     }
+    if hlo:
+        out.update(step_hlo.compiled_summary(compiled, batch=batch, dec_len=dec_len,
+                                             vocab=model_cfg.padded_vocab_size))
+    return out
 
 
 def main():
@@ -89,8 +104,11 @@ def main():
     p.add_argument("--dec_len", type=int, default=6)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--hlo", action="store_true", help="add the compiled step's HLO summary")
+    p.add_argument("--trace_dir", default="", help="write a jax.profiler trace of 3 steps here")
     a = p.parse_args()
-    print(json.dumps(measure(a.preset, a.batch, a.enc_len, a.dec_len, a.steps, a.dtype), indent=1))
+    print(json.dumps(measure(a.preset, a.batch, a.enc_len, a.dec_len, a.steps, a.dtype, a.hlo,
+                             a.trace_dir), indent=1))
 
 
 if __name__ == "__main__":

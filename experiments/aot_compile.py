@@ -53,7 +53,18 @@ def _row(topology: str, r: dict) -> str:
             f"{_gb(r['argument_bytes'])} | {_gb(r['temp_bytes'])} | {_gb(r['total_bytes'])} | "
             f"{_gb(r['hbm_bytes'])} | {'yes' if r['fits'] else 'NO'} | "
             f"{r['flops'] / 1e12:.2f} | {r['step_seconds_at_peak'] * 1e3:.1f} | "
+            f"{r['step_seconds_roofline'] * 1e3:.1f} | "
+            f"{format(r['mfu_roofline'], '.0%') if 'mfu_roofline' in r else '-'} | "
             f"{r['compile_seconds']:.1f} |")
+
+
+def sft_model_flops(preset: str, batch_size: int, devices: int) -> float:
+    """The model's training FLOPs of one SFT step per chip (6 x parameters x tokens, with
+    attention), at the SFT config's sequence lengths: the MFU numerator."""
+    c = stage_config("sft", preset, batch_size)
+    cfg = presets.TransformerConfig(**c.model.to_dict())
+    per_example = presets.train_flops_per_example(cfg, int(c.data.enc_len), int(c.data.dec_len))
+    return per_example * int(c.train.batch_size) / devices
 
 
 class Reports:
@@ -95,16 +106,19 @@ def main(argv):
                 devices[topology] = aot.topology_devices(topology)
             r = aot.compile_step(stage, stage_config(stage, preset, _BATCH.value),
                                  devices[topology], level_sizes=levels, mesh_shape=shape)
-            return {**aot.with_chip(r, aot.chip_of(topology)), "topology": topology,
-                    "preset": preset}
-        return reports.get(key, compute)
+            return {**r, "topology": topology, "preset": preset}
+        r = reports.get(key, compute)
+        # MFU counts the SFT step's model FLOPs (distill and GRPO do more work per example).
+        flops = sft_model_flops(preset, _BATCH.value, r["devices"]) if stage == "sft" else None
+        return aot.with_chip(r, aot.chip_of(topology), flops)
 
     cfg = presets.TransformerConfig(**presets.get_preset(_PRESET.value))
     print(f"model preset {_PRESET.value}: {presets.param_count(cfg) / 1e6:.1f}M parameters; "
           f"SID levels {levels}")
     print("| step | topology | mesh | args GiB/chip | temp GiB/chip | total GiB/chip | HBM GiB | "
-          "fits | TFLOPs/chip/step | ms/step at peak | compile s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "fits | TFLOPs/chip/step | ms/step at peak | ms/step roofline | MFU at roofline | "
+          "compile s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for stage in _STAGES.value:  # stage-major: the SFT row of every topology comes first
         for topology in _TOPOLOGIES.value:
             print(_row(topology, compile_on(topology, stage, _PRESET.value, mesh)), flush=True)

@@ -53,7 +53,7 @@ DONE_FILE = "LADDER_DONE"
 # What a run keeps in the archive: its numbers, its config, its per-event outcomes (the paired
 # comparisons), the done marker last.
 EVENT_FILES = tuple(os.path.join(wd.EVAL_EVENTS_DIR, f"{tag}.npz")
-                    for tag in ("test", "teacher_test"))
+                    for tag in ("test", "teacher_test", wd.AB_EVENTS_TAG))
 ARCHIVED = (wd.METRICS_FILE, "train_config.json") + EVENT_FILES + (DONE_FILE,)
 TAIL_LINES = 30
 
@@ -312,10 +312,11 @@ def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, override
 
 # --- the table ----------------------------------------------------------------------------------
 def collect(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, dict]]:
-    """{rung: {seed: metrics.json}} over finished runs (LADDER_DONE present)."""
+    """{rung: {seed: metrics.json + each A/B lift's share of the oracle's}} over finished runs
+    (LADDER_DONE present)."""
     out = {}
     for rung in rungs:
-        out[rung] = {s: wd.read_metrics(run_dir(root, rung, s))
+        out[rung] = {s: lt.with_headroom(wd.read_metrics(run_dir(root, rung, s)))
                      for s in range(seeds) if is_done(run_dir(root, rung, s))}
     return out
 
@@ -328,15 +329,17 @@ def rung_parent(rung: str) -> str | None:
     return distill_configs.PARENTS.get(rung)
 
 
-def collect_events(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, tuple]]:
-    """{rung: {seed: (event ids, outcomes, slices)}} of the finished runs' test evaluations."""
+def collect_events(root: str, rungs: Sequence[str], seeds: int, tag: str = "test"
+                   ) -> dict[str, dict[int, tuple]]:
+    """{rung: {seed: (event ids, outcomes, slices)}} of the finished runs' per-event files
+    (`test`: the offline evaluation; `wd.AB_EVENTS_TAG`: the online A/B's searches)."""
     out = {}
     for rung in rungs:
         runs = {}
         for s in range(seeds):
             run = run_dir(root, rung, s)
-            if is_done(run) and os.path.exists(wd.eval_events_path(run, "test")):
-                runs[s] = wd.load_eval_events(run, "test")
+            if is_done(run) and os.path.exists(wd.eval_events_path(run, tag)):
+                runs[s] = wd.load_eval_events(run, tag)
         out[rung] = runs
     return out
 
@@ -383,8 +386,11 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher,
                         metrics=lt.METRICS + lt.AB_METRICS, rungs=rungs)
     md = lt.format_markdown(rows, preset, seeds, max_events, overrides)
-    paired = paired_lib.paired_summary(collect_events(root, rungs, seeds),
-                                       {r: rung_parent(r) for r in rungs})
+    parents = {r: rung_parent(r) for r in rungs}
+    paired = paired_lib.paired_summary(collect_events(root, rungs, seeds), parents)
+    paired_ab = paired_lib.paired_summary(collect_events(root, rungs, seeds, wd.AB_EVENTS_TAG),
+                                          parents, metrics=lt.AB_PAIRED_METRICS,
+                                          slices=lt.AB_PAIRED_SLICES)
     for key, title in (("paired_vs_parent", "each rung minus the rung it adds to"),
                        ("paired_vs_v1", "each rung minus V1")):
         table = lt.format_paired(paired, rungs, key)
@@ -392,6 +398,13 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
             md += (f"\nPaired differences, {title}, on the same test events and seeds (mean "
                    f"[95% bootstrap interval over events]; * = the interval excludes 0):\n\n"
                    + table + "\n")
+    for key, title in (("paired_vs_parent", "each rung minus the rung it adds to"),
+                       ("paired_vs_v1", "each rung minus V1")):
+        table = lt.format_paired(paired_ab, rungs, key, lt.AB_PAIRED_COLUMNS)
+        if table.count("\n") > 1:
+            md += (f"\nOnline A/B, paired: lift over the legacy engine, {title}, on the same "
+                   f"simulated searches and seeds (mean [95% bootstrap interval over searches]; "
+                   f"* = the interval excludes 0):\n\n" + table + "\n")
     os.makedirs(root, exist_ok=True)
     paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
              "png": os.path.join(root, "ladder.png")}
@@ -413,6 +426,8 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
             "metrics": {m: r["stats"][m]["mean"] for m in lt.METRICS},
             "paired_vs_parent": paired.get(r["rung"], {}).get("paired_vs_parent", {}),
             "paired_vs_v1": paired.get(r["rung"], {}).get("paired_vs_v1", {}),
+            "ab_paired_vs_parent": paired_ab.get(r["rung"], {}).get("paired_vs_parent", {}),
+            "ab_paired_vs_v1": paired_ab.get(r["rung"], {}).get("paired_vs_v1", {}),
         } for r in rows if not r["teacher"]},
     }
     fileio.write_json(paths["json"], summary)

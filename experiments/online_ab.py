@@ -39,20 +39,24 @@ def main(argv):
                                      rerank_by_traffic=_RERANK_TRAFFIC.value)
     world = artifacts.load_world(_WORKDIR.value)
     train_events = artifacts.load_query_event_counts(_WORKDIR.value)["train"]
-    metrics = {}
+    metrics, lifts, searches = {}, {}, {}
     for p in range(_PERTURB.value + 1):
         result = simulate_traffic(lambda texts, users: searcher.search(list(texts), 10), world,
                                   num_events=_EVENTS.value, seed=_SEED.value,
                                   baseline_fn=legacy_search_fn(world), perturb_seed=p or None,
-                                  train_query_events=train_events)
+                                  train_query_events=train_events, per_event=searches)
         prefix = "ab/" if p == 0 else f"ab_perturbed{p}/"
         metrics.update({prefix + k: v for k, v in result.items()})
+        lifts.update({prefix + k: v for k, v in searches["lifts"].items()})
         print("true click model" if p == 0 else f"perturbed click model {p}")
         for suffix in ("", "/tail", "/unseen"):
             for lift in LIFTS:
                 print(f"  {lift + suffix:22s} {result[lift + suffix]:+.2%}  95% CI "
                       f"[{result[f'{lift}_ci_low{suffix}']:+.2%}, "
                       f"{result[f'{lift}_ci_high{suffix}']:+.2%}]")
+    # Each search's share of every lift, for paired comparisons of runs on the same traffic.
+    wd.save_eval_events(_WORKDIR.value, wd.AB_EVENTS_TAG, searches["event_id"], lifts,
+                        searches["slices"])
     wd.write_metrics(_WORKDIR.value, "online_ab", metrics,
                      {"num_events": _EVENTS.value, "seed": _SEED.value, "perturb": _PERTURB.value,
                       "prior_weight": _PRIOR.value, "prior_by_traffic": _PRIOR_TRAFFIC.value})

@@ -137,6 +137,9 @@ EVAL_EVENTS_DIR = "eval_events"
 SLICE_PREFIX = "slice/"
 
 
+AB_EVENTS_TAG = "ab"  # experiments.online_ab's per-search lifts: W/eval_events/ab.npz
+
+
 def eval_events_path(workdir: str, tag: str) -> str:
     """W/eval_events/<tag>.npz: one evaluation's per-event outcomes (tag: `test`, `valid`,
     `teacher_test`, ...)."""

@@ -75,6 +75,11 @@ def test_evaluation_keeps_per_event_outcomes_that_average_to_its_metrics(trained
         metrics["rel_hr@10/tail"], abs=1e-6)
     with pytest.raises(FileNotFoundError, match="run experiments.evaluate"):
         wd.load_eval_events(workdir, "valid")
+    # The training days score too (prefix train/): every query there is logged, none unseen.
+    train = evaluate_workdir(workdir, max_events=30, beam_size=8, split="train")
+    event_ids, _, train_slices = wd.load_eval_events(workdir, "train")
+    assert "train/rel_hr@10" in train and len(event_ids) == 30
+    assert not train_slices["unseen"].any()
 
 
 def test_searcher_answers_queries_and_empty_query(trained):

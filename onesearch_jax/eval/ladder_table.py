@@ -21,7 +21,9 @@ METRICS = ["order_hr@10", "order_mrr@10", "click_hr@10", "click_mrr@10", "rel_hr
 # The simulated A/B lifts over the legacy engine (experiments/online_ab.py; the ladder's
 # --ab_events): default click model, then the first perturbed one.
 AB_METRICS = ["ab/ctr_lift", "ab/orders_lift", "ab/gmv_lift", "ab_perturbed1/ctr_lift",
-              "ab_perturbed1/orders_lift", "ab_perturbed1/gmv_lift"]
+              "ab_perturbed1/orders_lift", "ab_perturbed1/gmv_lift", "ab/ctr_headroom",
+              "ab/orders_headroom", "ab/gmv_headroom"]
+HEADROOM_LIFTS = ("ctr_lift", "orders_lift", "gmv_lift")
 PLOT_METRICS = ["order_hr@10", "click_hr@10", "rel_hr@10", "rel_hr@10/tail",
                 "rel_hr@10/negation", "rel_hr@10/unseen"]
 TEACHER_PREFIX = "teacher/"
@@ -185,12 +187,30 @@ def progress_line(done: int, total: int, elapsed_s: float, finished_here: int,
             f"ETA {format_duration(eta)}")
 
 
+def with_headroom(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's metrics plus each A/B lift as a share of the relevance oracle's lift over the
+    same legacy engine (`ab/ctr_headroom` = ab/ctr_lift / ab_oracle/ctr_lift; the world's
+    experiments.build_world measured the oracle): how much of the room a rung takes."""
+    out = dict(metrics)
+    for lift in HEADROOM_LIFTS:
+        mine, oracle = _number(metrics.get(f"ab/{lift}")), _number(metrics.get(f"ab_oracle/{lift}"))
+        if mine is not None and oracle:
+            out[f"ab/{lift.replace('_lift', '_headroom')}"] = mine / oracle
+    return out
+
+
 # --- paired comparisons (the same test events, the same seeds) --------------------------------
 PAIRED_METRICS = ["rel_hr@10", "click_hr@10", "order_hr@10", "click_mrr@10", "order_mrr@10",
                   "negation_violation@10", "reward@10"]
 PAIRED_SLICES = ["tail", "need", "negation", "unseen"]
 PAIRED_COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation",
                   "rel_hr@10/unseen", "click_hr@10", "order_hr@10", "negation_violation@10"]
+# The online A/B's per-search lifts (experiments.online_ab: W/eval_events/ab.npz).
+AB_PAIRED_METRICS = ["ab/ctr_lift", "ab/orders_lift", "ab/gmv_lift", "ab_perturbed1/ctr_lift",
+                     "ab_perturbed1/orders_lift", "ab_perturbed1/gmv_lift"]
+AB_PAIRED_SLICES = ["tail", "unseen"]
+AB_PAIRED_COLUMNS = ["ab/ctr_lift", "ab/ctr_lift/tail", "ab/ctr_lift/unseen", "ab/orders_lift",
+                     "ab/gmv_lift", "ab_perturbed1/ctr_lift", "ab_perturbed1/orders_lift"]
 
 
 def format_delta(cell) -> str:

@@ -16,7 +16,7 @@ from onesearch_jax.pipeline.world_build import keywords_at_inference
 KEYWORD_MODES = ("none", "teacher")
 
 
-SPLITS = ("test", "valid")
+SPLITS = ("test", "valid", "train")
 
 
 def event_tag(prefix: str, split: str) -> str:
@@ -40,7 +40,9 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     (the query embedding's ADC scores added to each level's logits; ModelBundle.set_prior),
     `rerank_by_traffic` its `eval.rerank_by_traffic` (ModelBundle.beam_ranker);
     split="valid" scores the valid day instead (prefix `valid/`: tuning
-    serving options without touching the test day)."""
+    serving options without touching the test day), split="train" a sample of the training
+    days' events (prefix `train/`: what the model was fitted on, e.g. where the teacher beats
+    the student on training queries)."""
     if keywords not in KEYWORD_MODES:
         raise ValueError(f"keywords={keywords!r}; valid: {KEYWORD_MODES}")
     if split not in SPLITS:

@@ -22,6 +22,7 @@ from onesearch_jax.model.sid_levels import level_ranges
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.sid.vocab import SidVocab
+from onesearch_jax.train import step_hlo
 from onesearch_jax.train.stage_spec import SPECS
 from onesearch_jax.train.train_state import setup_train_state
 
@@ -32,15 +33,16 @@ class Chip:
     peak_bf16_flops: float  # per chip, dense
     libtpu_name: str        # the generation as libtpu's topology names spell it
     chip_config: str        # 'megacore': the chip's two TensorCores are one device
+    hbm_bytes_per_s: float  # HBM bandwidth per chip
 
 
 GIB = 2.0 ** 30
 # Public Cloud TPU figures per chip.
 CHIPS = {
-    "v4": Chip(32 * GIB, 275e12, "v4", "megacore"),
-    "v5e": Chip(16 * GIB, 197e12, "v5e", "default"),
-    "v5p": Chip(95 * GIB, 459e12, "v5", "megacore"),
-    "v6e": Chip(32 * GIB, 918e12, "v6e", "default"),
+    "v4": Chip(32 * GIB, 275e12, "v4", "megacore", 1228e9),
+    "v5e": Chip(16 * GIB, 197e12, "v5e", "default", 819e9),
+    "v5p": Chip(95 * GIB, 459e12, "v5", "megacore", 2765e9),
+    "v6e": Chip(32 * GIB, 918e12, "v6e", "default", 1640e9),
 }
 CHIPS_PER_HOST = (2, 2, 1)  # a Cloud TPU VM host's chips
 STAGES = ("sft", "distill", "grpo")
@@ -116,6 +118,7 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start - lower_s
     mem = compiled.memory_analysis()
+    hlo = compiled.as_text()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
@@ -130,11 +133,30 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
         "total_bytes": float(total),
         "flops": float(cost.get("flops", 0.0)),
         "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
-        "collective_bytes": collective_bytes(compiled.as_text()),
+        "collective_bytes": collective_bytes(hlo),
+        # The per-chip program: the batch split over the data and fsdp axes.
+        "hlo": step_hlo.hlo_summary(
+            hlo, dec_len=int(config.data.dec_len),
+            batch=int(config.train.batch_size) // int(np.prod(mesh.devices.shape[:2])),
+            vocab=int(model.cfg.padded_vocab_size)),
+        "heaviest_kernels": step_hlo.heaviest_kernels(hlo, 12),
     }
 
 
-def with_chip(report: dict, chip: Chip) -> dict:
-    """Adds whether the step fits the chip's HBM and its step time at peak FLOPs."""
-    return {**report, "hbm_bytes": chip.hbm_bytes, "fits": report["total_bytes"] <= chip.hbm_bytes,
-            "step_seconds_at_peak": report["flops"] / chip.peak_bf16_flops}
+def roofline_seconds(flops: float, bytes_accessed: float, chip: Chip) -> float:
+    """A step's time if it ran at the chip's peak FLOPs or its HBM bandwidth, whichever binds
+    (the compiled program's own counts): a lower bound, so the MFU it gives is an upper bound."""
+    return max(flops / chip.peak_bf16_flops, bytes_accessed / chip.hbm_bytes_per_s)
+
+
+def with_chip(report: dict, chip: Chip, model_flops: float | None = None) -> dict:
+    """Adds whether the step fits the chip's HBM, its step time at peak FLOPs, its roofline time
+    and, given the model's FLOPs per step per chip, the MFU that roofline time would reach."""
+    out = {**report, "hbm_bytes": chip.hbm_bytes, "fits": report["total_bytes"] <= chip.hbm_bytes,
+           "step_seconds_at_peak": report["flops"] / chip.peak_bf16_flops,
+           "step_seconds_roofline": roofline_seconds(report["flops"], report["bytes_accessed"],
+                                                     chip)}
+    if model_flops is not None:
+        out["model_flops"] = float(model_flops)
+        out["mfu_roofline"] = model_flops / (out["step_seconds_roofline"] * chip.peak_bf16_flops)
+    return out

@@ -73,13 +73,29 @@ def _sums(o, idx):
     return np.stack([c[idx].sum(-1) for c in cols], -1)
 
 
+def per_search_lifts(new: dict, base: dict) -> dict[str, np.ndarray]:
+    """Each search's share of the lifts: v_i = x_i / mean(baseline x) - 1, so mean(v) is the
+    lift and, across arms run on the same traffic (common random numbers), the per-search
+    difference of two arms' v is their difference in lift (paired comparisons). Pure."""
+    out = {}
+    per_search = {"ctr": new["clicks"] / new["slots"], "page_ctr": new["clicked_pages"],
+                  "orders_per_search": new["orders"], "gmv_per_search": new["gmv"]}
+    base_mean = dict(zip(METRICS, _ratios(_sums(base, np.arange(len(base["gmv"]))))))
+    for name, x in per_search.items():
+        out[LIFT_NAMES[name]] = (x / base_mean[name] - 1.0 if base_mean[name] > 0
+                                 else np.full(len(x), np.nan))
+    return out
+
+
 def simulate_traffic(search_fn, world, *, num_events: int, seed: int, day=None, baseline_fn=None,
                      num_bootstrap: int = 1000, perturb_seed=None, user_filter=None,
-                     train_query_events=None) -> dict:
+                     train_query_events=None, per_event: dict | None = None) -> dict:
     """Flat dict of metrics (METRICS, overall and per slice '/tail', '/new', '/unseen' when
     train_query_events is given), and with a baseline: 'baseline/...', relative lifts
     ('ctr_lift', 'page_ctr_lift', 'orders_lift', 'gmv_lift') with '_ci_low' / '_ci_high' 95%
-    bootstrap bounds. `user_filter(user_ids) -> bool mask` adds a '/users' slice."""
+    bootstrap bounds. `user_filter(user_ids) -> bool mask` adds a '/users' slice. With a
+    baseline, `per_event` (a dict) receives each search's id (user * num_queries + query: equal
+    ids mean the same traffic), its share of each lift (`per_search_lifts`) and the slice masks."""
     if num_events <= 0:
         raise ValueError(f"num_events must be positive, got {num_events}")
     num_days = int(world.config.num_days)
@@ -113,6 +129,15 @@ def simulate_traffic(search_fn, world, *, num_events: int, seed: int, day=None, 
     if baseline_fn is None:
         return out
     base = run(baseline_fn)
+    if per_event is not None:
+        masks = {}
+        for suffix, rows in slices.items():
+            if suffix:
+                masks[suffix[1:]] = np.zeros(num_events, bool)
+                masks[suffix[1:]][rows] = True
+        per_event.update(
+            event_id=np.asarray(user_ids, np.int64) * len(world.queries.texts) + query_ids,
+            lifts=per_search_lifts(new, base), slices=masks)
     boot_rng = np.random.default_rng([int(seed), 607])
     for suffix, rows in slices.items():
         mb = _ratios(_sums(base, rows))

@@ -349,3 +349,34 @@ def test_paired_deltas_on_a_fake_root_and_the_archive_keeps_them(tmp_path):
     archived = tmp_path / "archive" / "cot" / "seed0"
     ladder.archive_run(ladder.run_dir(str(tmp_path), "cot", 0), str(archived))
     assert (archived / "eval_events" / "test.npz").exists()
+
+
+def test_online_ab_pairs_over_the_same_searches_and_headroom_shares(tmp_path):
+    import numpy as np
+
+    from onesearch_jax import workdir as wd
+
+    ids, tail = np.arange(4), np.array([True, True, False, False])
+    oracle = {"ab_oracle/ctr_lift": 0.4, "ab_oracle/orders_lift": 0.0}
+    _fake_run(tmp_path, "v1", 0, {**_m(0.5), **oracle, "ab/ctr_lift": 0.1,
+                                  "ab/orders_lift": 0.2})
+    _fake_run(tmp_path, "cot", 0, {**_m(0.5), **oracle, "ab/ctr_lift": 0.2})
+    for rung, lift in (("v1", [0.0, 0.2, 0.1, 0.1]), ("cot", [0.4, 0.4, 0.0, 0.0])):
+        wd.save_eval_events(ladder.run_dir(str(tmp_path), rung, 0), wd.AB_EVENTS_TAG, ids,
+                            {"ab/ctr_lift": np.array(lift)}, {"tail": tail})
+    ladder.write_table(str(tmp_path), ["v1", "cot"], 1, preset="small", teacher_rungs=[],
+                       max_events=4, overrides=[])
+    summary = json.loads((tmp_path / "ladder.json").read_text())
+    cot = summary["by_rung"]["cot"]
+    assert cot["ab_paired_vs_v1"]["ab/ctr_lift"][0] == pytest.approx(0.1)  # (.4+.2-.1-.1) / 4
+    assert cot["ab_paired_vs_v1"]["ab/ctr_lift/tail"][0] == pytest.approx(0.3)
+    # The lift as a share of the oracle's: 0.2 / 0.4; no share where the oracle's lift is 0.
+    assert summary["per_seed"]["cot"]["seed0"]["ab/ctr_headroom"] == pytest.approx(0.5)
+    assert summary["per_seed"]["v1"]["seed0"]["ab/ctr_headroom"] == pytest.approx(0.25)
+    assert "ab/orders_headroom" not in summary["per_seed"]["v1"]["seed0"]
+    md = (tmp_path / "ladder.md").read_text()
+    assert "Online A/B, paired: lift over the legacy engine, each rung minus V1" in md
+    assert "| cot | v1 | 1 | +0.1000 [" in md
+    archived = tmp_path / "archive" / "cot" / "seed0"
+    ladder.archive_run(ladder.run_dir(str(tmp_path), "cot", 0), str(archived))
+    assert (archived / "eval_events" / "ab.npz").exists()

@@ -21,6 +21,7 @@ def _run(*args):
       "--workdir=/tmp/unused"), "no such config field 'stepz'"),
     (("experiments.train", "--config=configs/distill.py:nosuch:v1", "--workdir=/tmp/unused"),
      "unknown distill preset 'nosuch'"),
+    (("benchmarks.accelerator_suite", "--smoke"), "--out_dir is required"),
 ])
 def test_an_input_error_is_one_line_and_exit_code_2(args, named):
     code, lines = _run(*args)

@@ -96,3 +96,15 @@ def test_sft_step_compiles_for_a_tpu_topology_with_fsdp_sharded_state():
     assert r["fits"] and r["flops"] > 0 and r["step_seconds_at_peak"] > 0
     assert r["collective_bytes"]["all-gather"] > 0  # parameters gathered for the forward pass
     assert r["mesh"] == [1, 4, 1] and r["alias_bytes"] > 0  # the state is donated
+
+
+def test_roofline_time_is_the_binding_resource_and_mfu_follows():
+    chip = aot.chip_of("v5e:4x4")
+    report = {"flops": 197e12 * 0.01, "bytes_accessed": 819e9 * 0.02, "total_bytes": 1.0}
+    r = aot.with_chip(report, chip, model_flops=197e12 * 0.005)
+    assert r["step_seconds_at_peak"] == pytest.approx(0.01)
+    assert r["step_seconds_roofline"] == pytest.approx(0.02)  # memory binds
+    assert r["mfu_roofline"] == pytest.approx(0.25)
+    compute_bound = aot.with_chip({**report, "bytes_accessed": 0.0}, chip, 197e12 * 0.005)
+    assert compute_bound["mfu_roofline"] == pytest.approx(0.5)
+    assert "mfu_roofline" not in aot.with_chip(report, chip)

@@ -63,6 +63,30 @@ def test_relevance_oracle_beats_legacy_engine(world):
     assert "ctr_lift/tail" in out and "gmv_per_search/tail" in out
 
 
+def test_per_search_lifts_average_to_the_lifts_and_pair_across_arms(world):
+    legacy, oracle = legacy_search_fn(world), oracle_search_fn(world)
+    runs = []
+    for fn in (oracle, legacy):
+        searches = {}
+        out = simulate_traffic(fn, world, num_events=400, seed=2, baseline_fn=legacy,
+                               num_bootstrap=20, per_event=searches,
+                               train_query_events=np.zeros(len(world.queries.texts)))
+        runs.append((out, searches))
+    (out, s), (same, s_legacy) = runs
+    for lift in ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift"):
+        assert np.mean(s["lifts"][lift]) == pytest.approx(out[lift], abs=1e-9)
+        assert np.mean(s_legacy["lifts"][lift]) == pytest.approx(0.0, abs=1e-9)
+        # Same traffic, same random numbers: the per-search difference is the lift difference.
+        diff = s["lifts"][lift] - s_legacy["lifts"][lift]
+        assert np.mean(diff) == pytest.approx(out[lift] - same[lift], abs=1e-9)
+    tail = s["slices"]["tail"]
+    # On a slice, against the whole baseline's mean (what a paired slice difference divides by).
+    assert np.mean(s["lifts"]["ctr_lift"][tail]) == pytest.approx(
+        out["ctr/tail"] / out["baseline/ctr"] - 1, rel=1e-6)
+    np.testing.assert_array_equal(s["event_id"], s_legacy["event_id"])
+    assert s["slices"]["unseen"].all() and len(s["event_id"]) == 400
+
+
 def test_unknown_product_ids_get_no_clicks(world):
     out = simulate_traffic(lambda qs, us: [["nope"] * 10 for _ in qs], world, num_events=50, seed=0)
     assert out["ctr"] == 0.0 and out["gmv_per_search"] == 0.0

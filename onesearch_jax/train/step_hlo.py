@@ -1,0 +1,126 @@
+"""Where a compiled train step's time goes, read from XLA: its cost analysis (FLOPs, bytes
+accessed) and its optimized HLO (fusions, converts, transposes and copies that run as their own
+kernels, and how many full-vocabulary `[B, T, V]` buffers it materialises, by dtype).
+
+Ops inside a fusion body share one kernel and never touch memory on their own; ops of the entry
+computation (and of loops and calls) each write a buffer. So the counts that matter for speed are
+the unfused ones: a `convert` there is a dtype copy, an f32 `[B, T, V]` buffer is a full copy of
+the logits. Pure text parsing (`hlo_summary`), tested on a hand-written module.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+_COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s*(\(.*\))?\s*->\s*.*\{\s*$")
+_INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(.*?\)|\w+\[[\d,]*\](?:\{[^}]*\})?)"
+                          r"\s+([\w\-]+)\(")
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
+          "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8}
+_SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
+KERNEL_OPS = ("fusion", "convert", "copy", "transpose", "dot", "convolution", "reduce",
+              "custom-call", "scatter", "gather", "sort")
+
+
+def _elements(dims: str) -> int:
+    return int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+
+
+_TRIVIAL = {"parameter", "bitcast", "broadcast", "constant", "reshape", "get-tuple-element",
+            "tuple"}
+
+
+def _computations(hlo_text: str) -> dict[str, list[tuple[str, str, str, str]]]:
+    """Computation name -> its instructions as (name, result shape, opcode, the rest of the
+    line)."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    current = None
+    for line in hlo_text.splitlines():
+        head = _COMPUTATION.match(line.strip())
+        if head and "=" not in line.split("->")[0]:
+            current = ("ENTRY " if head.group(1) else "") + head.group(2)
+            out[current] = []
+            continue
+        inst = _INSTRUCTION.match(line)
+        if inst and current is not None:
+            out[current].append((inst.group(2), inst.group(3), inst.group(4),
+                                 line[inst.end():]))
+    return out
+
+
+def _fusion_bodies(comps) -> set[str]:
+    return {m for insts in comps.values() for _, _, op, rest in insts if op == "fusion"
+            for m in re.findall(r"calls=%?([\w.\-]+)", rest)}
+
+
+def _shape_bytes(shape: str) -> int:
+    return sum(_BYTES.get(dt, 4) * _elements(dims) for dt, dims in _SHAPE.findall(shape))
+
+
+def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
+    """The `n` kernels (instructions outside fusion bodies, layout-only ops skipped) that read
+    and write the most bytes: result + operands, each operand counted once. With the module's
+    metadata op_name, this says which part of the model moves the memory."""
+    comps = _computations(hlo_text)
+    bodies = _fusion_bodies(comps)
+    rows = []
+    for name, insts in comps.items():
+        if name in bodies:
+            continue
+        shapes = {inst: shape for inst, shape, _, _ in insts}
+        for inst, shape, op, rest in insts:
+            if op in _TRIVIAL:
+                continue
+            args = rest.split(")", 1)[0]
+            operands = set(re.findall(r"%([\w.\-]+)", args))
+            moved = _shape_bytes(shape) + sum(_shape_bytes(shapes.get(o, "")) for o in operands)
+            where = re.search(r'op_name="([^"]*)"', rest)
+            rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],
+                         "name": inst, "op_name": where.group(1) if where else ""})
+    return sorted(rows, key=lambda r: -r["bytes"])[:n]
+
+
+def hlo_summary(hlo_text: str, *, batch: int, dec_len: int, vocab: int) -> dict:
+    """Counts of a module's kernels by opcode outside fusion bodies (`KERNEL_OPS`), its dtype-copy
+    kernels (an unfused convert, or a fusion that only converts), converts folded into fusions,
+    and its buffers of B*T*V elements (full-vocabulary logits) by dtype."""
+    logits_elements = batch * dec_len * vocab
+    comps = _computations(hlo_text)
+    bodies = _fusion_bodies(comps)
+    only_converts = {name for name in bodies
+                     if {op for _, _, op, _ in comps.get(name, [])} - _TRIVIAL == {"convert"}}
+    kernels = {op: 0 for op in KERNEL_OPS}
+    convert_kernels = converts_fused = 0
+    logits_buffers: dict[str, int] = {}
+    for name, insts in comps.items():
+        if name in bodies:
+            if name not in only_converts:
+                converts_fused += sum(op == "convert" for _, _, op, _ in insts)
+            continue
+        for _, shape, op, rest in insts:
+            if op in kernels:
+                kernels[op] += 1
+            called = re.findall(r"calls=%?([\w.\-]+)", rest)
+            convert_kernels += op == "convert" or (op == "fusion" and bool(called)
+                                                   and called[0] in only_converts)
+            if op in _TRIVIAL:
+                continue
+            for dtype, dims in _SHAPE.findall(shape):
+                if _elements(dims) == logits_elements:
+                    logits_buffers[dtype] = logits_buffers.get(dtype, 0) + 1
+    return {"kernels": kernels,
+            "convert_kernels": int(convert_kernels), "converts_in_fusions": int(converts_fused),
+            "logits_sized_buffers": logits_buffers}
+
+
+def compiled_summary(compiled, *, batch: int, dec_len: int, vocab: int) -> dict:
+    """`hlo_summary` of a compiled executable plus its cost analysis (FLOPs, bytes accessed and
+    their ratio: below the chip's FLOPs per byte of bandwidth, the step is memory-bound)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
+    flops, moved = float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+    out = {"hlo_flops": flops, "hlo_bytes_accessed": moved,
+           "hlo_flops_per_byte": flops / moved if moved else None}
+    out.update(hlo_summary(compiled.as_text(), batch=batch, dec_len=dec_len, vocab=vocab))
+    return out

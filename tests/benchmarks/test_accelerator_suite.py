@@ -1,0 +1,94 @@
+"""The accelerator suite's parts: the HLO reading by hand, the peak table, and its --smoke run
+end to end on this CPU (the tables it writes, unmeasured parts named)."""
+import json
+import os
+
+from benchmarks import accelerator_suite
+from onesearch_jax.train import step_hlo
+
+# A hand-written optimized module: a bf16 matmul whose [B*T, V] result is converted to f32 by a
+# fusion that only converts, then a log-softmax fusion with a convert folded inside, and an
+# unfused transpose. B=2, T=3, V=4: 24 logits.
+HLO = """
+HloModule jit_step, entry_computation_layout={(bf16[6,8]{1,0}, bf16[8,4]{1,0})->f32[]}
+
+%wrapped_convert_computation (param_0: bf16[6,4]) -> f32[6,4] {
+  %param_0 = bf16[6,4]{1,0} parameter(0)
+  ROOT %convert.1 = f32[6,4]{1,0} convert(%param_0)
+}
+
+%fused_softmax (param_0.1: f32[6,4], param_1.1: bf16[6]) -> f32[] {
+  %param_0.1 = f32[6,4]{1,0} parameter(0)
+  %param_1.1 = bf16[6]{0} parameter(1)
+  %convert.2 = f32[6]{0} convert(%param_1.1)
+  %broadcast.1 = f32[6,4]{1,0} broadcast(%convert.2), dimensions={0}
+  %subtract.1 = f32[6,4]{1,0} subtract(%param_0.1, %broadcast.1)
+  %constant.1 = f32[] constant(0)
+  ROOT %reduce.1 = f32[] reduce(%subtract.1, %constant.1), dimensions={0,1}, to_apply=%add
+}
+
+%add (a: f32[], b: f32[]) -> f32[] {
+  %a = f32[] parameter(0)
+  %b = f32[] parameter(1)
+  ROOT %sum = f32[] add(%a, %b)
+}
+
+ENTRY %main (x: bf16[6,8], w: bf16[8,4]) -> f32[] {
+  %x = bf16[6,8]{1,0} parameter(0)
+  %w = bf16[8,4]{1,0} parameter(1)
+  %dot.1 = bf16[6,4]{1,0} dot(%x, %w), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %wrapped_convert = f32[6,4]{1,0} fusion(%dot.1), kind=kLoop, calls=%wrapped_convert_computation
+  %transpose.1 = bf16[8,6]{1,0} transpose(%x), dimensions={1,0}
+  %slice.1 = bf16[6]{0} slice(%transpose.1), slice={[0:1], [0:6]}
+  ROOT %softmax = f32[] fusion(%wrapped_convert, %slice.1), kind=kLoop, calls=%fused_softmax
+}
+"""
+
+
+def test_hlo_summary_by_hand():
+    s = step_hlo.hlo_summary(HLO, batch=2, dec_len=3, vocab=4)
+    assert s["kernels"]["fusion"] == 2 and s["kernels"]["dot"] == 1
+    assert s["kernels"]["transpose"] == 1 and s["kernels"]["convert"] == 0
+    assert s["convert_kernels"] == 1  # the fusion that only converts
+    assert s["converts_in_fusions"] == 1  # the one folded into the softmax
+    assert s["logits_sized_buffers"] == {"bf16": 1, "f32": 1}  # the dot, then its f32 copy
+
+
+def test_heaviest_kernels_by_hand():
+    rows = step_hlo.heaviest_kernels(HLO, n=3)
+    # dot: 48 out + 96 (x) + 64 (w); transpose: 96 + 96; the convert fusion: 96 + 48.
+    assert [(r["name"], r["bytes"]) for r in rows] == [("dot.1", 208), ("transpose.1", 192),
+                                                       ("wrapped_convert", 144)]
+    assert rows[0]["op"] == "dot" and rows[0]["shape"] == "bf16[6,4]"
+
+
+def test_peak_table():
+    assert accelerator_suite.peak_flops("NVIDIA H200") == 989e12
+    assert accelerator_suite.peak_flops("TPU v5 lite") == 197e12
+    assert accelerator_suite.peak_flops("cpu") is None
+
+
+def test_smoke_run_writes_both_tables(tmp_path):
+    out = str(tmp_path / "suite")
+    result = accelerator_suite.run_suite(out, smoke=True, budget_s=600,
+                                         parts=["train", "decode", "aot"], aot=False)
+    with open(os.path.join(out, "accelerator_suite.json")) as f:
+        saved = json.load(f)
+    assert saved["smoke"] and len(saved["train"]) == 4
+    for row in saved["train"]:
+        assert row["steps_per_s"] > 0 and row["hlo_flops"] > 0 and row["mfu"] is None
+        assert row["convert_kernels"] >= 0 and "fusion" in row["kernels"]
+    assert [(r["batch"], r["beams"]) for r in saved["decode"]["rows"]] == [(1, 4)]
+    assert saved["decode"]["peer"].startswith("unmeasured")
+    assert saved["aot"] == {"unmeasured": "--aot not given"}
+    with open(os.path.join(out, "accelerator_suite.md")) as f:
+        table = f.read()
+    assert "| tiny | 16 | float32 |" in table and "| 1x4 |" in table
+    assert "unmeasured" in table and result["seconds"] > 0
+
+
+def test_a_spent_budget_reports_unmeasured_rows(tmp_path):
+    result = accelerator_suite.run_suite(str(tmp_path), smoke=True, budget_s=0,
+                                         parts=["train", "decode"], aot=False)
+    assert all(r.get("unmeasured") == "time budget spent" for r in result["train"])
+    assert result["decode"] == {"unmeasured": "time budget spent"}
