@@ -33,7 +33,8 @@ _OUT = flags.DEFINE_string("out", None, "With --judgments: where to write the me
                            "(default W/judged_metrics.json).")
 _MIN_REL = flags.DEFINE_float("min_relevance", 2.67, "With --judgments: target threshold.")
 _MAX_QUERIES = flags.DEFINE_integer("max_queries", None, "With --judgments: a seeded sample.")
-_LATENCY = flags.DEFINE_integer("latency_queries", 100, "With --judgments: queries timed alone.")
+_LATENCY = flags.DEFINE_integer("latency_queries", 100, "Queries timed alone through the "
+                                "serving path (median and p95 ms per query; 0 = none).")
 _SYSTEMS = flags.DEFINE_list(
     "systems", ["generative", "bm25", "rrf_bm25"],
     "With --judgments: systems to score, from generative, adc (no model: the query embedding's "
@@ -118,7 +119,8 @@ def main(argv):
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
                                mesh_shape=_MESH.value, prior_weight=_PRIOR.value,
                                prior_by_traffic=_PRIOR_TRAFFIC.value,
-                               rerank_by_traffic=_RERANK_TRAFFIC.value, split=_SPLIT.value)
+                               rerank_by_traffic=_RERANK_TRAFFIC.value, split=_SPLIT.value,
+                               latency_queries=_LATENCY.value)
     if _SPLIT.value == "test":
         print(results_table(wd.read_metrics(_WORKDIR.value)))
     else:  # the baselines are scored on the test day only
@@ -128,6 +130,9 @@ def main(argv):
         "" if _CONSTRAINED.value else "free/") + ("teacher/" if _KEYWORDS.value == "teacher" else "")
     print(f"valid_sid_rate {metrics[prefix + 'valid_sid_rate']:.4f} over "
           f"{metrics[prefix + 'click_count']:.0f} {_SPLIT.value} events with clicks")
+    if prefix + "latency_ms" in metrics:
+        print(f"served alone: {metrics[prefix + 'latency_ms']:.1f} ms per query (median of "
+              f"{_LATENCY.value}; p95 {metrics[prefix + 'latency_ms_p95']:.1f})")
 
 
 if __name__ == "__main__":

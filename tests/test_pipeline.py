@@ -76,7 +76,9 @@ def test_evaluation_keeps_per_event_outcomes_that_average_to_its_metrics(trained
     with pytest.raises(FileNotFoundError, match="run experiments.evaluate"):
         wd.load_eval_events(workdir, "valid")
     # The training days score too (prefix train/): every query there is logged, none unseen.
-    train = evaluate_workdir(workdir, max_events=30, beam_size=8, split="train")
+    train = evaluate_workdir(workdir, max_events=30, beam_size=8, split="train",
+                             latency_queries=3)
+    assert train["train/latency_ms_p95"] >= train["train/latency_ms"] > 0  # served alone
     event_ids, _, train_slices = wd.load_eval_events(workdir, "train")
     assert "train/rel_hr@10" in train and len(event_ids) == 30
     assert not train_slices["unseen"].any()

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 METRICS = ["order_hr@10", "order_mrr@10", "click_hr@10", "click_mrr@10", "rel_hr@10",
            "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation", "rel_hr@10/unseen",
-           "negation_violation@10", "reward@10"]
+           "negation_violation@10", "reward@10", "latency_ms"]
 # The simulated A/B lifts over the legacy engine (experiments/online_ab.py; the ladder's
 # --ab_events): default click model, then the first perturbed one.
 AB_METRICS = ["ab/ctr_lift", "ab/orders_lift", "ab/gmv_lift", "ab_perturbed1/ctr_lift",
@@ -147,7 +147,7 @@ def format_markdown(rows: Sequence[Mapping], preset: str, seeds: int, max_events
 # "bm25/rel_hr@10" or "click_irrelevant_rate" stay.
 _RUN_PREFIXES = ("train/", TEACHER_PREFIX, "free/", "ab/", "ab_perturbed")
 _RUN_KEY = re.compile(r"^((rel|click|order)_(count|[a-z]+@\d+(_ci95)?)|negation_violation@\d+"
-                      r"|valid_sid_rate|eval_seconds|reward@\d+)(/.*)?$")
+                      r"|valid_sid_rate|eval_seconds|latency_ms(_p95)?|reward@\d+)(/.*)?$")
 _RUN_STAGES = ("train", "evaluate")
 
 

@@ -9,8 +9,9 @@ from onesearch_jax import artifacts, fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.data.sft_tasks import TaskBuilder
-from onesearch_jax.serving import ModelBundle
+from onesearch_jax.serving import ModelBundle, Searcher
 from onesearch_jax.train.rewards import LoggedRewards
+from onesearch_jax.pipeline.real_eval import median_latency_ms
 from onesearch_jax.pipeline.world_build import keywords_at_inference
 
 KEYWORD_MODES = ("none", "teacher")
@@ -29,7 +30,7 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
                      constrained: bool = True, keywords: str = "none",
                      mesh_shape=None, prior_weight: float | None = None,
                      prior_by_traffic=None, rerank_by_traffic=None,
-                     split: str = "test") -> dict[str, float]:
+                     split: str = "test", latency_queries: int = 0) -> dict[str, float]:
     """Scores the model on a seeded sample of test events and merges it into metrics.json.
 
     Unconstrained decoding is recorded under the prefix `free/` (the ablation). With
@@ -42,7 +43,9 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
     split="valid" scores the valid day instead (prefix `valid/`: tuning
     serving options without touching the test day), split="train" a sample of the training
     days' events (prefix `train/`: what the model was fitted on, e.g. where the teacher beats
-    the student on training queries)."""
+    the student on training queries). `latency_queries` > 0 times that many of the sampled
+    queries served alone through `Searcher` (`latency_ms`, `latency_ms_p95`: batch-1 serving,
+    what direct CoT's keyword decoding costs)."""
     if keywords not in KEYWORD_MODES:
         raise ValueError(f"keywords={keywords!r}; valid: {KEYWORD_MODES}")
     if split not in SPLITS:
@@ -79,6 +82,10 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
         query_vectors=bundle.prior_vectors(texts, vectors) if retriever.uses_tables else None,
         ranker=bundle.beam_ranker(retriever, texts, vectors))
     metrics["eval_seconds"] = time.perf_counter() - start
+    if latency_queries > 0:
+        searcher = Searcher(bundle, beam_size=beam_size)
+        metrics.update(median_latency_ms(lambda q: searcher.search([q], 10),
+                                         list(dict.fromkeys(texts))[:latency_queries]))
     if keywords == "teacher":
         metrics["keyword_event_share"] = float(builder.has_keywords(events["query_id"]).mean())
     prefix = (("" if split == "test" else split + "/") + ("" if constrained else "free/")
