@@ -38,10 +38,16 @@ _MESHES = flags.DEFINE_string("meshes", "", "';'-separated (data,fsdp,tensor) la
                               "collective-bytes comparison, e.g. '8,1,1;1,8,1;2,2,2;1,1,8'.")
 _MESH_TOPOLOGY = flags.DEFINE_string("mesh_topology", "v5p:2x2x2", "Topology of --meshes.")
 _OUT = flags.DEFINE_string("out", "", "Write every report as JSON here.")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "The model's compute "
+                           "dtype (parameters stay float32; a TPU user trains in bfloat16).")
+_DUMP = flags.DEFINE_string("dump_hlo", "", "Write each compiled step's optimized HLO text into "
+                            "this folder (one file per compile).")
 
 
-def stage_config(stage: str, preset: str, batch_size: int):
-    return aot_configs.get_config(f"{stage}:{preset}:{batch_size or ''}")
+def stage_config(stage: str, preset: str, batch_size: int, dtype: str = "float32"):
+    c = aot_configs.get_config(f"{stage}:{preset}:{batch_size or ''}")
+    c.model.dtype = dtype
+    return c
 
 
 def _gb(x: float) -> str:
@@ -99,13 +105,20 @@ def main(argv):
 
     def compile_on(topology, stage, preset, shape):
         key = (f"{stage}|{preset}|batch{_BATCH.value}|{topology}|{','.join(map(str, shape))}"
-               + ("" if levels == [512, 128, 64] else f"|sids{'-'.join(map(str, levels))}"))
+               + ("" if levels == [512, 128, 64] else f"|sids{'-'.join(map(str, levels))}")
+               + ("" if _DTYPE.value == "float32" else f"|{_DTYPE.value}"))
 
         def compute():
             if topology not in devices:
                 devices[topology] = aot.topology_devices(topology)
-            r = aot.compile_step(stage, stage_config(stage, preset, _BATCH.value),
-                                 devices[topology], level_sizes=levels, mesh_shape=shape)
+            dump = ""
+            if _DUMP.value:
+                os.makedirs(_DUMP.value, exist_ok=True)
+                dump = os.path.join(_DUMP.value, key.replace("|", "_").replace(":", "-")
+                                    .replace(",", "-") + ".hlo.txt")
+            r = aot.compile_step(stage, stage_config(stage, preset, _BATCH.value, _DTYPE.value),
+                                 devices[topology], level_sizes=levels, mesh_shape=shape,
+                                 hlo_path=dump)
             return {**r, "topology": topology, "preset": preset}
         r = reports.get(key, compute)
         # MFU counts the SFT step's model FLOPs (distill and GRPO do more work per example).

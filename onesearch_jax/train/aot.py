@@ -97,8 +97,9 @@ def collective_bytes(hlo_text: str) -> dict[str, float]:
 
 
 def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence[int],
-                 mesh_shape: Sequence[int] | None = None) -> dict:
-    """Lowers and compiles `stage`'s train step for `devices`; per-chip figures of the result."""
+                 mesh_shape: Sequence[int] | None = None, hlo_path: str = "") -> dict:
+    """Lowers and compiles `stage`'s train step for `devices`; per-chip figures of the result.
+    `hlo_path`: also write the optimized per-chip HLO text there (for `step_hlo` readings)."""
     mesh = sharding_lib.make_mesh(config.mesh.shape if mesh_shape is None else mesh_shape,
                                   devices=devices)
     layout = SidVocab.for_total(int(config.model.vocab_size), level_sizes)
@@ -119,6 +120,9 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
     compile_s = time.perf_counter() - start - lower_s
     mem = compiled.memory_analysis()
     hlo = compiled.as_text()
+    if hlo_path:
+        with open(hlo_path, "w") as f:
+            f.write(hlo)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
