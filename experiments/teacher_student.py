@@ -1,0 +1,101 @@
+"""Where the teacher (query + keywords) beats the student (query only), per slice, on training
+and on test queries: each run evaluated both ways on the same events, paired per event.
+
+    python -m experiments.teacher_student --runs=base=R/cot/seed0,sd=R/sd/seed0 \\
+        --splits=train,test --max_events=4000 --out=experiments/results/ladder_pretrained/ts
+
+For every run and split: T - S (the same weights, keywords given vs not) per metric and slice,
+with a 95% bootstrap interval over events; across runs on the test day: SD (S) - Base (T), the
+paper's claim that the distilled student reaches the teacher. Missing evaluations are run first
+(`experiments.evaluate --split=... [--keywords=teacher]`, in process); existing ones are reused.
+Writes OUT.md and OUT.json.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from onesearch_jax import cli, fileio, quiet
+from onesearch_jax import workdir as wd
+from onesearch_jax.eval import ladder_table as lt
+from onesearch_jax.eval import paired as paired_lib
+from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, event_tag
+
+_RUNS = flags.DEFINE_list("runs", None, "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0).",
+                          required=True)
+_SPLITS = flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
+_MAX_EVENTS = flags.DEFINE_integer("max_events", 4000, "Events per split (for missing "
+                                   "evaluations; existing ones keep theirs).")
+_OUT = flags.DEFINE_string("out", None, "Write OUT.md and OUT.json.", required=True)
+
+METRICS = ("rel_hr@10", "click_hr@10", "order_hr@10", "negation_violation@10")
+SLICES = ("tail", "need", "negation", "unseen")
+COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation",
+           "rel_hr@10/unseen", "click_hr@10", "order_hr@10", "negation_violation@10"]
+
+
+def parse_runs(specs) -> dict[str, str]:
+    runs = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--runs entry {spec!r} is not name=workdir")
+        runs[name] = path
+    return runs
+
+
+def outcomes(workdir: str, split: str, teacher: bool, max_events: int):
+    """(event ids, outcomes, slices) of one evaluation, running it when it is missing."""
+    tag = event_tag("teacher/" if teacher else "", split)
+    if not fileio.exists(wd.eval_events_path(workdir, tag)):
+        print(f"evaluating {workdir} on {split}{' with keywords' if teacher else ''} "
+              f"({max_events} events)", flush=True)
+        evaluate_workdir(workdir, max_events=max_events, split=split,
+                         keywords="teacher" if teacher else "none")
+    return wd.load_eval_events(workdir, tag)
+
+
+def differences(a, b) -> dict:
+    """b - a per metric and slice, paired over the events both scored (paired.compare)."""
+    pair = paired_lib.pair_runs({0: a}, {0: b})
+    if pair is None:
+        raise ValueError("the two evaluations scored different events; rerun them with the "
+                         "same --max_events")
+    base, new, masks, _ = pair
+    return paired_lib.compare(base, new, {s: masks[s] for s in SLICES if s in masks},
+                              [m for m in METRICS if m in base])
+
+
+def main(argv):
+    del argv
+    quiet.quiet_libraries()
+    runs = parse_runs(_RUNS.value)
+    rows, cells = [], {}
+    for name, workdir in runs.items():
+        for split in _SPLITS.value:
+            s = outcomes(workdir, split, False, _MAX_EVENTS.value)
+            t = outcomes(workdir, split, True, _MAX_EVENTS.value)
+            key = f"{name} T - S ({split})"
+            cells[key] = differences(s, t)
+            rows.append(key)
+    if {"base", "sd"} <= set(runs) and "test" in _SPLITS.value:
+        key = "SD (S) - Base (T) (test)"
+        cells[key] = differences(outcomes(runs["base"], "test", True, _MAX_EVENTS.value),
+                                 outcomes(runs["sd"], "test", False, _MAX_EVENTS.value))
+        rows.append(key)
+    header = ["| comparison | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    body = [f"| {k} | " + " | ".join(lt.format_delta(cells[k].get(c)) for c in COLUMNS) + " |"
+            for k in rows]
+    md = ("Teacher (query + keywords) minus student (query only), paired per event (mean [95% "
+          "bootstrap interval]; * = excludes 0):\n\n" + "\n".join(header + body) + "\n")
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    with open(_OUT.value + ".md", "w") as f:
+        f.write(md)
+    fileio.write_json(_OUT.value + ".json", {"runs": runs, "splits": list(_SPLITS.value),
+                                             "differences": cells})
+    print(md)
+
+
+if __name__ == "__main__":
+    cli.run(main)
