@@ -39,17 +39,20 @@ SMOKE = dict(train=[("tiny", 8), ("tiny", 16)], dtypes=("bfloat16", "float32"), 
              decode=["--items=2000", "--settings=1x4", "--repeats=1", "--no_peer"],
              aot=dict(preset="tiny", batch=16, topologies="v5e:2x2"))
 
-_OUT = flags.DEFINE_string("out_dir", "", "Write accelerator_suite.json / .md here (required).")
-_SMOKE = flags.DEFINE_bool("smoke", False, "Tiny sizes for a CPU check of the whole suite.")
-_BUDGET = flags.DEFINE_integer("budget_s", 360, "Skip what is left (reported unmeasured) past "
-                               "this many seconds.")
-_AOT = flags.DEFINE_bool("aot", False, "Compile for TPU v5e / v5p (needs libtpu; minutes for "
-                         "base on a small CPU).")
-_AOT_JSON = flags.DEFINE_string("aot_json", "", "experiments.aot_compile's --out: its cached "
-                                "compiles are reused, new ones added.")
-_TRACE = flags.DEFINE_string("trace_dir", "", "Write a jax.profiler trace of each training "
-                             "setting under this folder.")
-_PARTS = flags.DEFINE_list("parts", ["train", "decode", "aot"], "Which parts to run.")
+def define_flags():
+    """The command line's flags, defined when run as a program only (importing the module, as
+    the tests do, defines none: absl's flags are global)."""
+    flags.DEFINE_string("out_dir", "", "Write accelerator_suite.json / .md here (required).")
+    flags.DEFINE_bool("smoke", False, "Tiny sizes for a CPU check of the whole suite.")
+    flags.DEFINE_integer("budget_s", 360, "Skip what is left (reported unmeasured) past this "
+                         "many seconds.")
+    flags.DEFINE_bool("aot", False, "Compile for TPU v5e / v5p (needs libtpu; minutes for base "
+                      "on a small CPU).")
+    flags.DEFINE_string("aot_json", "", "experiments.aot_compile's --out: its cached compiles "
+                        "are reused, new ones added.")
+    flags.DEFINE_string("trace_dir", "", "Write a jax.profiler trace of each training setting "
+                        "under this folder.")
+    flags.DEFINE_list("parts", ["train", "decode", "aot"], "Which parts to run.")
 
 
 def peak_flops(device_kind: str) -> float | None:
@@ -200,13 +203,14 @@ def run_suite(out_dir: str, *, smoke: bool, budget_s: float, parts, aot: bool,
 def main(argv):
     del argv
     quiet.quiet_libraries()
-    if not _OUT.value:
+    f = flags.FLAGS
+    if not f.out_dir:
         raise ValueError("--out_dir is required (where accelerator_suite.json/.md go)")
-    result = run_suite(_OUT.value, smoke=_SMOKE.value, budget_s=_BUDGET.value,
-                       parts=_PARTS.value, aot=_AOT.value, aot_json=_AOT_JSON.value,
-                       trace_dir=_TRACE.value)
+    result = run_suite(f.out_dir, smoke=f.smoke, budget_s=f.budget_s, parts=f.parts, aot=f.aot,
+                       aot_json=f.aot_json, trace_dir=f.trace_dir)
     print(markdown(result))
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

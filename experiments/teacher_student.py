@@ -22,12 +22,14 @@ from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.eval import paired as paired_lib
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, event_tag
 
-_RUNS = flags.DEFINE_list("runs", None, "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0).",
-                          required=True)
-_SPLITS = flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
-_MAX_EVENTS = flags.DEFINE_integer("max_events", 4000, "Events per split (for missing "
-                                   "evaluations; existing ones keep theirs).")
-_OUT = flags.DEFINE_string("out", None, "Write OUT.md and OUT.json.", required=True)
+def define_flags():
+    """Defined when run as a program only (absl's flags are global; tests import the module)."""
+    flags.DEFINE_list("runs", [], "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0).")
+    flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
+    flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
+                         "existing ones keep theirs).")
+    flags.DEFINE_string("out", "", "Write OUT.md and OUT.json.")
+
 
 METRICS = ("rel_hr@10", "click_hr@10", "order_hr@10", "negation_violation@10")
 SLICES = ("tail", "need", "negation", "unseen")
@@ -70,32 +72,36 @@ def differences(a, b) -> dict:
 def main(argv):
     del argv
     quiet.quiet_libraries()
-    runs = parse_runs(_RUNS.value)
+    f = flags.FLAGS
+    if not f.runs or not f.out:
+        raise ValueError("--runs (name=workdir,...) and --out are required")
+    runs, splits, max_events, out = parse_runs(f.runs), f.splits, f.max_events, f.out
     rows, cells = [], {}
     for name, workdir in runs.items():
-        for split in _SPLITS.value:
-            s = outcomes(workdir, split, False, _MAX_EVENTS.value)
-            t = outcomes(workdir, split, True, _MAX_EVENTS.value)
+        for split in splits:
+            s = outcomes(workdir, split, False, max_events)
+            t = outcomes(workdir, split, True, max_events)
             key = f"{name} T - S ({split})"
             cells[key] = differences(s, t)
             rows.append(key)
-    if {"base", "sd"} <= set(runs) and "test" in _SPLITS.value:
+    if {"base", "sd"} <= set(runs) and "test" in splits:
         key = "SD (S) - Base (T) (test)"
-        cells[key] = differences(outcomes(runs["base"], "test", True, _MAX_EVENTS.value),
-                                 outcomes(runs["sd"], "test", False, _MAX_EVENTS.value))
+        cells[key] = differences(outcomes(runs["base"], "test", True, max_events),
+                                 outcomes(runs["sd"], "test", False, max_events))
         rows.append(key)
     header = ["| comparison | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     body = [f"| {k} | " + " | ".join(lt.format_delta(cells[k].get(c)) for c in COLUMNS) + " |"
             for k in rows]
     md = ("Teacher (query + keywords) minus student (query only), paired per event (mean [95% "
           "bootstrap interval]; * = excludes 0):\n\n" + "\n".join(header + body) + "\n")
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value + ".md", "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out + ".md", "w") as f:
         f.write(md)
-    fileio.write_json(_OUT.value + ".json", {"runs": runs, "splits": list(_SPLITS.value),
+    fileio.write_json(out + ".json", {"runs": runs, "splits": list(splits),
                                              "differences": cells})
     print(md)
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)
