@@ -94,6 +94,15 @@ def _rollout_batch(i):
     return rl.attach_rewards(p, out, _fake_rewards(p["query_id"], p["user_id"], out["items"]))
 
 
+def _sample(model, params, enc, temperature, key):
+    """The sampler itself on the KV-cached decoder (what the rollout draws with)."""
+    enc_out, mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
+    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, mask, RANGES)
+    return jax.jit(lambda c, k: sample_sids(
+        logits_fn, c, k, batch_size=B, group_size=G, temperature=temperature, bos_id=BOS_ID,
+        level_offsets=OFFSETS, level_sizes=SIZES, trie=TRIE, level_logits=True))(cache, key)
+
+
 def test_constrained_rollouts_are_real_items_and_logprobs_match_the_sampler():
     model, params, _ = _start()
     batch = _rollout_batch(0)
@@ -103,12 +112,7 @@ def test_constrained_rollouts_are_real_items_and_logprobs_match_the_sampler():
     # The sampler's own log-probs come from the KV-cached decode path; the rollout recomputes
     # those of the distribution it drew from (inside the trie) teacher-forced.
     enc = jnp.asarray(batch["enc_tokens"])
-    enc_out, mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
-    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, mask, RANGES)
-    s = jax.jit(lambda c, k: sample_sids(
-        logits_fn, c, k, batch_size=B, group_size=G, temperature=1.0, bos_id=BOS_ID,
-        level_offsets=OFFSETS, level_sizes=SIZES, trie=TRIE, level_logits=True))(
-            cache, jax.random.key(0))
+    s = _sample(model, params, enc, 1.0, jax.random.key(0))
     np.testing.assert_array_equal(s.codes, batch["codes"])  # the same draw: same key, logits
     np.testing.assert_allclose(s.draw_logprobs, batch["old_logp"], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(batch["ref_logp"], batch["old_logp"], rtol=0, atol=0)
@@ -128,13 +132,7 @@ def test_tempered_rollout_logprobs_are_the_tempered_draws():
     fn = jax.jit(rollout.make_rollout_fn(model, SID_VOCAB, group_size=G, temperature=0.5))
     out = jax.device_get(fn(params, params, params, TRIE, jnp.asarray(p["enc_tokens"]),
                             jax.random.key(3)))
-    enc = jnp.asarray(p["enc_tokens"])
-    enc_out, mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
-    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, mask, RANGES)
-    s = jax.jit(lambda c, k: sample_sids(
-        logits_fn, c, k, batch_size=B, group_size=G, temperature=0.5, bos_id=BOS_ID,
-        level_offsets=OFFSETS, level_sizes=SIZES, trie=TRIE, level_logits=True))(
-            cache, jax.random.key(3))
+    s = _sample(model, params, jnp.asarray(p["enc_tokens"]), 0.5, jax.random.key(3))
     np.testing.assert_array_equal(s.codes, out["codes"])
     np.testing.assert_allclose(s.draw_logprobs, out["old_logp"], rtol=1e-5, atol=1e-5)
 
