@@ -13,7 +13,8 @@ length 32, CPU. Per setting (batch 1 / 64 x beams 16 / 128), ms per query = wall
 * peer: ``BartForConditionalGeneration.generate(num_beams=B, num_return_sequences=B,
   max_new_tokens=5, min_new_tokens=5, prefix_allowed_tokens_fn=...)`` whose fn walks a nested
   Python dict of the 100k SIDs (vocabulary-token space) per beam; peer-free: without the fn.
-  torch.no_grad, eval mode, torch.set_num_threads(--threads, default 2). On a 2-core machine
+  torch.no_grad, eval mode, torch.set_num_threads(--threads, default 2); on a machine with CUDA
+  the peer runs on the GPU, like ours. On a 2-core machine
   shared with other jobs, 2 OpenMP threads stall on each other (b1 x k16 peer-free measured at
   0.4-3.6 s instead of ~0.1 s with 1 thread, load average ~7); --threads=1 is then the fair peer.
 * ``--serving`` adds the serving path of a query, SIDs *and* items: ours-serve-walk (the
@@ -267,7 +268,7 @@ def peer_runner(model, enc: np.ndarray, beams: int, trie_dict: dict | None):
                 return [EOS_ID]  # dead prefix (only reachable through a -inf beam)
         return list(node)
 
-    ids = torch.from_numpy(enc.astype(np.int64))
+    ids = torch.from_numpy(enc.astype(np.int64)).to(next(model.parameters()).device)
 
     def run():
         with torch.no_grad():
@@ -284,7 +285,7 @@ def peer_runner(model, enc: np.ndarray, beams: int, trie_dict: dict | None):
                 no_repeat_ngram_size=0,
                 prefix_allowed_tokens_fn=allowed if trie_dict is not None else None,
             )
-        return out[:, 1:].numpy()
+        return out[:, 1:].cpu().numpy()
 
     return run
 
@@ -383,11 +384,14 @@ def main():
 
         torch.set_num_threads(args.threads)
         peer = build_peer(vocab.vocab_size)
+        if torch.cuda.is_available():  # the peer on the same accelerator as ours
+            peer = peer.cuda()
         trie_dict = python_trie(vocab.to_tokens(codes))
         meta.update(
             torch=torch.__version__,
             transformers=transformers.__version__,
             torch_threads=torch.get_num_threads(),
+            peer_device=str(next(peer.parameters()).device),
             peer_params=sum(p.numel() for p in peer.parameters()),
         )
     print(json.dumps(meta), flush=True)
