@@ -39,6 +39,7 @@ SMOKE = dict(train=[("tiny", 8), ("tiny", 16)], dtypes=("bfloat16", "float32"), 
              decode=["--items=2000", "--settings=1x4", "--repeats=1", "--no_peer"],
              aot=dict(preset="tiny", batch=16, topologies="v5e:2x2"))
 
+
 def define_flags():
     """The command line's flags, defined when run as a program only (importing the module, as
     the tests do, defines none: absl's flags are global)."""

@@ -391,20 +391,17 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     paired_ab = paired_lib.paired_summary(collect_events(root, rungs, seeds, wd.AB_EVENTS_TAG),
                                           parents, metrics=lt.AB_PAIRED_METRICS,
                                           slices=lt.AB_PAIRED_SLICES)
-    for key, title in (("paired_vs_parent", "each rung minus the rung it adds to"),
-                       ("paired_vs_v1", "each rung minus V1")):
-        table = lt.format_paired(paired, rungs, key)
-        if table.count("\n") > 1:
-            md += (f"\nPaired differences, {title}, on the same test events and seeds (mean "
-                   f"[95% bootstrap interval over events]; * = the interval excludes 0):\n\n"
-                   + table + "\n")
-    for key, title in (("paired_vs_parent", "each rung minus the rung it adds to"),
-                       ("paired_vs_v1", "each rung minus V1")):
-        table = lt.format_paired(paired_ab, rungs, key, lt.AB_PAIRED_COLUMNS)
-        if table.count("\n") > 1:
-            md += (f"\nOnline A/B, paired: lift over the legacy engine, {title}, on the same "
-                   f"simulated searches and seeds (mean [95% bootstrap interval over searches]; "
-                   f"* = the interval excludes 0):\n\n" + table + "\n")
+    # Offline deltas on the test events, then the online A/B's on the simulated searches.
+    for summary, columns, what, where, unit in (
+            (paired, lt.PAIRED_COLUMNS, "Paired differences", "test events", "events"),
+            (paired_ab, lt.AB_PAIRED_COLUMNS, "Online A/B, paired: lift over the legacy engine",
+             "simulated searches", "searches")):
+        for key, title in (("paired_vs_parent", "each rung minus the rung it adds to"),
+                           ("paired_vs_v1", "each rung minus V1")):
+            table = lt.format_paired(summary, rungs, key, columns)
+            if table.count("\n") > 1:
+                md += (f"\n{what}, {title}, on the same {where} and seeds (mean [95% bootstrap "
+                       f"interval over {unit}]; * = the interval excludes 0):\n\n" + table + "\n")
     os.makedirs(root, exist_ok=True)
     paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
              "png": os.path.join(root, "ladder.png")}

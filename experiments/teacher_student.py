@@ -22,6 +22,7 @@ from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.eval import paired as paired_lib
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, event_tag
 
+
 def define_flags():
     """Defined when run as a program only (absl's flags are global; tests import the module)."""
     flags.DEFINE_list("runs", [], "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0).")
@@ -97,8 +98,8 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
         f.write(md)
-    fileio.write_json(out + ".json", {"runs": runs, "splits": list(splits),
-                                             "differences": cells})
+    fileio.write_json(out + ".json",
+                      {"runs": runs, "splits": list(splits), "differences": cells})
     print(md)
 
 

@@ -56,7 +56,8 @@ def _rl_shapes(stage: str):
     def shapes(config, vocab: SidVocab) -> BatchShapes:
         enc, states = _encoder(config)
         dec, depth = int(config.data.dec_len), vocab.num_levels
-        g = int(rl.rl_settings(config, stage)["group_size"])  # validates config.rl
+        settings = rl.rl_settings(config, stage)
+        g = int(settings["group_size"])
         i32, f32 = np.int32, np.float32
         out = {"enc_tokens": ((None, enc), i32), "targets": ((None, None, depth), i32),
                "target_mask": ((None, None), f32), "query_id": ((None,), i32),
@@ -66,7 +67,6 @@ def _rl_shapes(stage: str):
                "valid": ((None, g), np.bool_), "old_logp": ((None, g, depth), f32),
                "item_reward": ((None, g), f32), "reward_rel": ((None, g), f32),
                "reward_ctr": ((None, g), f32), "reward_co": ((None, g), f32), **states}
-        settings = rl.rl_settings(config, stage)
         if rl.needs_reference(settings):
             out["ref_logp"] = ((None, g, depth), f32)
         if rl.policy_distribution(settings)[0]:
