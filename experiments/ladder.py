@@ -17,8 +17,9 @@ Each run lives in R/<rung>/seed<N>: symlinks to W's world/, sids/ and data/, cop
 world/sids configs and of its metrics.json (baseline numbers such as bm25/rel_hr@10). A run is
 done once R/<rung>/seed<N>/LADDER_DONE exists (seconds per phase, as JSON); rerunning the ladder
 skips done runs, and an interrupted training resumes from its own checkpoints. The table goes to
-R/ladder.md (and stdout), all numbers with the per-seed values to R/ladder.json, a plot to
-R/ladder.png. The pure parts live in onesearch_jax/eval/ladder_table.py.
+R/ladder.md (and stdout; with the compute the runs took), all numbers with the per-seed values
+to R/ladder.json, the paired deltas with their intervals to R/ladder.png. The pure parts live
+in onesearch_jax/eval/ladder_table.py.
 
 A ladder outlives one machine through --archive=A (a directory under version control, say): each
 finished run's metrics.json, LADDER_DONE and train_config.json are copied to A/<rung>/seed<N>,
@@ -344,35 +345,39 @@ def collect_events(root: str, rungs: Sequence[str], seeds: int, tag: str = "test
     return out
 
 
-def plot(rows: Sequence[Mapping], path: str, metrics: Sequence[str] = lt.PLOT_METRICS) -> None:
+def plot(paired: Mapping[str, Mapping], rungs: Sequence[str], path: str,
+         metrics: Sequence[str] = lt.PLOT_METRICS) -> None:
+    """The paired deltas with their 95% intervals: top row each rung minus the rung it adds to,
+    bottom row minus V1; a filled marker where the interval excludes 0."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    student = [r for r in rows if not r["teacher"]]
-    x = list(range(len(student)))
-    ncols = 3
-    nrows = (len(metrics) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.3 * nrows), squeeze=False)
-    for ax, m in zip(axes.flat, metrics):
-        for i, row in enumerate(student):
-            s = row["stats"][m]
-            if s["mean"] is None:
-                continue
-            ax.errorbar([i], [s["mean"]], yerr=[[s["hw"] or 0.0], [s["hw"] or 0.0]], fmt="o",
-                        color="C0", capsize=4, markersize=5)
-            pts = [v for v in row["values"][m] if v is not None]
-            ax.scatter([i + 0.12] * len(pts), pts, s=9, color="C1", alpha=0.8, zorder=3)
-        ax.set_title(m, fontsize=10)
-        ax.set_xticks(x)
-        ax.set_xticklabels([r["name"] for r in student], rotation=30, fontsize=8)
-        ax.set_xlim(-0.5, max(len(student) - 0.5, 0.5))
-        ax.grid(axis="y", alpha=0.3)
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    fig.suptitle("V2 ladder: mean ± 95% interval over seeds (dots: seeds)", fontsize=11)
+    keys = (("paired_vs_parent", "minus parent"), ("paired_vs_v1", "minus V1"))
+    fig, axes = plt.subplots(len(keys), len(metrics), figsize=(3.2 * len(metrics), 3.4 * len(keys)),
+                             squeeze=False)
+    for row, (key, label) in enumerate(keys):
+        shown = [r for r in rungs if (paired.get(r) or {}).get(key)]
+        for col, m in enumerate(metrics):
+            ax = axes[row][col]
+            ax.axhline(0.0, color="0.5", lw=0.8)
+            for i, rung in enumerate(shown):
+                cell = paired[rung][key].get(m)
+                if not lt.has_delta(cell):
+                    continue
+                mean, lo, hi = cell
+                ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", color="C0",
+                            capsize=4, markersize=6,
+                            markerfacecolor="C0" if lt.resolved(cell) else "white")
+            ax.set_title(f"{m}\n{label}", fontsize=9)
+            ax.set_xticks(range(len(shown)))
+            ax.set_xticklabels(shown, rotation=40, fontsize=8)
+            ax.set_xlim(-0.5, max(len(shown) - 0.5, 0.5))
+            ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("V2 ladder: paired deltas on the same events and seeds, 95% bootstrap interval "
+                 "(filled: excludes 0)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -402,6 +407,11 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
             if table.count("\n") > 1:
                 md += (f"\n{what}, {title}, on the same {where} and seeds (mean [95% bootstrap "
                        f"interval over {unit}]; * = the interval excludes 0):\n\n" + table + "\n")
+    phase_seconds = {rung: {f"seed{s}": _read_done(run_dir(root, rung, s)) for s in d}
+                     for rung, d in per_seed.items()}
+    compute = lt.compute_summary(phase_seconds)
+    if compute["runs"]:
+        md += "\n" + lt.format_compute(compute) + "\n"
     os.makedirs(root, exist_ok=True)
     paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
              "png": os.path.join(root, "ladder.png")}
@@ -415,8 +425,7 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
                   "n_runs": r["seeds"], "stats": r["stats"]} for r in rows],
         "per_seed": {rung: {f"seed{s}": {k: m[k] for k in keys if k in m}
                             for s, m in d.items()} for rung, d in per_seed.items()},
-        "phase_seconds": {rung: {f"seed{s}": _read_done(run_dir(root, rung, s)) for s in d}
-                          for rung, d in per_seed.items()},
+        "phase_seconds": phase_seconds, "compute": compute,
         # The issue-30 view: per rung, its seeds, metric means and paired deltas.
         "by_rung": {r["rung"]: {
             "seeds": r["seeds"],
@@ -428,7 +437,7 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
         } for r in rows if not r["teacher"]},
     }
     fileio.write_json(paths["json"], summary)
-    plot(rows, paths["png"])
+    plot(paired, rungs, paths["png"])
     print(md, flush=True)
     print(f"wrote {paths['md']}, {paths['json']}, {paths['png']}", flush=True)
     return paths

@@ -10,6 +10,7 @@ blank cell where no seed has the metric.
 """
 from __future__ import annotations
 
+import collections
 import math
 import re
 from typing import Any, Iterable, Mapping, Sequence
@@ -24,8 +25,9 @@ AB_METRICS = ["ab/ctr_lift", "ab/orders_lift", "ab/gmv_lift", "ab_perturbed1/ctr
               "ab_perturbed1/orders_lift", "ab_perturbed1/gmv_lift", "ab/ctr_headroom",
               "ab/orders_headroom", "ab/gmv_headroom"]
 HEADROOM_LIFTS = ("ctr_lift", "orders_lift", "gmv_lift")
-PLOT_METRICS = ["order_hr@10", "click_hr@10", "rel_hr@10", "rel_hr@10/tail",
-                "rel_hr@10/negation", "rel_hr@10/unseen"]
+# ladder.png: the paired deltas of these (vs parent, vs V1), resolved ones filled.
+PLOT_METRICS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation",
+                "rel_hr@10/unseen", "negation_violation@10"]
 TEACHER_PREFIX = "teacher/"
 TEACHER_SUFFIX = " (T)"
 
@@ -213,13 +215,52 @@ AB_PAIRED_COLUMNS = ["ab/ctr_lift", "ab/ctr_lift/tail", "ab/ctr_lift/unseen", "a
                      "ab/gmv_lift", "ab_perturbed1/ctr_lift", "ab_perturbed1/orders_lift"]
 
 
+def has_delta(cell) -> bool:
+    return bool(cell) and cell[0] is not None and math.isfinite(cell[0])
+
+
+def resolved(cell) -> bool:
+    """A paired delta [mean, lo, hi] whose 95% interval excludes 0."""
+    return has_delta(cell) and (cell[1] > 0 or cell[2] < 0)
+
+
 def format_delta(cell) -> str:
     """`+0.0123 [+0.0040, +0.0201]*`: mean and 95% interval, `*` where it excludes 0."""
-    if not cell or cell[0] is None or not math.isfinite(cell[0]):
+    if not has_delta(cell):
         return ""
     mean, lo, hi = cell
-    star = "*" if (lo > 0 or hi < 0) else ""
-    return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{star}"
+    return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}]{'*' if resolved(cell) else ''}"
+
+
+def compute_summary(phase_seconds: Mapping[str, Mapping[str, Mapping[str, float] | None]]
+                    ) -> dict:
+    """What the finished runs cost: runs, seconds per phase over all runs, mean seconds per run
+    of each rung. `phase_seconds`: {rung: {seedN: LADDER_DONE's {phase: seconds, "total"}}}."""
+    phases: dict[str, float] = collections.defaultdict(float)
+    per_rung, runs = {}, 0
+    for rung, seeds in phase_seconds.items():
+        totals = [float(p["total"]) for p in seeds.values() if p and "total" in p]
+        for p in seeds.values():
+            for name, sec in (p or {}).items():
+                if name != "total":
+                    phases[name] += float(sec)
+        if totals:
+            per_rung[rung] = sum(totals) / len(totals)
+            runs += len(totals)
+    return {"runs": runs, "total_s": sum(phases.values()), "phases_s": dict(phases),
+            "mean_run_s_by_rung": per_rung}
+
+
+def format_compute(summary: Mapping[str, Any]) -> str:
+    """One line: the ladder's CPU (or device) time in all, by phase and per run of each rung."""
+    if not summary["runs"]:
+        return ""
+    phases = ", ".join(f"{k} {format_duration(v)}" for k, v in
+                       sorted(summary["phases_s"].items(), key=lambda kv: -kv[1]))
+    rungs = ", ".join(f"{r} {format_duration(v)}" for r, v in
+                      summary["mean_run_s_by_rung"].items())
+    return (f"Compute: {summary['runs']} runs, {format_duration(summary['total_s'])} in all "
+            f"({phases}); per run: {rungs}.")
 
 
 def format_paired(summary: Mapping[str, Mapping], rungs: Sequence[str], key: str,

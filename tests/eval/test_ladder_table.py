@@ -94,6 +94,25 @@ def test_progress_line_and_durations():
     assert lt.progress_line(1, 3, 1, 0, 0).endswith("ETA ?")
 
 
+def test_resolved_and_compute_summary():
+    assert lt.resolved([0.01, 0.002, 0.02]) and lt.resolved([-0.01, -0.02, -0.001])
+    assert not lt.resolved([0.01, -0.001, 0.02]) and not lt.resolved(None)
+    assert not lt.resolved([float("nan"), 0.1, 0.2])
+    done = {"v1": {"seed0": {"train": 3000.0, "evaluate": 90.0, "total": 3090.0},
+                   "seed1": {"train": 2000.0, "evaluate": 110.0, "total": 2110.0}},
+            "dpo": {"seed0": {"train_parent": 60.0, "train": 240.0, "online_ab": 300.0,
+                              "total": 600.0}, "seed1": None}}
+    c = lt.compute_summary(done)
+    assert c["runs"] == 3 and c["total_s"] == 5800.0
+    assert c["phases_s"] == {"train": 5240.0, "evaluate": 200.0, "train_parent": 60.0,
+                             "online_ab": 300.0}
+    assert c["mean_run_s_by_rung"] == {"v1": 2600.0, "dpo": 600.0}
+    assert lt.format_compute(c) == (
+        "Compute: 3 runs, 1:36:40 in all (train 1:27:20, online_ab 5:00, evaluate 3:20, "
+        "train_parent 1:00); per run: v1 43:20, dpo 10:00.")
+    assert lt.format_compute(lt.compute_summary({})) == ""
+
+
 def test_pure_module_does_not_import_jax():
     import ast
     import pathlib
@@ -136,6 +155,9 @@ def test_write_table_on_a_fake_root(tmp_path):
     assert set(summary["per_seed"]["cot"]) == {"seed0"}
     assert summary["per_seed"]["v1"]["seed2"]["rel_hr@10"] == 0.3
     assert summary["phase_seconds"]["v1"]["seed0"]["total"] == 12.0
+    assert summary["compute"]["runs"] == 4
+    assert ("Compute: 4 runs, 0:48 in all (train 0:40, evaluate 0:08); per run: v1 0:12, "
+            "cot 0:12.") in md
     v1 = summary["rows"][0]["stats"]["rel_hr@10"]
     assert v1["n"] == 3 and v1["hw"] == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
     png = tmp_path / "ladder.png"
