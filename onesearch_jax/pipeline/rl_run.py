@@ -151,10 +151,11 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
         config.data.state_cache = encoder_memory.state_cache_folder(init_config, init)
     config.eval.beam_size = int(init_config.eval.beam_size)
     config.eval.cot_keyword_len = int(init_config.eval.get("cot_keyword_len", 0))
-    for key in SERVING_KEYS:  # served like the starting run, so the rungs compare
-        if key in init_config.eval:
-            value = init_config.eval[key]
-            config.eval[key] = tuple(value) if isinstance(value, (list, tuple)) else value
+    with config.eval.unlocked():  # keys the RL presets do not define (a starting run's serving)
+        for key in SERVING_KEYS:  # served like the starting run, so the rungs compare
+            if key in init_config.eval:
+                value = init_config.eval[key]
+                config.eval[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     return init_config
 
 

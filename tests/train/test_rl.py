@@ -269,6 +269,30 @@ def test_rl_stages_and_bad_settings_are_refused_by_name():
         rl.check_rl_batch(_prompts(0))
 
 
+def test_rl_adopts_the_starting_runs_model_and_serving(tmp_path):
+    """A starting run trained with configs/distill.py serves with keys the RL presets lack
+    (prior_weight, rerank_by_traffic, ...): the RL run takes them over, locked config or not."""
+    from configs import distill as distill_configs
+    from onesearch_jax import fileio
+
+    start = distill_configs.get_config("small:sd")
+    start.eval.prior_weight, start.eval.beam_size = 7.5, 24
+    init = tmp_path / "sd"
+    for sub in ("world", "sids", "data"):
+        (init / sub).mkdir(parents=True)
+    fileio.write_json(str(init / "train_config.json"), start.to_dict())
+    c = dpo_configs.get_config("small")
+    c.init_workdir = str(init)
+    adopted = rl_run.adopt_init_config(c, str(tmp_path / "dpo"))
+    assert adopted.model.encoder == "frozen_minilm" and c.model.to_dict() == start.model.to_dict()
+    assert c.eval.beam_size == 24 and c.eval.prior_weight == 7.5
+    for key in rl_run.SERVING_KEYS:
+        if key in start.eval:
+            want = start.eval[key]
+            assert c.eval[key] == (tuple(want) if isinstance(want, (list, tuple)) else want)
+    assert (tmp_path / "dpo" / "world").exists()
+
+
 class _Builder:
     """The three things RlPrompts reads from a TaskBuilder."""
     dec_len = 4
