@@ -8,10 +8,13 @@ For every run and split: T - S (the same weights, keywords given vs not) per met
 with a 95% bootstrap interval over events; across runs on the test day: SD (S) - Base (T), the
 paper's claim that the distilled student reaches the teacher. Missing evaluations are run first
 (`experiments.evaluate --split=... [--keywords=teacher]`, in process); existing ones are reused.
-Writes OUT.md and OUT.json.
+For a self-distilled run whose training log is at hand (W/metrics.jsonl), also what the KL term
+weighed while it trained: the teacher's CE gain over the student on the training batches and
+alpha_KL * KL as a share of the loss. Writes OUT.md and OUT.json.
 """
 from __future__ import annotations
 
+import json
 import os
 
 from absl import flags
@@ -70,6 +73,45 @@ def differences(a, b) -> dict:
                               [m for m in METRICS if m in base])
 
 
+def distill_signal(history, alpha_kl: float) -> dict | None:
+    """What the KL term weighed during self-distillation, averaged over the logged steps that
+    had KL positions (training rows carrying keywords): the student's and the teacher's CE on
+    the same batches, the teacher's gain in nats, the KL, and alpha_kl * KL over the loss.
+    None for a run without KL positions (not distilled)."""
+    rows = [r for r in history if float(r.get("train/kl_positions", 0.0)) > 0]
+    if not rows:
+        return None
+
+    def mean(key):
+        return sum(float(r[key]) for r in rows) / len(rows)
+
+    ce, teacher_ce, kl, loss = (mean("train/ce"), mean("train/teacher_ce"), mean("train/kl"),
+                                mean("train/loss"))
+    return {"logged_steps": len(rows), "first_step": int(rows[0]["step"]),
+            "student_ce": ce, "teacher_ce": teacher_ce, "teacher_gain_nats": ce - teacher_ce,
+            "kl": kl, "alpha_kl": float(alpha_kl), "kl_share_of_loss": alpha_kl * kl / loss}
+
+
+def run_signal(workdir: str) -> dict | None:
+    """distill_signal of a workdir's training log, None when it has none (an archived run)."""
+    log = os.path.join(workdir, "metrics.jsonl")
+    if not fileio.exists(log) or not fileio.exists(os.path.join(workdir, "train_config.json")):
+        return None
+    config = fileio.read_json(os.path.join(workdir, "train_config.json"))
+    history = [json.loads(line) for line in fileio.read_text(log).splitlines() if line.strip()]
+    return distill_signal(history, float(config.get("distill", {}).get("alpha_kl", 0.0)))
+
+
+def format_signal(signals: dict) -> str:
+    lines = ["| run | from step | student CE | teacher CE | teacher's gain (nats) | KL | alpha_KL "
+             "| alpha_KL x KL / loss |", "|---" * 8 + "|"]
+    for name, g in signals.items():
+        lines.append(f"| {name} | {g['first_step']} | {g['student_ce']:.4f} | "
+                     f"{g['teacher_ce']:.4f} | {g['teacher_gain_nats']:+.4f} | {g['kl']:.4f} | "
+                     f"{g['alpha_kl']:g} | {g['kl_share_of_loss']:.2%} |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
     quiet.quiet_libraries()
@@ -95,11 +137,16 @@ def main(argv):
             for k in rows]
     md = ("Teacher (query + keywords) minus student (query only), paired per event (mean [95% "
           "bootstrap interval]; * = excludes 0):\n\n" + "\n".join(header + body) + "\n")
+    signals = {name: g for name, g in ((n, run_signal(w)) for n, w in runs.items()) if g}
+    if signals:
+        md += ("\nWhat the KL term weighed while training (logged steps with KL positions; CE "
+               "on the same training batches):\n\n" + format_signal(signals) + "\n")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
         f.write(md)
     fileio.write_json(out + ".json",
-                      {"runs": runs, "splits": list(splits), "differences": cells})
+                      {"runs": runs, "splits": list(splits), "differences": cells,
+                      "distill_signal": signals})
     print(md)
 
 

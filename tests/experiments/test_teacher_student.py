@@ -27,3 +27,30 @@ def test_runs_flag_is_name_equals_workdir():
     assert ts.parse_runs(["base=/a", "sd=/b"]) == {"base": "/a", "sd": "/b"}
     with pytest.raises(ValueError, match="name=workdir"):
         ts.parse_runs(["/a"])
+
+
+def test_distill_signal_by_hand(tmp_path):
+    import json
+
+    history = [  # the first row has no KL positions (an item task stage): left out
+        {"step": 50, "train/kl_positions": 0.0, "train/ce": 7.0, "train/teacher_ce": 5.0,
+         "train/kl": 0.0, "train/loss": 7.0},
+        {"step": 100, "train/kl_positions": 30.0, "train/ce": 1.0, "train/teacher_ce": 0.9,
+         "train/kl": 0.2, "train/loss": 1.02},
+        {"step": 150, "train/kl_positions": 20.0, "train/ce": 0.8, "train/teacher_ce": 0.8,
+         "train/kl": 0.1, "train/loss": 0.81},
+    ]
+    g = ts.distill_signal(history, alpha_kl=0.1)
+    assert g["logged_steps"] == 2 and g["first_step"] == 100
+    assert g["student_ce"] == pytest.approx(0.9) and g["teacher_ce"] == pytest.approx(0.85)
+    assert g["teacher_gain_nats"] == pytest.approx(0.05) and g["kl"] == pytest.approx(0.15)
+    assert g["kl_share_of_loss"] == pytest.approx(0.1 * 0.15 / 0.915)
+    assert ts.distill_signal(history[:1], 0.1) is None
+    assert "| sd | 100 | 0.9000 | 0.8500 | +0.0500 | 0.1500 | 0.1 | 1.64% |" in ts.format_signal(
+        {"sd": g})
+    run = tmp_path / "sd"
+    run.mkdir()
+    assert ts.run_signal(str(run)) is None  # an archived run keeps no training log
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    (run / "train_config.json").write_text(json.dumps({"distill": {"alpha_kl": 0.1}}))
+    assert ts.run_signal(str(run)) == g
