@@ -28,6 +28,7 @@ RL_RUNGS = {
     "tpma_flat": ("configs/tpma.py:{preset}:flat", "dpo"),
     "tpma_last_weighted": ("configs/tpma.py:{preset}:last_weighted", "dpo"),
     "tpma_w_item": ("configs/tpma.py:{preset}:w_item", "dpo"),
+    "tpma_model_logp": ("configs/tpma.py:{preset}:model_logp", "dpo"),
 }
 _TRAIN = {
     "tiny": dict(steps=60, batch_size=16, lr=1e-4, warmup=5, checkpoint_every=30, log_every=10),

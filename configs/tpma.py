@@ -8,13 +8,16 @@ Arg = "<preset>[:<variant>]" (presets as configs/grpo.py). Variants (ABLATIONS):
   no_gate        every position's gate 1;
   flat           flat position weights [1,1,1,1,0];
   last_weighted  the last position weighted too ([2,2,1,1,1]);
-  w_item         + 1.0 x the group z-score of R_item at every position.
+  w_item         + 1.0 x the group z-score of R_item at every position;
+  model_logp     not an ablation of the paper: the losses' log-probs of the whole unmasked level
+                 at temperature 1 (rl.policy_logp="model", this project's old behaviour) instead
+                 of the trie-masked, tempered distribution the rollout samples.
 """
 from __future__ import annotations
 
 from configs.grpo import rl_config
 
-ABLATIONS = ("tpma", "no_gate", "flat", "last_weighted", "w_item")
+ABLATIONS = ("tpma", "no_gate", "flat", "last_weighted", "w_item", "model_logp")
 
 
 def get_config(arg: str | None = "tiny"):
@@ -32,4 +35,6 @@ def get_config(arg: str | None = "tiny"):
         c.rl.last_zero = False
     elif variant == "w_item":
         c.rl.w_item = 1.0
+    elif variant == "model_logp":
+        c.rl.policy_logp = "model"
     return c

@@ -325,3 +325,19 @@ def test_prompts_keep_rewarded_events_with_their_targets_and_replay_by_step():
         rl_run.RlPrompts(_Builder(), dict(events, clicks=0 * events["clicks"],
                                           orders=0 * events["orders"]), codes,
                          batch_size=4, seed=0)
+
+
+def test_each_tpma_variant_changes_only_the_rl_keys_it_names():
+    from configs import grpo as grpo_configs
+
+    base = tpma_configs.get_config("small").rl.to_dict()
+    named = {"no_gate": {"gate": False}, "flat": {"position_weights": "flat"},
+             "last_weighted": {"last_zero": False}, "w_item": {"w_item": 1.0},
+             "model_logp": {"policy_logp": "model"}}
+    assert set(named) == set(tpma_configs.ABLATIONS) - {"tpma"}
+    for variant, keys in named.items():
+        c = tpma_configs.get_config(f"small:{variant}")
+        changed = {k: v for k, v in c.rl.to_dict().items() if base[k] != v}
+        assert changed == keys and c.rung == f"tpma_{variant}", variant
+        assert grpo_configs.RL_RUNGS[c.rung] == (f"configs/tpma.py:{{preset}}:{variant}", "dpo")
+    assert base["policy_logp"] == "sampled"
