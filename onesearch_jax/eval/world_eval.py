@@ -24,7 +24,7 @@ INTERVAL_METRICS = ("hr@10",)  # metrics reported with a 95% interval half-width
 TABLE_COLUMNS = ("click_hr@10", "rel_hr@10", "rel_hr@10/tail", "rel_hr@10/negation",
                  "negation_violation@10")
 SYSTEMS = (("BM25", "bm25/"), ("log memorisation", "memorization/"), ("OneSearch V1", ""),
-           ("V1 unconstrained", "free/"))
+           ("V1 unconstrained", "free/"), ("+ teacher keywords", "teacher/"))
 
 
 class WorldTargets:

@@ -61,3 +61,11 @@ def test_ranked_list_count_must_match_events():
     targets = world_eval.WorldTargets(fake_world(), events())
     with pytest.raises(ValueError, match="1 ranked lists for 2 events"):
         world_eval.score_rankings(targets, [[1]])
+
+
+def test_results_table_has_a_row_per_system_present():
+    from onesearch_jax.eval.world_eval import results_table
+
+    lines = results_table({"rel_hr@10": 0.9, "teacher/rel_hr@10": 0.5}).splitlines()
+    assert [line.split("  ")[0] for line in lines[1:]] == ["OneSearch V1", "+ teacher keywords"]
+    assert "0.5000" in lines[2] and "nan" in lines[2]  # columns it lacks print nan
