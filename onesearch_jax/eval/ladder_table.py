@@ -256,7 +256,7 @@ def format_compute(summary: Mapping[str, Any]) -> str:
     if not summary["runs"]:
         return ""
     phases = ", ".join(f"{k} {format_duration(v)}" for k, v in
-                       sorted(summary["phases_s"].items(), key=lambda kv: -kv[1]))
+                       sorted(summary["phases_s"].items(), key=lambda kv: -kv[1]) if v >= 0.5)
     rungs = ", ".join(f"{r} {format_duration(v)}" for r, v in
                       summary["mean_run_s_by_rung"].items())
     return (f"Compute: {summary['runs']} runs, {format_duration(summary['total_s'])} in all "

@@ -101,15 +101,16 @@ def test_resolved_and_compute_summary():
     done = {"v1": {"seed0": {"train": 3000.0, "evaluate": 90.0, "total": 3090.0},
                    "seed1": {"train": 2000.0, "evaluate": 110.0, "total": 2110.0}},
             "dpo": {"seed0": {"train_parent": 60.0, "train": 240.0, "online_ab": 300.0,
-                              "total": 600.0}, "seed1": None}}
+                              "total": 600.0}, "seed1": None},
+            "grpo": {"seed0": {"online_ab_old": 0.2, "total": 0.2}}}  # under a second: not shown
     c = lt.compute_summary(done)
-    assert c["runs"] == 3 and c["total_s"] == 5800.0
+    assert c["runs"] == 4 and c["total_s"] == pytest.approx(5800.2)
     assert c["phases_s"] == {"train": 5240.0, "evaluate": 200.0, "train_parent": 60.0,
-                             "online_ab": 300.0}
-    assert c["mean_run_s_by_rung"] == {"v1": 2600.0, "dpo": 600.0}
+                             "online_ab": 300.0, "online_ab_old": 0.2}
+    assert c["mean_run_s_by_rung"] == {"v1": 2600.0, "dpo": 600.0, "grpo": 0.2}
     assert lt.format_compute(c) == (
-        "Compute: 3 runs, 1:36:40 in all (train 1:27:20, online_ab 5:00, evaluate 3:20, "
-        "train_parent 1:00); per run: v1 43:20, dpo 10:00.")
+        "Compute: 4 runs, 1:36:40 in all (train 1:27:20, online_ab 5:00, evaluate 3:20, "
+        "train_parent 1:00); per run: v1 43:20, dpo 10:00, grpo 0:00.")
     assert lt.format_compute(lt.compute_summary({})) == ""
 
 
