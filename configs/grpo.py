@@ -30,6 +30,10 @@ RL_RUNGS = {
     "tpma_w_item": ("configs/tpma.py:{preset}:w_item", "dpo"),
     "tpma_model_logp": ("configs/tpma.py:{preset}:model_logp", "dpo"),
 }
+# What the ladder's paired tables compare an RL rung with when it is not the run it starts from:
+# TPMA replaces GRPO's advantages (the paper's "+ TPMA" over "+ GRPO"), each variant changes TPMA.
+COMPARED_WITH = {"tpma": "grpo", **{r: "tpma" for r in RL_RUNGS
+                                    if r.startswith("tpma_")}}
 _TRAIN = {
     "tiny": dict(steps=60, batch_size=16, lr=1e-4, warmup=5, checkpoint_every=30, log_every=10),
     "small": dict(steps=300, batch_size=32, lr=5e-5, warmup=20, checkpoint_every=100,

@@ -322,10 +322,16 @@ def collect(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, 
     return out
 
 
-def rung_parent(rung: str) -> str | None:
-    """The rung `rung` adds to: an RL rung's starting run, an SFT rung's predecessor."""
+def rung_parent(rung: str, tabled: Sequence[str] | None = None) -> str | None:
+    """The rung `rung` adds to: an SFT rung's predecessor; for an RL rung the rung it is
+    compared with (configs.grpo.COMPARED_WITH: TPMA with GRPO, a TPMA variant with TPMA) when
+    that one is among `tabled` (None: always), else its starting run."""
     rl = rl_rungs()
     if rung in rl:
+        compared = dict(getattr(importlib.import_module("configs.grpo"), "COMPARED_WITH",
+                                {})).get(rung)
+        if compared is not None and (tabled is None or compared in tabled):
+            return compared
         return rl[rung][1]
     return distill_configs.PARENTS.get(rung)
 
@@ -391,7 +397,7 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher,
                         metrics=lt.METRICS + lt.AB_METRICS, rungs=rungs)
     md = lt.format_markdown(rows, preset, seeds, max_events, overrides)
-    parents = {r: rung_parent(r) for r in rungs}
+    parents = {r: rung_parent(r, rungs) for r in rungs}
     paired = paired_lib.paired_summary(collect_events(root, rungs, seeds), parents)
     paired_ab = paired_lib.paired_summary(collect_events(root, rungs, seeds, wd.AB_EVENTS_TAG),
                                           parents, metrics=lt.AB_PAIRED_METRICS,

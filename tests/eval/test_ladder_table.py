@@ -368,7 +368,12 @@ def test_paired_deltas_on_a_fake_root_and_the_archive_keeps_them(tmp_path):
     md = (tmp_path / "ladder.md").read_text()
     assert "Paired differences, each rung minus the rung it adds to" in md
     assert "| cot | v1 | 1 | +0.5000 [" in md and "+1.0000 [+1.0000, +1.0000]*" in md
-    assert ladder.rung_parent("sd") == "cot" and ladder.rung_parent("tpma") == "dpo"
+    assert ladder.rung_parent("sd") == "cot" and ladder.rung_parent("dpo") == "sd"
+    # TPMA is compared with GRPO, a TPMA variant with TPMA, when those are in the table; else
+    # with the run they start from.
+    assert ladder.rung_parent("tpma") == "grpo" and ladder.rung_parent("tpma_flat") == "tpma"
+    assert ladder.rung_parent("tpma", ["sd", "dpo", "tpma"]) == "dpo"
+    assert ladder.rung_parent("tpma_no_gate", ["dpo", "tpma_no_gate"]) == "dpo"
     archived = tmp_path / "archive" / "cot" / "seed0"
     ladder.archive_run(ladder.run_dir(str(tmp_path), "cot", 0), str(archived))
     assert (archived / "eval_events" / "test.npz").exists()
