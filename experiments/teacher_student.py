@@ -3,6 +3,8 @@ and on test queries: each run evaluated both ways on the same events, paired per
 
     python -m experiments.teacher_student --runs=base=R/cot/seed0,sd=R/sd/seed0 \\
         --splits=train,test --max_events=4000 --out=experiments/results/ladder_pretrained/ts
+    python -m experiments.teacher_student --runs=base=R/cot/seed0+R/cot/seed1,\\
+        sd=R/sd/seed0+R/sd/seed1 ...      # several seeds, paired per seed, pooled
 
 For every run and split: T - S (the same weights, keywords given vs not) per metric and slice,
 with a 95% bootstrap interval over events; across runs on the test day: SD (S) - Base (T), the
@@ -28,7 +30,8 @@ from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, event_tag
 
 def define_flags():
     """Defined when run as a program only (absl's flags are global; tests import the module)."""
-    flags.DEFINE_list("runs", [], "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0).")
+    flags.DEFINE_list("runs", [], "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0); "
+                      "name=W0+W1 pools seeds (paired within each, the same order per name).")
     flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
     flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
                          "existing ones keep theirs).")
@@ -41,13 +44,15 @@ COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation"
            "rel_hr@10/unseen", "click_hr@10", "order_hr@10", "negation_violation@10"]
 
 
-def parse_runs(specs) -> dict[str, str]:
+def parse_runs(specs) -> dict[str, list[str]]:
+    """name=W or name=W0+W1+... (one workdir per seed) -> {name: [workdirs]}."""
     runs = {}
     for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise ValueError(f"--runs entry {spec!r} is not name=workdir")
-        runs[name] = path
+        name, sep, paths = spec.partition("=")
+        workdirs = [p for p in paths.split("+") if p]
+        if not sep or not name or not workdirs:
+            raise ValueError(f"--runs entry {spec!r} is not name=workdir[+workdir...]")
+        runs[name] = workdirs
     return runs
 
 
@@ -63,8 +68,10 @@ def outcomes(workdir: str, split: str, teacher: bool, max_events: int):
 
 
 def differences(a, b) -> dict:
-    """b - a per metric and slice, paired over the events both scored (paired.compare)."""
-    pair = paired_lib.pair_runs({0: a}, {0: b})
+    """b - a per metric and slice, paired over the events both scored (paired.compare); a and
+    b are one evaluation each, or {seed: evaluation} pooled over the seeds both have."""
+    a, b = (x if isinstance(x, dict) else {0: x} for x in (a, b))
+    pair = paired_lib.pair_runs(a, b)
     if pair is None:
         raise ValueError("the two evaluations scored different events; rerun them with the "
                          "same --max_events")
@@ -120,24 +127,27 @@ def main(argv):
         raise ValueError("--runs (name=workdir,...) and --out are required")
     runs, splits, max_events, out = parse_runs(f.runs), f.splits, f.max_events, f.out
     rows, cells = [], {}
-    for name, workdir in runs.items():
+    def seeds(name, split, teacher):
+        return {i: outcomes(w, split, teacher, max_events) for i, w in enumerate(runs[name])}
+
+    for name in runs:
         for split in splits:
-            s = outcomes(workdir, split, False, max_events)
-            t = outcomes(workdir, split, True, max_events)
             key = f"{name} T - S ({split})"
-            cells[key] = differences(s, t)
+            cells[key] = differences(seeds(name, split, False), seeds(name, split, True))
             rows.append(key)
     if {"base", "sd"} <= set(runs) and "test" in splits:
         key = "SD (S) - Base (T) (test)"
-        cells[key] = differences(outcomes(runs["base"], "test", True, max_events),
-                                 outcomes(runs["sd"], "test", False, max_events))
+        cells[key] = differences(seeds("base", "test", True), seeds("sd", "test", False))
         rows.append(key)
     header = ["| comparison | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     body = [f"| {k} | " + " | ".join(lt.format_delta(cells[k].get(c)) for c in COLUMNS) + " |"
             for k in rows]
-    md = ("Teacher (query + keywords) minus student (query only), paired per event (mean [95% "
-          "bootstrap interval]; * = excludes 0):\n\n" + "\n".join(header + body) + "\n")
-    signals = {name: g for name, g in ((n, run_signal(w)) for n, w in runs.items()) if g}
+    n = sorted({len(ws) for ws in runs.values()})
+    md = ("Teacher (query + keywords) minus student (query only), paired per event "
+          f"({'/'.join(map(str, n))} seed(s) per run, pooled; mean [95% bootstrap interval]; "
+          "* = excludes 0):\n\n" + "\n".join(header + body) + "\n")
+    signals = {f"{n} ({os.path.basename(os.path.normpath(w))})": g
+               for n, ws in runs.items() for w in ws if (g := run_signal(w))}
     if signals:
         md += ("\nWhat the KL term weighed while training (logged steps with KL positions; CE "
                "on the same training batches):\n\n" + format_signal(signals) + "\n")

@@ -18,13 +18,16 @@ def test_teacher_minus_student_per_slice_from_saved_evaluations(tmp_path):
     d = ts.differences(s, t)
     assert d["rel_hr@10"][0] == pytest.approx(0.25)  # (1 + 1 + 0 - 1) / 4
     assert d["rel_hr@10/tail"] == [1.0, 1.0, 1.0]
+    # Two seeds pooled: the second seed's T - S is 0 on every event -> half the first's.
+    pooled = ts.differences({0: s, 1: s}, {0: t, 1: s})
+    assert pooled["rel_hr@10"][0] == pytest.approx(0.125)
     other = (np.arange(1, 5), *t[1:])
     with pytest.raises(ValueError, match="different events"):
         ts.differences(s, other)
 
 
 def test_runs_flag_is_name_equals_workdir():
-    assert ts.parse_runs(["base=/a", "sd=/b"]) == {"base": "/a", "sd": "/b"}
+    assert ts.parse_runs(["base=/a", "sd=/b+/c"]) == {"base": ["/a"], "sd": ["/b", "/c"]}
     with pytest.raises(ValueError, match="name=workdir"):
         ts.parse_runs(["/a"])
 
