@@ -105,11 +105,15 @@ def known_rungs() -> tuple[str, ...] | None:
     return tuple(rungs) + tuple(rl_rungs()) if rungs is not None else None
 
 
-def rl_rungs() -> dict:
-    """configs.grpo.RL_RUNGS: rung -> (config arg with {preset}, parent rung)."""
+def _grpo_configs():
     if REPO_ROOT not in sys.path:
         sys.path.insert(0, REPO_ROOT)
-    return dict(importlib.import_module("configs.grpo").RL_RUNGS)
+    return importlib.import_module("configs.grpo")
+
+
+def rl_rungs() -> dict:
+    """configs.grpo.RL_RUNGS: rung -> (config arg with {preset}, parent rung)."""
+    return dict(_grpo_configs().RL_RUNGS)
 
 
 def validate_rungs(rungs: Sequence[str], valid: Sequence[str] | None) -> None:
@@ -328,8 +332,7 @@ def rung_parent(rung: str, tabled: Sequence[str] | None = None) -> str | None:
     that one is among `tabled` (None: always), else its starting run."""
     rl = rl_rungs()
     if rung in rl:
-        compared = dict(getattr(importlib.import_module("configs.grpo"), "COMPARED_WITH",
-                                {})).get(rung)
+        compared = _grpo_configs().COMPARED_WITH.get(rung)
         if compared is not None and (tabled is None or compared in tabled):
             return compared
         return rl[rung][1]

@@ -127,8 +127,13 @@ def main(argv):
         raise ValueError("--runs (name=workdir,...) and --out are required")
     runs, splits, max_events, out = parse_runs(f.runs), f.splits, f.max_events, f.out
     rows, cells = [], {}
+    loaded = {}  # (workdir, split, teacher) -> outcomes: SD (S) - Base (T) reuses the T - S ones
+
     def seeds(name, split, teacher):
-        return {i: outcomes(w, split, teacher, max_events) for i, w in enumerate(runs[name])}
+        for w in runs[name]:
+            if (w, split, teacher) not in loaded:
+                loaded[w, split, teacher] = outcomes(w, split, teacher, max_events)
+        return {i: loaded[w, split, teacher] for i, w in enumerate(runs[name])}
 
     for name in runs:
         for split in splits:
@@ -142,9 +147,9 @@ def main(argv):
     header = ["| comparison | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     body = [f"| {k} | " + " | ".join(lt.format_delta(cells[k].get(c)) for c in COLUMNS) + " |"
             for k in rows]
-    n = sorted({len(ws) for ws in runs.values()})
+    seed_counts = sorted({len(ws) for ws in runs.values()})
     md = ("Teacher (query + keywords) minus student (query only), paired per event "
-          f"({'/'.join(map(str, n))} seed(s) per run, pooled; mean [95% bootstrap interval]; "
+          f"({'/'.join(map(str, seed_counts))} seed(s) per run, pooled; mean [95% bootstrap interval]; "
           "* = excludes 0):\n\n" + "\n".join(header + body) + "\n")
     signals = {f"{n} ({os.path.basename(os.path.normpath(w))})": g
                for n, ws in runs.items() for w in ws if (g := run_signal(w))}
