@@ -123,6 +123,10 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     # Memory slots per encoder row (longer rows are cut at the end and counted): the longest V1
     # row is [Q] query [USR] profile [HIST] 5 SIDs, about 57 slots; the keyword span adds ~15.
     c.data.mem_len = 64 if rung in ("v1", "direct_cot") else 80
+    # Each stage's batches only as wide as its longest row (data/encoder_memory.py): the item and
+    # co-occurrence stages need 40-56 of the 80 slots; the runs archived before 2026-12-05 used
+    # 'fixed' (the same model and loss; only the dropout draws differ).
+    c.data.mem_width = "stage" if c.model.encoder == "frozen_minilm" else "fixed"
     c.sid_embeddings = "centroids" if c.model.encoder == "frozen_minilm" else "random"
     # Serving: the query embedding's ADC scores added to each SID level's logits (the SID
     # geometry), weighted by the query's training-log traffic (head, torso, tail, unseen): the

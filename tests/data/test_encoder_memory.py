@@ -140,3 +140,51 @@ def test_the_cache_folder_is_local_even_for_a_workdir_in_a_bucket():
     c.data.state_cache = "gs://b/cache"
     with pytest.raises(ValueError, match="must be a local folder"):
         em.state_cache_folder(c, "/w")
+
+
+def test_stage_widths_fit_each_stages_longest_row_and_narrow_batches_are_the_first_slots(
+        tokenizer, tmp_path):
+    """data.mem_width='stage': a stage's batches are as wide as the longest row (teacher rows
+    included) its tasks hold, rounded up, and equal the full memory's first slots."""
+    import ml_collections
+    from onesearch_jax.data.sft_tasks import MixtureBatches, Stage, TaskArrays
+    enc = FakeEncoder()
+    memory = em.EncoderMemory(tokenizer, em.LiveStates(enc), mem_len=24)
+    q, kw = tokenizer.token_to_id("[Q]"), tokenizer.token_to_id("[KW]")
+    short = np.stack([_row(tokenizer, q, "red"), _row(tokenizer, q, "blue garden hose")])
+    longer = np.stack([_row(tokenizer, q, "red cordless drill", kw, "drill, cordless 20v"),
+                       _row(tokenizer, q, "red")])
+    # [Q] + 3 states; [Q] + 5 + [KW] + 5; [Q] + 3
+    np.testing.assert_array_equal(memory.lengths(np.concatenate([short, longer])),
+                                  [4, 6, 12, 4])
+    tokens, states = memory.memory(longer)
+    narrow_tokens, narrow_states = memory.memory(longer, 16)
+    np.testing.assert_array_equal(narrow_tokens, tokens[:, :16])
+    np.testing.assert_array_equal(narrow_states, states[:, :16])
+    assert (tokens[:, 16:] == 0).all() and memory.truncated_rows == 0
+
+    def task(rows, teacher=None):
+        dec = np.ones((len(rows), 2), np.int32)
+        return TaskArrays(enc=rows, dec=dec, weight=np.ones(dec.shape, np.float32),
+                          teacher_enc=teacher,
+                          teacher_mask=None if teacher is None else np.ones(len(rows), np.float32))
+    tasks = {"a": task(short), "b": task(short, teacher=longer)}
+    stages = [Stage("first", 0.5, {"a": 1.0}), Stage("second", 0.5, {"a": 1.0, "b": 1.0})]
+    student = MixtureBatches(tasks, stages, total_steps=4, batch_size=4, seed=0)
+    teacher = MixtureBatches(tasks, stages, total_steps=4, batch_size=4, seed=0,
+                             with_teacher=True)
+    assert em.stage_widths(memory, student) == {"first": 8, "second": 8}
+    assert em.stage_widths(memory, teacher) == {"first": 8, "second": 16}
+    assert em.stage_widths(memory, teacher, multiple=5) == {"first": 10, "second": 15}
+    widths = em.stage_widths(memory, teacher)
+    factory = em.with_states(teacher, memory, lambda step: widths[teacher.stage_at(step).name])
+    batches = factory(1, slice(0, 4))
+    got = [next(batches) for _ in range(3)]
+    assert [b["teacher_enc_states"].shape[1] for b in got] == [8, 16, 16]
+    full = memory.attach(teacher.batch(2))
+    np.testing.assert_array_equal(got[1]["teacher_enc_states"],
+                                  full["teacher_enc_states"][:, :16])
+    with pytest.raises(ValueError, match=r"memory width 25 outside \[1, mem_len=24\]"):
+        memory.memory(short, 25)
+    with pytest.raises(ValueError, match=r"data.mem_width='batch'; valid: \('fixed', 'stage'\)"):
+        em.check_mem_width(ml_collections.ConfigDict({"data": {"mem_width": "batch"}}))

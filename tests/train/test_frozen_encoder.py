@@ -153,3 +153,26 @@ def test_the_ema_teacher_starts_from_the_initialised_weights(tmp_path):
                make_step=make_step, init_params=init)
     for a, b in zip(jax.tree.leaves(seen[0]), jax.tree.leaves(loaded["params"])):
         np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_empty_memory_slots_change_nothing_so_a_stage_may_run_narrower_batches():
+    """data.mem_width='stage' feeds batches only as wide as their longest row: the loss and the
+    gradients of a batch padded with 6 more empty slots (student and teacher) are the same."""
+    c = _config(rdrop_alpha=0.5)
+    c.model.dropout_rate = 0.0
+    model = build_model(c.model)
+    params = nn.unbox(init_params(model, jax.random.key(0)))
+    narrow = _batch(3)
+    wide = dict(narrow)
+    for key in ("enc_tokens", "teacher_enc_tokens", "enc_states", "teacher_enc_states"):
+        pad = [(0, 0), (0, 6)] + [(0, 0)] * (narrow[key].ndim - 2)
+        wide[key] = np.pad(narrow[key], pad)
+    assert wide["enc_tokens"].shape == (8, MEM + 6)
+    loss = jax.value_and_grad(distill.distill_loss, has_aux=True)
+    kw = dict(model=model, ranges=RANGES, settings=distill.distill_settings(c))
+    (l_narrow, m_narrow), g_narrow = loss(params, narrow, jax.random.key(1), **kw)
+    (l_wide, m_wide), g_wide = loss(params, wide, jax.random.key(1), **kw)
+    np.testing.assert_allclose(l_wide, l_narrow, rtol=1e-5)
+    np.testing.assert_allclose(m_wide["kl"], m_narrow["kl"], rtol=1e-5)
+    assert float(m_narrow["kl"]) > 1e-4
+    chex.assert_trees_all_close(g_wide, g_narrow, rtol=1e-4, atol=1e-6)

@@ -50,6 +50,25 @@ def test_frozen_encoder_and_teacher_add_their_inputs():
         check({k: v for k, v in _batch(shapes).items() if k != "enc_states"})
 
 
+def test_stage_wide_memory_takes_narrower_batches_up_to_mem_len():
+    c = distill_configs.get_config("tiny_minilm:sd")
+    assert c.data.mem_width == "stage"
+    mem = int(c.data.mem_len)
+    check = SPECS["distill"].batch_checker(c, VOCAB)
+    shapes = SPECS["distill"].batch_shapes(c, VOCAB)
+    narrow = {k: (v[:, :mem - 8] if k.startswith(("enc_", "teacher_enc_")) else v)
+              for k, v in _batch(shapes).items()}
+    assert narrow["enc_states"].shape[1:] == (mem - 8, 384)
+    check(narrow)
+    wide = dict(narrow, enc_tokens=np.zeros((3, mem + 1), np.int32))
+    with pytest.raises(ValueError, match=rf"batch\['enc_tokens'\] has shape \(3, {mem + 1}\); "
+                                         rf"the stage takes \(B, <={mem}\)"):
+        check(wide)
+    c.data.mem_width = "fixed"
+    with pytest.raises(ValueError, match=rf"the stage takes \(B, {mem}\)"):
+        SPECS["distill"].batch_checker(c, VOCAB)(narrow)
+
+
 def test_rl_spec_follows_the_group_and_the_reference():
     c = grpo_configs.get_config("tiny")
     shapes = SPECS["grpo"].batch_shapes(c, VOCAB)
