@@ -84,8 +84,11 @@ def distill_signal(history, alpha_kl: float) -> dict | None:
     """What the KL term weighed during self-distillation, averaged over the logged steps that
     had KL positions (training rows carrying keywords): the student's and the teacher's CE on
     the same batches, the teacher's gain in nats, the KL, and alpha_kl * KL over the loss.
-    None for a run without KL positions (not distilled)."""
-    rows = [r for r in history if float(r.get("train/kl_positions", 0.0)) > 0]
+    None for a run without KL positions (not distilled). A resumed run logs again the steps
+    after its last checkpoint: each step counts once, as last logged."""
+    by_step = {int(r["step"]): r for r in history}
+    rows = [r for _, r in sorted(by_step.items())
+            if float(r.get("train/kl_positions", 0.0)) > 0]
     if not rows:
         return None
 

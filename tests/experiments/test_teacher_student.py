@@ -49,6 +49,10 @@ def test_distill_signal_by_hand(tmp_path):
     assert g["teacher_gain_nats"] == pytest.approx(0.05) and g["kl"] == pytest.approx(0.15)
     assert g["kl_share_of_loss"] == pytest.approx(0.1 * 0.15 / 0.915)
     assert ts.distill_signal(history[:1], 0.1) is None
+    # A resumed run logs again the steps after its checkpoint (the lost row first, then the
+    # replayed one): each step counts once, as last logged.
+    lost = dict(history[1], **{"train/ce": 5.0, "train/loss": 5.02})
+    assert ts.distill_signal([history[0], lost, history[1], history[2]], 0.1) == g
     assert "| sd | 100 | 0.9000 | 0.8500 | +0.0500 | 0.1500 | 0.1 | 1.64% |" in ts.format_signal(
         {"sd": g})
     run = tmp_path / "sd"
