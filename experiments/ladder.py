@@ -16,7 +16,8 @@ SFT rungs only (the RL configs have their own train section).
 Each run lives in R/<rung>/seed<N>: symlinks to W's world/, sids/ and data/, copies of its
 world/sids configs and of its metrics.json (baseline numbers such as bm25/rel_hr@10). A run is
 done once R/<rung>/seed<N>/LADDER_DONE exists (seconds per phase, as JSON); rerunning the ladder
-skips done runs, and an interrupted training resumes from its own checkpoints. The table goes to
+skips done runs (with --ab_events, a done run that lacks the A/B gets it), and an interrupted
+training resumes from its own checkpoints. The table goes to
 R/ladder.md (and stdout; with the compute the runs took), all numbers with the per-seed values
 to R/ladder.json, the paired deltas with their intervals to R/ladder.png. The pure parts live
 in onesearch_jax/eval/ladder_table.py.
@@ -315,6 +316,24 @@ def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, override
     return phases
 
 
+def has_ab(run: str) -> bool:
+    return os.path.exists(os.path.join(run, wd.EVAL_EVENTS_DIR, f"{wd.AB_EVENTS_TAG}.npz"))
+
+
+def add_ab(base: str, root: str, rung: str, seed: int, *, preset: str, overrides: Sequence[str],
+           ab_events: int, ab_perturb: int = 1) -> dict[str, float]:
+    """A done run that lacks the A/B (it ran without --ab_events) gets it: the A/B phase is
+    added to its LADDER_DONE (a run restored from the archive is first trained again)."""
+    run, tag = run_dir(root, rung, seed), run_tag(rung, seed)
+    phases = dict(_read_done(run) or {})
+    phases["train_for_ab"] = ensure_checkpoint(base, root, rung, seed, preset=preset,
+                                               overrides=overrides)
+    phases["online_ab"] = run_child(ab_command(run, ab_events, ab_perturb), tag, "online_ab")
+    phases["total"] = sum(v for k, v in phases.items() if k != "total")
+    fileio.write_json(os.path.join(run, DONE_FILE), phases)
+    return phases
+
+
 # --- the table ----------------------------------------------------------------------------------
 def collect(root: str, rungs: Sequence[str], seeds: int) -> dict[str, dict[int, dict]]:
     """{rung: {seed: metrics.json + each A/B lift's share of the oracle's}} over finished runs
@@ -484,6 +503,12 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
     finished_here, spent_here = 0, 0.0
     for rung, seed in plan:
         run = run_dir(root, rung, seed)
+        if is_done(run) and ab_events > 0 and not has_ab(run):
+            print(f"ladder: {run_tag(rung, seed)} is done without the A/B: running it", flush=True)
+            add_ab(base, root, rung, seed, preset=preset, overrides=overrides,
+                   ab_events=ab_events, ab_perturb=ab_perturb)
+            if archive:
+                archive_run(run, run_dir(archive, rung, seed))
         if is_done(run):
             continue
         print(f"ladder: starting {run_tag(rung, seed)} in {run}", flush=True)

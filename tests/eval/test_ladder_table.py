@@ -332,6 +332,38 @@ def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monk
     assert summary["rows"][0]["stats"]["rel_hr@10"]["n"] == 2
 
 
+_AB = ("import os,sys; d=sys.argv[1]+'/eval_events'; os.makedirs(d, exist_ok=True); "
+       "open(d+'/ab.npz','wb').write(b'x'); print('ab done')")
+
+
+def test_a_done_run_without_the_ab_gets_it_when_the_ladder_asks_for_one(tmp_path, monkeypatch,
+                                                                       capsys):
+    base, archive, root = _base(tmp_path), str(tmp_path / "archive"), str(tmp_path / "root")
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None: [
+        sys.executable, "-c", _TRAIN, run, "0"])
+    monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
+        sys.executable, "-c", _EVAL, run, ""])
+    monkeypatch.setattr(ladder, "ab_command", lambda run, n, perturb: [
+        sys.executable, "-c", _AB, run])
+    kw = dict(order="rung", preset="small", teacher_rungs=[], max_events=10, overrides=[],
+              archive=archive)
+    ladder.run_ladder(str(base), root, ["v1"], 1, **kw)
+    run = ladder.run_dir(root, "v1", 0)
+    assert not ladder.has_ab(run)
+    capsys.readouterr()
+    ladder.run_ladder(str(base), root, ["v1"], 1, ab_events=50, **kw)
+    out = capsys.readouterr().out
+    assert "v1/seed0 is done without the A/B: running it" in out and "[v1/seed0] ab done" in out
+    assert "step 3/3" not in out  # its checkpoint is there: nothing trains again
+    assert ladder.has_ab(run) and ladder.has_ab(ladder.run_dir(archive, "v1", 0))
+    with open(os.path.join(ladder.run_dir(archive, "v1", 0), ladder.DONE_FILE)) as f:
+        phases = json.load(f)
+    assert set(phases) == {"train", "evaluate", "train_for_ab", "online_ab", "total"}
+    assert phases["total"] == pytest.approx(sum(v for k, v in phases.items() if k != "total"))
+    ladder.run_ladder(str(base), root, ["v1"], 1, ab_events=50, **kw)
+    assert "without the A/B" not in capsys.readouterr().out  # once
+
+
 def test_an_archive_of_another_model_is_refused(tmp_path):
     run = tmp_path / "v1" / "seed0"
     run.mkdir(parents=True)
