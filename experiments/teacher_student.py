@@ -42,6 +42,10 @@ METRICS = ("rel_hr@10", "click_hr@10", "order_hr@10", "negation_violation@10")
 SLICES = ("tail", "need", "negation", "unseen")
 COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation",
            "rel_hr@10/unseen", "click_hr@10", "order_hr@10", "negation_violation@10"]
+# Need queries by how often the training logs hold the query (data/query_traffic.py): where the
+# keywords' gain lies, against what the training batches (and so the KL) see.
+TRAFFIC = ("head", "torso", "tail", "unseen")
+NEED_BY_TRAFFIC = tuple(f"need/{t}" for t in TRAFFIC)
 
 
 def parse_runs(specs) -> dict[str, list[str]]:
@@ -76,8 +80,15 @@ def differences(a, b) -> dict:
         raise ValueError("the two evaluations scored different events; rerun them with the "
                          "same --max_events")
     base, new, masks, _ = pair
-    return paired_lib.compare(base, new, {s: masks[s] for s in SLICES if s in masks},
-                              [m for m in METRICS if m in base])
+    return paired_lib.compare(base, new, slice_masks(masks), [m for m in METRICS if m in base])
+
+
+def slice_masks(masks) -> dict:
+    """The table's slices, and need queries split by traffic (`need/torso`, ...)."""
+    out = {s: masks[s] for s in SLICES if s in masks}
+    if "need" in masks:
+        out.update({f"need/{t}": masks["need"] & masks[t] for t in TRAFFIC if t in masks})
+    return out
 
 
 def distill_signal(history, alpha_kl: float) -> dict | None:
@@ -122,6 +133,22 @@ def format_signal(signals: dict) -> str:
     return "\n".join(lines)
 
 
+def format_need_by_traffic(cells: dict, rows, counts: dict) -> str:
+    """rel_hr@10 on need queries by the query's training-log traffic, one row per T - S
+    comparison (events per cell in the header of each split)."""
+    lines = ["Need queries by training-log traffic (rel_hr@10, T - S; events per seed):", "",
+             "| comparison | " + " | ".join(TRAFFIC) + " |", "|---" * (len(TRAFFIC) + 1) + "|"]
+    for key in rows:
+        split = key[key.rindex("(") + 1:-1]
+        if split not in counts:  # a cross-run comparison: no T - S split of its own
+            continue
+        n = counts[split]
+        lines.append(f"| {key} | " + " | ".join(
+            f"{lt.format_delta(cells[key].get(f'rel_hr@10/{s}'))} ({n[s]})" if n.get(s)
+            else "(none)" for s in NEED_BY_TRAFFIC) + " |")
+    return "\n".join(lines)
+
+
 def main(argv):
     del argv
     quiet.quiet_libraries()
@@ -138,10 +165,13 @@ def main(argv):
                 loaded[w, split, teacher] = outcomes(w, split, teacher, max_events)
         return {i: loaded[w, split, teacher] for i, w in enumerate(runs[name])}
 
+    counts = {}  # split -> need events per traffic slice (one seed's: the same events each)
     for name in runs:
         for split in splits:
             key = f"{name} T - S ({split})"
-            cells[key] = differences(seeds(name, split, False), seeds(name, split, True))
+            student = seeds(name, split, False)
+            cells[key] = differences(student, seeds(name, split, True))
+            counts[split] = {k: int(v.sum()) for k, v in slice_masks(student[0][2]).items()}
             rows.append(key)
     if {"base", "sd"} <= set(runs) and "test" in splits:
         key = "SD (S) - Base (T) (test)"
@@ -154,6 +184,7 @@ def main(argv):
     md = ("Teacher (query + keywords) minus student (query only), paired per event "
           f"({'/'.join(map(str, seed_counts))} seed(s) per run, pooled; mean [95% bootstrap interval]; "
           "* = excludes 0):\n\n" + "\n".join(header + body) + "\n")
+    md += "\n" + format_need_by_traffic(cells, rows, counts) + "\n"
     signals = {f"{n} ({os.path.basename(os.path.normpath(w))})": g
                for n, ws in runs.items() for w in ws if (g := run_signal(w))}
     if signals:
@@ -164,7 +195,7 @@ def main(argv):
         f.write(md)
     fileio.write_json(out + ".json",
                       {"runs": runs, "splits": list(splits), "differences": cells,
-                      "distill_signal": signals})
+                       "slice_events": counts, "distill_signal": signals})
     print(md)
 
 

@@ -26,6 +26,27 @@ def test_teacher_minus_student_per_slice_from_saved_evaluations(tmp_path):
         ts.differences(s, other)
 
 
+def test_need_queries_split_by_traffic_by_hand():
+    ids = np.arange(6)
+    need = np.array([1, 1, 1, 0, 1, 0], bool)
+    torso = np.array([1, 1, 0, 0, 0, 1], bool)
+    tail = ~torso
+    masks = {"need": need, "torso": torso, "tail": tail}
+    s = (ids, {"rel_hr@10": np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.0])}, masks)
+    t = (ids, {"rel_hr@10": np.array([1.0, 1.0, 0.0, 1.0, 1.0, 1.0])}, masks)
+    d = ts.differences(s, t)
+    assert d["rel_hr@10/need/torso"] == [0.5, 0.0, 1.0]  # events 0, 1: +1, 0
+    assert d["rel_hr@10/need/tail"][0] == pytest.approx(0.0)  # events 2, 4: -1, +1
+    assert "rel_hr@10/need/head" not in d  # no head mask saved
+    counts = {"train": {k: int(v.sum()) for k, v in ts.slice_masks(masks).items()}}
+    assert counts["train"]["need/torso"] == 2 and counts["train"]["need/tail"] == 2
+    table = ts.format_need_by_traffic({"base T - S (train)": d, "SD (S) - Base (T) (test)": d},
+                                      ["base T - S (train)", "SD (S) - Base (T) (test)"], counts)
+    assert ("| base T - S (train) | (none) | +0.5000 [+0.0000, +1.0000] (2) | +0.0000 [-1.0000, "
+            "+1.0000] (2) | (none) |") in table
+    assert "SD (S) - Base (T)" not in table
+
+
 def test_runs_flag_is_name_equals_workdir():
     assert ts.parse_runs(["base=/a", "sd=/b+/c"]) == {"base": ["/a"], "sd": ["/b", "/c"]}
     with pytest.raises(ValueError, match="name=workdir"):
