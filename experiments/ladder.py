@@ -382,7 +382,7 @@ def plot(paired: Mapping[str, Mapping], rungs: Sequence[str], path: str,
     import matplotlib.pyplot as plt
 
     keys = (("paired_vs_parent", "minus parent"), ("paired_vs_v1", "minus V1"))
-    fig, axes = plt.subplots(len(keys), len(metrics), figsize=(3.2 * len(metrics), 3.4 * len(keys)),
+    fig, axes = plt.subplots(len(keys), len(metrics), figsize=(3.2 * len(metrics), 3.9 * len(keys)),
                              squeeze=False)
     for row, (key, label) in enumerate(keys):
         shown = [r for r in rungs if (paired.get(r) or {}).get(key)]
@@ -399,7 +399,7 @@ def plot(paired: Mapping[str, Mapping], rungs: Sequence[str], path: str,
                             markerfacecolor="C0" if lt.resolved(cell) else "white")
             ax.set_title(f"{m}\n{label}", fontsize=9)
             ax.set_xticks(range(len(shown)))
-            ax.set_xticklabels(shown, rotation=40, fontsize=8)
+            ax.set_xticklabels(shown, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
             ax.set_xlim(-0.5, max(len(shown) - 0.5, 0.5))
             ax.grid(axis="y", alpha=0.3)
     fig.suptitle("V2 ladder: paired deltas on the same events and seeds, 95% bootstrap interval "
