@@ -226,17 +226,21 @@ def stage_widths(memory: EncoderMemory, batches, multiple: int = WIDTH_MULTIPLE
     """Stage name -> the slots its batches need: the longest encoder row (and teacher row, when
     the batches carry them) of the tasks it samples, rounded up to `multiple`, at most mem_len.
     Every process computes the same widths from the same tasks, so the global batch agrees."""
-    out = {}
-    for stage in batches.stages:
-        longest = 1
-        for name, weight in stage.mixture.items():
-            task = batches.tasks.get(name)
-            if weight <= 0 or task is None or not len(task):
-                continue
+    task_longest: dict[str, int] = {}  # a task sampled by several stages is measured once
+
+    def longest_row(name: str) -> int:
+        if name not in task_longest:
+            task = batches.tasks[name]
             rows = [task.enc]
             if batches.with_teacher and task.teacher_enc is not None:
                 rows.append(task.teacher_enc)
-            longest = max([longest] + [int(memory.lengths(r).max()) for r in rows])
+            task_longest[name] = max(int(memory.lengths(r).max()) for r in rows)
+        return task_longest[name]
+
+    out = {}
+    for stage in batches.stages:
+        longest = max([1] + [longest_row(name) for name, weight in stage.mixture.items()
+                             if weight > 0 and len(batches.tasks.get(name, ()))])
         out[stage.name] = min(memory.mem_len, -(-longest // multiple) * multiple)
     return out
 
