@@ -60,6 +60,9 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
             # Batches built ahead on an input thread (train/prefetch.py); 0 = no thread,
             # -1 = auto (2 on GPU/TPU, none on the CPU backend, where it does not pay).
             prefetch=-1,
+            # 'WORKDIR@STEP': start from that run's train state at STEP (train/branch.py: an
+            # ablation sharing its parent's first STEP steps); '' = a fresh run.
+            branch_from="",
             # Learning-rate multiplier of the pretrained encoder (minilm preset).
             pretrained_lr_scale=0.1 if name == "minilm" else 1.0,
         )

@@ -11,7 +11,11 @@ mean ± 95% interval over seeds.
 
 An RL rung starts from its parent rung's run of the same seed (R/sd/seed0 -> R/dpo/seed0 ->
 R/tpma/seed0), so the parent comes first in --rungs or is already done. --overrides go to the
-SFT rungs only (the RL configs have their own train section).
+SFT rungs only (the RL configs have their own train section). With --branch=sd@3000 the SFT
+rungs below sd (the SD sweep, R-Drop / FGM / focal) start from R/sd/seed<N>'s train state at
+step 3000 instead of from scratch: the same prefix, so each is paired with sd on what it
+changes, for 40% of the training; --table=sweep writes that table to R/sweep.md beside the
+ladder's.
 
 Each run lives in R/<rung>/seed<N>: symlinks to W's world/, sids/ and data/, copies of its
 world/sids configs and of its metrics.json (baseline numbers such as bm25/rel_hr@10). A run is
@@ -79,6 +83,14 @@ _AB_PERTURB = flags.DEFINE_integer("ab_perturb", 1, "With --ab_events: also this
 _ARCHIVE = flags.DEFINE_string("archive", None, "Copy each finished run's numbers to "
                                 "ARCHIVE/<rung>/seed<N> and count runs archived there as done "
                                 "(a ladder that outlives the machine).")
+_BRANCH = flags.DEFINE_string(
+    "branch", None, "RUNG@STEP: every SFT rung descending from RUNG (configs/distill.py PARENTS: "
+    "the SD sweep, R-Drop / FGM / focal) starts from ROOT/RUNG/seed<N>'s train state at STEP "
+    "(train.branch_from) and feeds its batches as that run did (its data.mem_width): the "
+    "variants share their parent's first STEP steps, paired on that prefix at a fraction of the "
+    "cost.")
+_TABLE = flags.DEFINE_string("table", "ladder", "Basename of the table files written under "
+                             "--root: TABLE.md, TABLE.json, TABLE.png.")
 _ORDER = flags.DEFINE_enum("order", "rung", ["rung", "seed"],
                            "rung: all seeds of a rung, then the next rung; seed: seed 0 of every "
                            "rung, then seed 1 ...")
@@ -205,17 +217,28 @@ def has_checkpoint(run: str) -> bool:
     return os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
 
 
+def starts_from(rung: str, branch: tuple[str, int] | None = None) -> str | None:
+    """The rung whose checkpoint a run of `rung` starts from: an RL rung's parent, a branched
+    rung's ancestor (--branch); None for a run from scratch."""
+    rl_parent = rl_rungs().get(rung, (None, None))[1]
+    if rl_parent is not None:
+        return rl_parent
+    source = branch_source(rung, branch)
+    return None if source is None else source[0]
+
+
 def ensure_checkpoint(base: str, root: str, rung: str, seed: int, *, preset: str,
-                      overrides: Sequence[str]) -> float:
+                      overrides: Sequence[str], branch: tuple[str, int] | None = None) -> float:
     """Trains a done run again (train phase only) when it has no checkpoint, as after a restore
     from the archive, parents first. Returns seconds spent."""
     run = run_dir(root, rung, seed)
     if has_checkpoint(run):
         return 0.0
     spent = 0.0
-    parent = rl_rungs().get(rung, (None, None))[1]
+    parent = starts_from(rung, branch)
     if parent is not None:
-        spent += ensure_checkpoint(base, root, parent, seed, preset=preset, overrides=overrides)
+        spent += ensure_checkpoint(base, root, parent, seed, preset=preset, overrides=overrides,
+                                   branch=branch)
     prepare_run_dir(base, run)
     # The restored train_config.json names the root it was trained under (an RL run's
     # init_workdir): the retrain records its own (the archive keeps the original).
@@ -225,11 +248,50 @@ def ensure_checkpoint(base: str, root: str, rung: str, seed: int, *, preset: str
     tag = run_tag(rung, seed)
     print(f"ladder: {tag} has no checkpoint (restored from the archive): training it again",
           flush=True)
-    return spent + run_child(train_command(preset, rung, seed, run, overrides, root), tag,
-                             "train (checkpoint for a child rung)")
+    return spent + run_child(train_command(preset, rung, seed, run, overrides, root, branch),
+                             tag, "train (checkpoint for a child rung)")
 
 
 # --- one run ------------------------------------------------------------------------------------
+def descends_from(rung: str, ancestor: str) -> bool:
+    """Whether `ancestor` is on the SFT rung's chain of parents (configs/distill.py PARENTS)."""
+    parent = distill_configs.PARENTS.get(rung)
+    while parent is not None:
+        if parent == ancestor:
+            return True
+        parent = distill_configs.PARENTS.get(parent)
+    return False
+
+
+def parse_branch_flag(branch: str | None) -> tuple[str, int] | None:
+    """--branch 'RUNG@STEP' -> (RUNG, STEP); None stays None."""
+    if not branch:
+        return None
+    rung, sep, step = branch.partition("@")
+    if not sep or not rung or not step.isdigit() or int(step) <= 0:
+        raise app.UsageError(f"--branch={branch!r}: expected RUNG@STEP, e.g. sd@3000")
+    return rung, int(step)
+
+
+def branch_source(rung: str, branch: tuple[str, int] | None) -> tuple[str, int] | None:
+    """(ancestor rung, step) the run of `rung` branches from under --branch, or None."""
+    if branch is None or rung in rl_rungs() or not descends_from(rung, branch[0]):
+        return None
+    return branch
+
+
+def branch_overrides(root: str, rung: str, seed: int, branch: tuple[str, int] | None) -> list:
+    """train.branch_from and the parent's data.mem_width (a record without it fed 'fixed'
+    batches) for a branched run; [] otherwise."""
+    source = branch_source(rung, branch)
+    if source is None:
+        return []
+    parent = run_dir(root, source[0], seed)
+    with open(os.path.join(parent, "train_config.json")) as f:
+        width = json.load(f).get("data", {}).get("mem_width", "fixed")
+    return [f"train.branch_from={parent}@{source[1]}", f"data.mem_width={width}"]
+
+
 def normalize_override(o: str) -> str:
     o = o.strip()
     o = o[2:] if o.startswith("--") else o
@@ -238,9 +300,10 @@ def normalize_override(o: str) -> str:
 
 
 def train_command(preset: str, rung: str, seed: int, run: str, overrides: Sequence[str],
-                  root: str | None = None) -> list:
+                  root: str | None = None, branch: tuple[str, int] | None = None) -> list:
     """experiments.train for a rung; an RL rung starts from its parent's run under `root`, whose
-    frozen MiniLM state cache (root/minilm_states) every SFT rung shares."""
+    frozen MiniLM state cache (root/minilm_states) every SFT rung shares; a rung under
+    `branch` (RUNG, STEP) starts from root/RUNG's state at STEP."""
     rl = rl_rungs()
     if rung in rl:
         config, parent = rl[rung]
@@ -252,6 +315,7 @@ def train_command(preset: str, rung: str, seed: int, run: str, overrides: Sequen
     return ([sys.executable, "-m", "experiments.train",
              f"--config=configs/distill.py:{preset}:{rung}", f"--workdir={run}"] + shared
             + [normalize_override(o) for o in overrides if o.strip()]
+            + [normalize_override(o) for o in branch_overrides(root, rung, seed, branch)]
             + [f"--config.train.seed={seed}"])
 
 
@@ -290,21 +354,21 @@ def run_child(cmd: Sequence[str], tag: str, phase: str) -> float:
 
 
 def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, overrides: Sequence[str],
-            max_events: int, teacher: bool, ab_events: int = 0,
-            ab_perturb: int = 1) -> dict[str, float]:
+            max_events: int, teacher: bool, ab_events: int = 0, ab_perturb: int = 1,
+            branch: tuple[str, int] | None = None) -> dict[str, float]:
     """Trains (or resumes) and evaluates one run; writes LADDER_DONE last. Seconds per phase."""
     run, tag = run_dir(root, rung, seed), run_tag(rung, seed)
-    parent = rl_rungs().get(rung, (None, None))[1]
+    parent = starts_from(rung, branch)
     if parent is not None and not is_done(run_dir(root, parent, seed)):
         raise app.UsageError(f"{tag} starts from {run_tag(parent, seed)}, which is not done: "
                              f"put {parent} before {rung} in --rungs")
     phases = {}
     if parent is not None:
         phases["train_parent"] = ensure_checkpoint(base, root, parent, seed, preset=preset,
-                                                   overrides=overrides)
+                                                   overrides=overrides, branch=branch)
     prepare_run_dir(base, run)
-    phases["train"] = run_child(train_command(preset, rung, seed, run, overrides, root), tag,
-                                "train")
+    phases["train"] = run_child(train_command(preset, rung, seed, run, overrides, root, branch),
+                                tag, "train")
     phases["evaluate"] = run_child(evaluate_command(run, max_events), tag, "evaluate")
     if teacher:
         phases["evaluate_teacher"] = run_child(evaluate_command(run, max_events, teacher=True),
@@ -321,13 +385,14 @@ def has_ab(run: str) -> bool:
 
 
 def add_ab(base: str, root: str, rung: str, seed: int, *, preset: str, overrides: Sequence[str],
-           ab_events: int, ab_perturb: int = 1) -> dict[str, float]:
+           ab_events: int, ab_perturb: int = 1,
+           branch: tuple[str, int] | None = None) -> dict[str, float]:
     """A done run that lacks the A/B (it ran without --ab_events) gets it: the A/B phase is
     added to its LADDER_DONE (a run restored from the archive is first trained again)."""
     run, tag = run_dir(root, rung, seed), run_tag(rung, seed)
     phases = dict(_read_done(run) or {})
     phases["train_for_ab"] = ensure_checkpoint(base, root, rung, seed, preset=preset,
-                                               overrides=overrides)
+                                               overrides=overrides, branch=branch)
     phases["online_ab"] = run_child(ab_command(run, ab_events, ab_perturb), tag, "online_ab")
     phases["total"] = sum(v for k, v in phases.items() if k != "total")
     fileio.write_json(os.path.join(run, DONE_FILE), phases)
@@ -411,14 +476,19 @@ def plot(paired: Mapping[str, Mapping], rungs: Sequence[str], path: str,
 
 def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
                 teacher_rungs: Sequence[str], max_events: int,
-                overrides: Sequence[str]) -> dict[str, str]:
-    """Aggregates the finished runs under root into ladder.md/.json/.png; prints the table.
+                overrides: Sequence[str], name: str = "ladder") -> dict[str, str]:
+    """Aggregates the finished runs under root into NAME.md/.json/.png; prints the table.
     Returns {kind: path}."""
     per_seed = collect(root, rungs, seeds)
     teacher = [r for r in rungs if r in set(teacher_rungs)]
     rows = lt.aggregate({r: list(d.values()) for r, d in per_seed.items()}, teacher,
                         metrics=lt.METRICS + lt.AB_METRICS, rungs=rungs)
     md = lt.format_markdown(rows, preset, seeds, max_events, overrides)
+    branched = branched_runs(root, per_seed)
+    if branched:
+        md += ("\nBranched runs (train.branch_from: each shares its source's train state up to "
+               "that step, and is paired with it on that prefix): "
+               + "; ".join(f"{tag} from {src}" for tag, src in branched.items()) + ".\n")
     parents = {r: rung_parent(r, rungs) for r in rungs}
     paired = paired_lib.paired_summary(collect_events(root, rungs, seeds), parents)
     paired_ab = paired_lib.paired_summary(collect_events(root, rungs, seeds, wd.AB_EVENTS_TAG),
@@ -441,8 +511,7 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     if compute["runs"]:
         md += "\n" + lt.format_compute(compute) + "\n"
     os.makedirs(root, exist_ok=True)
-    paths = {"md": os.path.join(root, "ladder.md"), "json": os.path.join(root, "ladder.json"),
-             "png": os.path.join(root, "ladder.png")}
+    paths = {kind: os.path.join(root, f"{name}.{kind}") for kind in ("md", "json", "png")}
     with open(paths["md"], "w") as f:
         f.write(md)
     keys = list(lt.METRICS) + lt.AB_METRICS + [lt.TEACHER_PREFIX + m for m in lt.METRICS]
@@ -453,7 +522,7 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
                   "n_runs": r["seeds"], "stats": r["stats"]} for r in rows],
         "per_seed": {rung: {f"seed{s}": {k: m[k] for k in keys if k in m}
                             for s, m in d.items()} for rung, d in per_seed.items()},
-        "phase_seconds": phase_seconds, "compute": compute,
+        "phase_seconds": phase_seconds, "compute": compute, "branched": branched,
         # The issue-30 view: per rung, its seeds, metric means and paired deltas.
         "by_rung": {r["rung"]: {
             "seeds": r["seeds"],
@@ -471,6 +540,24 @@ def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,
     return paths
 
 
+def branched_runs(root: str, per_seed: Mapping[str, Mapping]) -> dict[str, str]:
+    """{rung/seedN: 'source rung/seedN@STEP'} of the tabled runs trained with train.branch_from
+    (read from their train_config.json; the source named by its place under its root)."""
+    out = {}
+    for rung, seeds in per_seed.items():
+        for s in seeds:
+            path = os.path.join(run_dir(root, rung, s), "train_config.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                spec = json.load(f).get("train", {}).get("branch_from", "")
+            if spec:
+                source, _, step = spec.rpartition("@")
+                parts = os.path.normpath(source).split(os.sep)
+                out[run_tag(rung, s)] = f"{'/'.join(parts[-2:])}@{step}"
+    return out
+
+
 def _read_done(run: str):
     try:
         with open(os.path.join(run, DONE_FILE)) as f:
@@ -483,7 +570,7 @@ def _read_done(run: str):
 def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order: str,
                preset: str, teacher_rungs: Sequence[str], max_events: int,
                overrides: Sequence[str], ab_events: int = 0, ab_perturb: int = 1,
-               archive: str | None = None) -> None:
+               archive: str | None = None, branch: tuple[str, int] | None = None) -> None:
     plan = schedule(rungs, seeds, order)
     teacher = set(teacher_rungs)
     start = time.perf_counter()
@@ -506,7 +593,7 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
         if is_done(run) and ab_events > 0 and not has_ab(run):
             print(f"ladder: {run_tag(rung, seed)} is done without the A/B: running it", flush=True)
             add_ab(base, root, rung, seed, preset=preset, overrides=overrides,
-                   ab_events=ab_events, ab_perturb=ab_perturb)
+                   ab_events=ab_events, ab_perturb=ab_perturb, branch=branch)
             if archive:
                 archive_run(run, run_dir(archive, rung, seed))
         if is_done(run):
@@ -515,7 +602,7 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
         t0 = time.perf_counter()
         run_one(base, root, rung, seed, preset=preset, overrides=overrides,
                 max_events=max_events, teacher=rung in teacher, ab_events=ab_events,
-                ab_perturb=ab_perturb)
+                ab_perturb=ab_perturb, branch=branch)
         if archive:
             archive_run(run, run_dir(archive, rung, seed))
         finished_here += 1
@@ -549,21 +636,22 @@ def main(argv):
     archive = os.path.abspath(_ARCHIVE.value) if _ARCHIVE.value else None
     common = dict(preset=_PRESET.value, teacher_rungs=teacher_rungs,
                   max_events=_MAX_EVENTS.value, overrides=list(_OVERRIDES.value))
+    table, branch = _TABLE.value, parse_branch_flag(_BRANCH.value)
     if not _ONLY_TABLE.value:
         check_base(_BASE.value)
         try:
             run_ladder(_BASE.value, root, rungs, _SEEDS.value, order=_ORDER.value,
                        ab_events=_AB_EVENTS.value, ab_perturb=_AB_PERTURB.value,
-                       archive=archive, **common)
+                       archive=archive, branch=branch, **common)
         except ChildFailed as e:
             print(f"ladder: run {e.tag} failed in {e.phase} (exit {e.returncode}); finished "
                   f"runs are kept, rerun the same command to resume", file=sys.stderr, flush=True)
             try:
-                write_table(root, rungs, _SEEDS.value, **common)
+                write_table(root, rungs, _SEEDS.value, name=table, **common)
             except Exception as table_error:  # the failure above is the news, not this
                 print(f"ladder: could not write the table: {table_error!r}", file=sys.stderr)
             sys.exit(1)
-    write_table(root, rungs, _SEEDS.value, **common)
+    write_table(root, rungs, _SEEDS.value, name=table, **common)
 
 
 if __name__ == "__main__":

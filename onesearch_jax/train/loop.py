@@ -15,6 +15,7 @@ import jax
 import numpy as np
 
 from onesearch_jax import sharding as sharding_lib
+from onesearch_jax.train.branch import restore_branch
 from onesearch_jax.train.checkpoints import Checkpointer, PreemptionGuard
 from onesearch_jax.train.metric_writer import MetricWriter, OneStepLate
 from onesearch_jax.train.prefetch import prefetch_depth, prefetching
@@ -64,7 +65,8 @@ def train_loop(
     (sharding.process_batch_rows; all of them on one process).
     eval_fn(state, step) -> scalars is called every train.eval_every steps (0 = never).
     init_params(params) -> params edits a fresh run's parameters (e.g. loads a pretrained
-    encoder); a resumed run restores its checkpoint instead.
+    encoder); a resumed run restores its checkpoint instead, and a fresh run with
+    train.branch_from='DIR@STEP' starts from that run's state at STEP (train/branch.py).
     rollout(state, batch, rng) -> batch (the RL stages) sees the current state before each
     update and turns this process's prompts into its rows of the step's batch; rng is
     fold_in(rollout_key(seed), step), so a resumed run replays the same rollouts.
@@ -87,6 +89,10 @@ def train_loop(
     if ckpt.latest_step() is not None:
         state, meta = ckpt.restore(setup.abstract, config)
         start, data_position = int(meta["step"]), int(meta["data_position"])
+    elif tc.get("branch_from", ""):
+        state, start, data_position = restore_branch(str(tc.branch_from), model, config, setup)
+        print(f"branched from {tc.branch_from}: continuing at step {start}", file=stream,
+              flush=True)
     else:
         state, start, data_position = create_train_state(setup, int(tc.seed)), 0, 0
         if init_params is not None:

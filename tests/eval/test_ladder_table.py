@@ -217,6 +217,42 @@ def test_rl_rungs_start_from_their_parent_and_refuse_to_run_before_it(tmp_path):
                        overrides=[], max_events=10, teacher=False)
 
 
+def test_branched_rungs_start_from_their_ancestors_state(tmp_path):
+    branch = ladder.parse_branch_flag("sd@3000")
+    assert branch == ("sd", 3000) and ladder.parse_branch_flag(None) is None
+    for bad in ("sd", "sd@", "@3000", "sd@x", "sd@0"):
+        with pytest.raises(app.UsageError, match="expected RUNG@STEP"):
+            ladder.parse_branch_flag(bad)
+    root = tmp_path / "root"
+    # sd's record lacks data.mem_width (an older run: it fed 'fixed' batches); the branch too.
+    _fake_run(root, "sd", 0, _m(0.5))
+    (root / "sd" / "seed0" / "train_config.json").write_text(json.dumps({"data": {}}))
+    cmd = ladder.train_command("small", "fgm", 0, "/r/fgm/seed0", ["train.steps=30"],
+                               root=str(root), branch=branch)
+    assert cmd[5:] == ["--config.data.state_cache=" + str(root / "minilm_states"),
+                       "--config.train.steps=30",
+                       f"--config.train.branch_from={root}/sd/seed0@3000",
+                       "--config.data.mem_width=fixed", "--config.train.seed=0"]
+    # Only rungs below the ancestor branch: sd itself, cot and the RL rungs do not.
+    assert [r for r in ("sd_akl1", "rdrop", "focal", "sd", "cot", "v1", "dpo")
+            if ladder.branch_source(r, branch)] == ["sd_akl1", "rdrop", "focal"]
+    assert ladder.starts_from("sd_tau2", branch) == "sd" and ladder.starts_from("sd_tau2") is None
+    assert ladder.starts_from("dpo", branch) == "sd"
+    with pytest.raises(app.UsageError, match="sd_kl2/seed1 starts from sd/seed1, which is not"):
+        ladder.run_one(str(tmp_path), str(root), "sd_kl2", 1, preset="tiny", overrides=[],
+                       max_events=10, teacher=False, branch=branch)
+    # The table names the branched runs.
+    _fake_run(root, "sd_akl1", 0, _m(0.6))
+    (root / "sd_akl1" / "seed0" / "train_config.json").write_text(json.dumps(
+        {"train": {"branch_from": f"{root}/sd/seed0@3000"}}))
+    paths = ladder.write_table(str(root), ["sd", "sd_akl1"], 1, preset="small",
+                               teacher_rungs=[], max_events=10, overrides=[], name="sweep")
+    assert paths["md"] == str(root / "sweep.md")
+    assert "Branched runs (train.branch_from" in (root / "sweep.md").read_text()
+    assert json.loads((root / "sweep.json").read_text())["branched"] == {
+        "sd_akl1/seed0": "sd/seed0@3000"}
+
+
 def _base(tmp_path):
     base = tmp_path / "base"
     for d in ("world", "sids", "data"):
@@ -265,7 +301,7 @@ _EVAL = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); 
 def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
     base, root = _base(tmp_path), str(tmp_path / "root")
     fail = {"run": None}
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None, branch=None: [
         sys.executable, "-c", _TRAIN, run, "3" if (rung, seed) == fail["run"] else "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, "teacher/" if teacher else ""])
@@ -298,7 +334,7 @@ def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
 
 def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monkeypatch, capsys):
     base, archive = _base(tmp_path), str(tmp_path / "archive")
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None, branch=None: [
         sys.executable, "-c", _TRAIN, run, "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, ""])
@@ -339,7 +375,7 @@ _AB = ("import os,sys; d=sys.argv[1]+'/eval_events'; os.makedirs(d, exist_ok=Tru
 def test_a_done_run_without_the_ab_gets_it_when_the_ladder_asks_for_one(tmp_path, monkeypatch,
                                                                        capsys):
     base, archive, root = _base(tmp_path), str(tmp_path / "archive"), str(tmp_path / "root")
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None, branch=None: [
         sys.executable, "-c", _TRAIN, run, "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, ""])
