@@ -8,7 +8,8 @@ and on test queries: each run evaluated both ways on the same events, paired per
 
 For every run and split: T - S (the same weights, keywords given vs not) per metric and slice,
 with a 95% bootstrap interval over events; across runs on the test day: SD (S) - Base (T), the
-paper's claim that the distilled student reaches the teacher. Missing evaluations are run first
+paper's claim that the distilled student reaches the teacher, for every run named other than
+`base` (the SD sweep's variants too; --t_minus_s limits the T - S rows). Missing evaluations are run first
 (`experiments.evaluate --split=... [--keywords=teacher]`, in process); existing ones are reused.
 For a self-distilled run whose training log is at hand (W/metrics.jsonl), also what the KL term
 weighed while it trained: the teacher's CE gain over the student on the training batches and
@@ -36,6 +37,8 @@ def define_flags():
     flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
                          "existing ones keep theirs).")
     flags.DEFINE_string("out", "", "Write OUT.md and OUT.json.")
+    flags.DEFINE_list("t_minus_s", None, "Names whose T - S rows are computed (default: every "
+                      "run; a sweep may want only base and sd, sparing the teacher evaluations).")
 
 
 METRICS = ("rel_hr@10", "click_hr@10", "order_hr@10", "negation_violation@10")
@@ -58,6 +61,12 @@ def parse_runs(specs) -> dict[str, list[str]]:
             raise ValueError(f"--runs entry {spec!r} is not name=workdir[+workdir...]")
         runs[name] = workdirs
     return runs
+
+
+def student_rows(names) -> dict[str, str]:
+    """{row label: name} of the students compared with Base (T) on the test day: every run but
+    `base` (the paper's claim is SD (S) >= Base (T); a sweep asks it of each variant)."""
+    return {("SD" if n == "sd" else n) + " (S) - Base (T) (test)": n for n in names if n != "base"}
 
 
 def outcomes(workdir: str, split: str, teacher: bool, max_events: int):
@@ -166,17 +175,21 @@ def main(argv):
         return {i: loaded[w, split, teacher] for i, w in enumerate(runs[name])}
 
     counts = {}  # split -> need events per traffic slice (one seed's: the same events each)
-    for name in runs:
+    t_minus_s = runs if f.t_minus_s is None else [n for n in runs if n in set(f.t_minus_s)]
+    for name in t_minus_s:
         for split in splits:
             key = f"{name} T - S ({split})"
             student = seeds(name, split, False)
             cells[key] = differences(student, seeds(name, split, True))
             counts[split] = {k: int(v.sum()) for k, v in slice_masks(student[0][2]).items()}
             rows.append(key)
-    if {"base", "sd"} <= set(runs) and "test" in splits:
-        key = "SD (S) - Base (T) (test)"
-        cells[key] = differences(seeds("base", "test", True), seeds("sd", "test", False))
-        rows.append(key)
+    if "base" in runs and "test" in splits:
+        for key, name in student_rows(runs).items():
+            student = seeds(name, "test", False)
+            cells[key] = differences(seeds("base", "test", True), student)
+            counts.setdefault("test", {k: int(v.sum()) for k, v in
+                                       slice_masks(student[0][2]).items()})
+            rows.append(key)
     header = ["| comparison | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     body = [f"| {k} | " + " | ".join(lt.format_delta(cells[k].get(c)) for c in COLUMNS) + " |"
             for k in rows]

@@ -47,6 +47,12 @@ def test_need_queries_split_by_traffic_by_hand():
     assert "SD (S) - Base (T)" not in table
 
 
+def test_every_student_is_compared_with_base_with_keywords():
+    assert ts.student_rows(["base", "sd", "sd_akl1"]) == {
+        "SD (S) - Base (T) (test)": "sd", "sd_akl1 (S) - Base (T) (test)": "sd_akl1"}
+    assert ts.student_rows(["base"]) == {}
+
+
 def test_runs_flag_is_name_equals_workdir():
     assert ts.parse_runs(["base=/a", "sd=/b+/c"]) == {"base": ["/a"], "sd": ["/b", "/c"]}
     with pytest.raises(ValueError, match="name=workdir"):
