@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onesearch_jax.data import encoder_memory
 from onesearch_jax.model.presets import FROZEN_STATE_DIM
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train import distill, rl, sft_step
@@ -36,7 +37,7 @@ def _encoder(config) -> tuple[int, dict]:
     if config.model.get("encoder", "scratch") != "frozen_minilm":
         return enc, {}
     enc = int(config.data.get("mem_len", 0) or enc)  # memory slots (data/encoder_memory.py)
-    if config.data.get("mem_width", "fixed") == "stage":
+    if encoder_memory.check_mem_width(config) == "stage":
         enc = UpTo(enc)
     return enc, {"enc_states": ((None, enc, FROZEN_STATE_DIM), np.float32)}
 

@@ -67,6 +67,9 @@ def test_stage_wide_memory_takes_narrower_batches_up_to_mem_len():
     c.data.mem_width = "fixed"
     with pytest.raises(ValueError, match=rf"the stage takes \(B, {mem}\)"):
         SPECS["distill"].batch_checker(c, VOCAB)(narrow)
+    c.data.mem_width = "per_batch"
+    with pytest.raises(ValueError, match=r"data.mem_width='per_batch'; valid: \('fixed', 'stage'\)"):
+        SPECS["distill"].batch_shapes(c, VOCAB)
 
 
 def test_rl_spec_follows_the_group_and_the_reference():
