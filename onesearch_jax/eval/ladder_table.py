@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 METRICS = ["order_hr@10", "order_mrr@10", "click_hr@10", "click_mrr@10", "rel_hr@10",
            "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation", "rel_hr@10/unseen",
-           "negation_violation@10", "reward@10", "latency_ms"]
+           "negation_violation@10", "reward@1", "reward@10", "latency_ms"]
 # The simulated A/B lifts over the legacy engine (experiments/online_ab.py; the ladder's
 # --ab_events): default click model, then the first perturbed one.
 AB_METRICS = ["ab/ctr_lift", "ab/orders_lift", "ab/gmv_lift", "ab_perturbed1/ctr_lift",
