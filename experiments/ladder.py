@@ -241,9 +241,12 @@ def ensure_checkpoint(base: str, root: str, rung: str, seed: int, *, preset: str
                                    branch=branch)
     prepare_run_dir(base, run)
     # The restored train_config.json names the root it was trained under (an RL run's
-    # init_workdir): the retrain records its own (the archive keeps the original).
+    # init_workdir): the retrain records its own (the archive keeps the original), feeding its
+    # batches as the archived run did (data.mem_width), so that it trains the same model.
     restored_config = os.path.join(run, "train_config.json")
     if os.path.exists(restored_config):
+        if rung not in rl_rungs():
+            overrides = list(overrides) + [f"data.mem_width={recorded_mem_width(run)}"]
         os.remove(restored_config)
     tag = run_tag(rung, seed)
     print(f"ladder: {tag} has no checkpoint (restored from the archive): training it again",
@@ -280,16 +283,21 @@ def branch_source(rung: str, branch: tuple[str, int] | None) -> tuple[str, int] 
     return branch
 
 
+def recorded_mem_width(run: str) -> str:
+    """The data.mem_width a run's train_config.json records ('fixed' when the record predates
+    the key: those runs fed every batch at mem_len slots)."""
+    with open(os.path.join(run, "train_config.json")) as f:
+        return json.load(f).get("data", {}).get("mem_width", "fixed")
+
+
 def branch_overrides(root: str, rung: str, seed: int, branch: tuple[str, int] | None) -> list:
-    """train.branch_from and the parent's data.mem_width (a record without it fed 'fixed'
-    batches) for a branched run; [] otherwise."""
+    """train.branch_from and the parent's data.mem_width for a branched run; [] otherwise."""
     source = branch_source(rung, branch)
     if source is None:
         return []
     parent = run_dir(root, source[0], seed)
-    with open(os.path.join(parent, "train_config.json")) as f:
-        width = json.load(f).get("data", {}).get("mem_width", "fixed")
-    return [f"train.branch_from={parent}@{source[1]}", f"data.mem_width={width}"]
+    return [f"train.branch_from={parent}@{source[1]}",
+            f"data.mem_width={recorded_mem_width(parent)}"]
 
 
 def normalize_override(o: str) -> str:

@@ -9,8 +9,9 @@ and on test queries: each run evaluated both ways on the same events, paired per
 For every run and split: T - S (the same weights, keywords given vs not) per metric and slice,
 with a 95% bootstrap interval over events; across runs on the test day: SD (S) - Base (T), the
 paper's claim that the distilled student reaches the teacher, for every run named other than
-`base` (the SD sweep's variants too; --t_minus_s limits the T - S rows). Missing evaluations are run first
-(`experiments.evaluate --split=... [--keywords=teacher]`, in process); existing ones are reused.
+`base` (the SD sweep's variants too; --t_minus_s limits the T - S rows). Missing evaluations
+are run first (`experiments.evaluate --split=... [--keywords=teacher]`, in process); existing
+ones are reused.
 For a self-distilled run whose training log is at hand (W/metrics.jsonl), also what the KL term
 weighed while it trained: the teacher's CE gain over the student on the training batches and
 alpha_KL * KL as a share of the loss. Writes OUT.md and OUT.json.

@@ -301,7 +301,8 @@ _EVAL = ("import json,sys; p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); 
 def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
     base, root = _base(tmp_path), str(tmp_path / "root")
     fail = {"run": None}
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None, branch=None: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None,
+                        branch=None: [
         sys.executable, "-c", _TRAIN, run, "3" if (rung, seed) == fail["run"] else "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, "teacher/" if teacher else ""])
@@ -334,7 +335,8 @@ def test_run_ladder_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
 
 def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monkeypatch, capsys):
     base, archive = _base(tmp_path), str(tmp_path / "archive")
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None, branch=None: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None,
+                        branch=None: [
         sys.executable, "-c", _TRAIN, run, "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, ""])
@@ -351,6 +353,10 @@ def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monk
 
     # A fresh machine: the archived runs are done (numbers restored, nothing trained) ...
     root = str(tmp_path / "machine2")
+    trained = []
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None,
+                        branch=None: trained.append((rung, list(ov))) or [
+                            sys.executable, "-c", _TRAIN, run, "0"])
     monkeypatch.setattr(ladder, "rl_rungs", lambda: {"dpo": ("configs/dpo.py:{preset}", "v1")})
     ladder.run_ladder(str(base), root, ["v1", "dpo"], 1, **kw)
     out = capsys.readouterr().out
@@ -358,6 +364,8 @@ def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monk
     # ... but the RL child needs its parent's checkpoint: the parent trains again, first.
     assert out.index("[v1/seed0] step 3/3") < out.index("[dpo/seed0] step 3/3")
     assert "[v1/seed0] evaluated" not in out
+    # The parent retrains as it was trained: its record has no data.mem_width, so 'fixed'.
+    assert trained == [("v1", ["data.mem_width=fixed"]), ("dpo", [])]
     assert ladder.is_done(ladder.run_dir(archive, "dpo", 0))
     with open(os.path.join(ladder.run_dir(root, "dpo", 0), ladder.DONE_FILE)) as f:
         assert json.load(f)["train_parent"] > 0
@@ -375,7 +383,8 @@ _AB = ("import os,sys; d=sys.argv[1]+'/eval_events'; os.makedirs(d, exist_ok=Tru
 def test_a_done_run_without_the_ab_gets_it_when_the_ladder_asks_for_one(tmp_path, monkeypatch,
                                                                        capsys):
     base, archive, root = _base(tmp_path), str(tmp_path / "archive"), str(tmp_path / "root")
-    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None, branch=None: [
+    monkeypatch.setattr(ladder, "train_command", lambda preset, rung, seed, run, ov, root=None,
+                        branch=None: [
         sys.executable, "-c", _TRAIN, run, "0"])
     monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
         sys.executable, "-c", _EVAL, run, ""])

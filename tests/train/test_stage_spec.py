@@ -68,7 +68,7 @@ def test_stage_wide_memory_takes_narrower_batches_up_to_mem_len():
     with pytest.raises(ValueError, match=rf"the stage takes \(B, {mem}\)"):
         SPECS["distill"].batch_checker(c, VOCAB)(narrow)
     c.data.mem_width = "per_batch"
-    with pytest.raises(ValueError, match=r"data.mem_width='per_batch'; valid: \('fixed', 'stage'\)"):
+    with pytest.raises(ValueError, match=r"mem_width='per_batch'; valid: \('fixed', 'stage'\)"):
         SPECS["distill"].batch_shapes(c, VOCAB)
 
 
