@@ -38,6 +38,9 @@ def define_flags():
     flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
                          "existing ones keep theirs).")
     flags.DEFINE_string("out", "", "Write OUT.md and OUT.json.")
+    flags.DEFINE_bool("kl", False, "Also what the teacher has to teach, dropout off: per SID "
+                      "position KL(teacher || student) and the teacher's CE gain on each day's "
+                      "clicked items (pipeline/teacher_kl.py), per run and split.")
     flags.DEFINE_list("t_minus_s", None, "Names whose T - S rows are computed (default: every "
                       "run; a sweep may want only base and sd, sparing the teacher evaluations).")
 
@@ -133,6 +136,40 @@ def run_signal(workdir: str) -> dict | None:
     return distill_signal(history, float(config.get("distill", {}).get("alpha_kl", 0.0)))
 
 
+KL_SLICES = ("all", "need", "need/torso", "need/tail", "tail", "unseen")
+
+
+def pool_kl(per_seed: list) -> dict:
+    """teacher_kl.measure results of several seeds -> one per slice, weighted by positions."""
+    out = {}
+    for name in KL_SLICES:
+        cells = [r[name] for r in per_seed if name in r]
+        if not cells:
+            continue
+        n = sum(c["positions"] for c in cells)
+        mean = {k: sum(c[k] * c["positions"] for c in cells) / n
+                for k in ("kl", "student_ce", "teacher_ce", "teacher_gain", "kl_dropout",
+                          "kl_student_dropout")}
+        out[name] = {**mean, "positions": n, "rows": sum(c["rows"] for c in cells)}
+    return out
+
+
+def format_kl(pooled: dict) -> str:
+    """One row per run and day: KL(teacher || student) per SID position by slice (dropout
+    off), the teacher's CE gain overall and on need queries, then the KLs with dropout on:
+    teacher vs student (what the distill step's KL sees) and the student vs itself."""
+    head = ([f"KL {s}" for s in KL_SLICES] + ["teacher's gain, all", "teacher's gain, need",
+                                               "KL T-S, dropout on", "KL S-S, dropout on"])
+    lines = ["| run (day) | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for key, r in pooled.items():
+        cells = [f"{r[s]['kl']:.4f} ({r[s]['rows']})" if s in r else "" for s in KL_SLICES]
+        cells += [f"{r[s]['teacher_gain']:+.4f}" if s in r else "" for s in ("all", "need")]
+        cells += [f"{r['all'][k]:.4f}" if "all" in r else ""
+                  for k in ("kl_dropout", "kl_student_dropout")]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_signal(signals: dict) -> str:
     lines = ["| run | from step | student CE | teacher CE | teacher's gain (nats) | KL | alpha_KL "
              "| alpha_KL x KL / loss |", "|---" * 8 + "|"]
@@ -201,6 +238,16 @@ def main(argv):
     md += "\n" + format_need_by_traffic(cells, rows, counts) + "\n"
     signals = {f"{n} ({os.path.basename(os.path.normpath(w))})": g
                for n, ws in runs.items() for w in ws if (g := run_signal(w))}
+    kl = {}
+    if f.kl:
+        from onesearch_jax.pipeline import teacher_kl
+        for name in t_minus_s:
+            for split in splits:
+                kl[f"{name} ({split})"] = pool_kl([teacher_kl.measure(w, split, max_events)
+                                                   for w in runs[name]])
+        md += ("\nWhat the teacher has to teach, dropout off (per SID position on each day's "
+               "clicked and ordered items, teacher-forced; rows with keywords in brackets):\n\n"
+               + format_kl(kl) + "\n")
     if signals:
         md += ("\nWhat the KL term weighed while training (logged steps with KL positions; CE "
                "on the same training batches):\n\n" + format_signal(signals) + "\n")
@@ -209,7 +256,7 @@ def main(argv):
         f.write(md)
     fileio.write_json(out + ".json",
                       {"runs": runs, "splits": list(splits), "differences": cells,
-                       "slice_events": counts, "distill_signal": signals})
+                       "slice_events": counts, "distill_signal": signals, "teacher_kl": kl})
     print(md)
 
 

@@ -228,3 +228,18 @@ def test_a_warmed_up_searcher_compiles_nothing_for_new_queries(minilm_sd):
         jax.monitoring.unregister_event_duration_listener(count)
     assert not compiles
 
+
+
+def test_teacher_kl_of_a_distilled_run_on_training_and_test_rows(minilm_sd):
+    """What the teacher has to teach, measured on a run (pipeline/teacher_kl.py): finite,
+    per slice, and dropout's own share visible (the student against itself under two draws)."""
+    from onesearch_jax.pipeline import teacher_kl
+    _, run, _ = minilm_sd
+    for split in ("train", "test"):
+        got = teacher_kl.measure(run, split, max_events=60)
+        assert got["all"]["rows"] > 0 and got["all"]["positions"] >= got["all"]["rows"]
+        assert all(got["all"][k] >= 0 for k in ("kl", "kl_dropout", "kl_student_dropout"))
+        assert got["all"]["kl_student_dropout"] > 0  # dropout 0.1: two draws differ
+        assert got["all"]["teacher_gain"] == pytest.approx(
+            got["all"]["student_ce"] - got["all"]["teacher_ce"])
+        assert {"need", "tail"} <= set(got) or got["all"]["rows"] < 20

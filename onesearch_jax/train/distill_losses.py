@@ -47,7 +47,7 @@ def _safe_log_softmax(x, mask, tau=1.0):
     return jax.nn.log_softmax(x / tau, axis=-1)
 
 
-def _kl_per_position(log_p, log_q):
+def kl_per_position(log_p, log_q):
     """KL(P || Q) summed over K, float[B, L], with the 0 * log 0 = 0 convention.
 
     Where P's probability is 0 (padded code: log_p = -inf, or exp(-1e9) == 0),
@@ -85,7 +85,7 @@ def tempered_kl(teacher_logits, student_logits, mask, *, tau=1.0):
     log_t = _safe_log_softmax(teacher_logits, mask, tau)
     log_s = _safe_log_softmax(student_logits, mask, tau)
     tau = jnp.asarray(tau, jnp.float32)
-    return jnp.square(tau) * _masked_mean(_kl_per_position(log_t, log_s), mask)
+    return jnp.square(tau) * _masked_mean(kl_per_position(log_t, log_s), mask)
 
 
 def symmetric_kl(logits_a, logits_b, mask):
@@ -98,7 +98,7 @@ def symmetric_kl(logits_a, logits_b, mask):
     mask = mask.astype(jnp.float32)
     log_a = _safe_log_softmax(logits_a, mask)
     log_b = _safe_log_softmax(logits_b, mask)
-    per_pos = 0.5 * (_kl_per_position(log_a, log_b) + _kl_per_position(log_b, log_a))
+    per_pos = 0.5 * (kl_per_position(log_a, log_b) + kl_per_position(log_b, log_a))
     return _masked_mean(per_pos, mask)
 
 
