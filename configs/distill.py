@@ -24,7 +24,9 @@ Rungs (RUNGS):
               1.0), sd_tau2 (tau 2), sd_ema_code (the released code's EMA teacher: decay 0.999,
               no teacher dropout, updated every step = every micro-batch at accumulation 1),
               sd_kl2 (KL on the first two SID levels only), sd_kw5 (keywords only for queries
-              with >= 5 training events: 30% of world small's logged queries, 90% of events);
+              with >= 5 training events: 30% of world small's logged queries, 90% of events),
+              sd_self (the control: the teacher reads the student's own input, so the KL is
+              the student against itself under another dropout draw, on the same rows);
   direct_cot  the model writes the keywords, then the SID (keywords in the output, not the input).
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ SD_SWEEP = {
                     ("distill", "teacher_dropout"): False},
     "sd_kl2": {("distill", "kl_levels"): 2},
     "sd_kw5": {("data", "keyword_min_events"): 5},
+    "sd_self": {("distill", "teacher_input"): "student"},
 }
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot",
          *SD_SWEEP)
@@ -148,7 +151,7 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     c.distill = ml_collections.ConfigDict(dict(
         alpha_kl=0.1, tau=1.0, alignment="targets", teacher="shared", teacher_ce_weight=0.0,
         teacher_dropout=True, rdrop_alpha=0.0, student_loss="ce", focal_gamma=2.0,
-        focal_alpha=1.0, kl_levels=0))
+        focal_alpha=1.0, kl_levels=0, teacher_input="keywords"))
     ladder = LADDER.index(rung) if rung in LADDER else None
     if ladder is not None and ladder >= LADDER.index("rdrop"):
         c.distill.rdrop_alpha = 0.5

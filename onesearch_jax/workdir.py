@@ -49,7 +49,7 @@ RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache"})
 # Keys added after runs were recorded, with the value that reproduces what those runs computed: a
 # record without the key matches a config holding that value.
 ADDED_KEYS = {"distill.kl_levels": 0, "data.keyword_min_events": 1, "data.mem_width": "fixed",
-              "train.branch_from": ""}
+              "train.branch_from": "", "distill.teacher_input": "keywords"}
 
 
 def _added_at_default(key: str, old: Mapping, new: Mapping) -> bool:

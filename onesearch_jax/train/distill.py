@@ -5,7 +5,8 @@ loss = CE(student) + alpha_kl * tau^2 * KL(softmax(z_T/tau) || softmax(z_S/tau))
   (+ teacher_ce_weight * CE(teacher) + rdrop_alpha * R-Drop; FGM in the generic step;
    focal loss in place of CE).
 The KL is averaged over the SID positions of rows whose query has keywords (the first
-`distill.kl_levels` levels only, when set). Positions come from
+`distill.kl_levels` levels only, when set); `distill.teacher_input='student'` gives the teacher
+the student's own input on those rows (the control: what the KL does without the keywords). Positions come from
 the targets (`model.sid_levels.sid_positions`), the distributions are each level's own token
 slice in float32 (`EncoderDecoder.level_log_probs_at`), the same normalisation beam search
 scores with. `alignment="reference_shift"` reproduces the released PyTorch code, whose KL
@@ -32,10 +33,14 @@ from onesearch_jax.train.losses import weighted_cross_entropy
 DISTILL_KEYS = sft_step.BATCH_KEYS + ("teacher_enc_tokens", "teacher_mask")
 ALIGNMENTS = ("targets", "reference_shift")
 TEACHERS = ("shared", "ema")
+# The teacher's input: the query + keywords (V2), or the student's own input (a control: the KL
+# is then the student against itself under another dropout draw, R-Drop's term, on the same rows).
+TEACHER_INPUTS = ("keywords", "student")
 STUDENT_LOSSES = ("ce", "focal")
 DISTILL_DEFAULTS = dict(alpha_kl=0.1, tau=1.0, alignment="targets", teacher="shared",
                         teacher_ce_weight=0.0, teacher_dropout=True, rdrop_alpha=0.0,
-                        student_loss="ce", focal_gamma=2.0, focal_alpha=1.0, kl_levels=0)
+                        student_loss="ce", focal_gamma=2.0, focal_alpha=1.0, kl_levels=0,
+                        teacher_input="keywords")
 
 
 def check_distill_batch(batch) -> None:
@@ -57,7 +62,7 @@ def distill_settings(config) -> dict:
         raise ValueError(f"unknown distill keys {unknown}; valid: {sorted(DISTILL_DEFAULTS)}")
     s = {**DISTILL_DEFAULTS, **given}
     for key, valid in (("alignment", ALIGNMENTS), ("teacher", TEACHERS),
-                       ("student_loss", STUDENT_LOSSES)):
+                       ("student_loss", STUDENT_LOSSES), ("teacher_input", TEACHER_INPUTS)):
         if s[key] not in valid:
             raise ValueError(f"distill.{key}={s[key]!r}; valid: {valid}")
     if int(s["kl_levels"]) < 0:
@@ -123,10 +128,11 @@ def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, se
 
     t_params = params if teacher_params is None else jax.lax.stop_gradient(teacher_params)
     teacher_train = bool(s["teacher_dropout"])
-    t_lp = model.apply({"params": t_params}, batch["teacher_enc_tokens"], batch["dec_inputs"],
+    prefix = "teacher_" if s["teacher_input"] == "keywords" else ""
+    t_lp = model.apply({"params": t_params}, batch[f"{prefix}enc_tokens"], batch["dec_inputs"],
                        positions, kl_ranges, train=teacher_train,
                        rngs={"dropout": k_teacher} if teacher_train else None,
-                       enc_states=batch.get("teacher_enc_states"),
+                       enc_states=batch.get(f"{prefix}enc_states"),
                        method=EncoderDecoder.sid_log_probs)
     kl = distill_losses.tempered_kl(jax.lax.stop_gradient(t_lp), s_lp, kl_mask,
                                     tau=float(s["tau"]))

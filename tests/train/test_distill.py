@@ -175,6 +175,15 @@ def test_identical_inputs_give_zero_kl_and_teacher_ce_weight_trains_the_teacher_
     _, m1 = distill.distill_loss(params, b, jax.random.key(0), model=model, ranges=RANGES,
                                  settings=distill.distill_settings(c))
     np.testing.assert_allclose(m2["loss"], m1["loss"] + m1["teacher_ce"], rtol=1e-5)
+    # teacher_input='student': the teacher reads the student's input on the same rows, so the
+    # KL is that of identical inputs (0 without dropout), over the same positions.
+    _, own = distill.distill_loss(params, b, jax.random.key(0), model=model, ranges=RANGES,
+                                  settings=distill.distill_settings(_config(
+                                      teacher_input="student")))
+    assert float(m1["kl"]) > 1e-4 and abs(float(own["kl"])) < 1e-6
+    assert float(own["kl_positions"]) == float(m1["kl_positions"])
+    with pytest.raises(ValueError, match="teacher_input='query'; valid"):
+        distill.distill_settings(_config(teacher_input="query"))
 
 
 def test_sd_sweep_rungs_change_one_thing_of_sd_each():
