@@ -40,9 +40,9 @@ def define_flags():
     flags.DEFINE_string("out", "", "Write OUT.md and OUT.json.")
     flags.DEFINE_bool("kl", False, "Also what the teacher has to teach, dropout off: per SID "
                       "position KL(teacher || student) and the teacher's CE gain on each day's "
-                      "clicked items (pipeline/teacher_kl.py), per run and split.")
+                      "clicked items (pipeline/teacher_kl.py), for every run and split.")
     flags.DEFINE_list("t_minus_s", None, "Names whose T - S rows are computed (default: every "
-                      "run; a sweep may want only base and sd, sparing the teacher evaluations).")
+                      "run; a sweep may want only base, sparing the teacher evaluations).")
 
 
 METRICS = ("rel_hr@10", "click_hr@10", "order_hr@10", "negation_violation@10")
@@ -241,7 +241,7 @@ def main(argv):
     kl = {}
     if f.kl:
         from onesearch_jax.pipeline import teacher_kl
-        for name in t_minus_s:
+        for name in runs:
             for split in splits:
                 kl[f"{name} ({split})"] = pool_kl([teacher_kl.measure(w, split, max_events)
                                                    for w in runs[name]])
