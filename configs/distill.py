@@ -27,6 +27,7 @@ Rungs (RUNGS):
               with >= 5 training events: 30% of world small's logged queries, 90% of events),
               sd_self (the control: the teacher reads the student's own input, so the KL is
               the student against itself under another dropout draw, on the same rows);
+  sd_self_akl1  sd_akl1's control (SD_CONTROLS): alpha_KL 1.0 with the student's own input;
   direct_cot  the model writes the keywords, then the SID (keywords in the output, not the input).
 """
 from __future__ import annotations
@@ -46,13 +47,17 @@ SD_SWEEP = {
     "sd_kw5": {("data", "keyword_min_events"): 5},
     "sd_self": {("distill", "teacher_input"): "student"},
 }
+# Controls of a sweep rung: the same change without the keywords in the teacher's input.
+SD_CONTROLS = {
+    "sd_self_akl1": {("distill", "teacher_input"): "student", ("distill", "alpha_kl"): 1.0},
+}
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot",
-         *SD_SWEEP)
+         *SD_SWEEP, *SD_CONTROLS)
 LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
 # The rung each one adds to (the ladder's paired comparisons): the ladder is cumulative; the
 # teacher variants change SD, direct CoT replaces CoT's tasks.
 PARENTS = {**{r: p for p, r in zip(LADDER, LADDER[1:])}, "sd_ema": "sd", "sd_teacher_ce": "sd",
-           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP}}
+           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP}, "sd_self_akl1": "sd_akl1"}
 PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")
 
 _MODEL = {
@@ -164,6 +169,6 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
         c.train.ema_decay = 0.9
     if rung == "sd_teacher_ce":
         c.distill.teacher_ce_weight = 1.0
-    for (section, key), value in SD_SWEEP.get(rung, {}).items():
+    for (section, key), value in {**SD_SWEEP, **SD_CONTROLS}.get(rung, {}).items():
         c[section][key] = value
     return c

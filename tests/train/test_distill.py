@@ -198,6 +198,10 @@ def test_sd_sweep_rungs_change_one_thing_of_sd_each():
             got[section][key] = base[section][key]
         got["rung"] = "sd"
         assert got == base
+    # A control is its sweep rung without the keywords in the teacher's input.
+    control = distill_configs.get_config("small:sd_self_akl1")
+    assert distill_configs.PARENTS["sd_self_akl1"] == "sd_akl1"
+    assert control.distill.alpha_kl == 1.0 and control.distill.teacher_input == "student"
 
 
 def test_bad_settings_are_refused_naming_the_key():
