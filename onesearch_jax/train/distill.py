@@ -6,12 +6,12 @@ loss = CE(student) + alpha_kl * tau^2 * KL(softmax(z_T/tau) || softmax(z_S/tau))
    focal loss in place of CE).
 The KL is averaged over the SID positions of rows whose query has keywords (the first
 `distill.kl_levels` levels only, when set); `distill.teacher_input='student'` gives the teacher
-the student's own input on those rows (the control: what the KL does without the keywords). Positions come from
-the targets (`model.sid_levels.sid_positions`), the distributions are each level's own token
-slice in float32 (`EncoderDecoder.level_log_probs_at`), the same normalisation beam search
-scores with. `alignment="reference_shift"` reproduces the released PyTorch code, whose KL
-appears shifted one position late (it compares full-vocabulary distributions at the position
-after each SID token); the default is the correct alignment.
+the student's own input on those rows (the control: what the KL does without the keywords).
+Positions come from the targets (`model.sid_levels.sid_positions`), the distributions are each
+level's own token slice in float32 (`EncoderDecoder.level_log_probs_at`), the same
+normalisation beam search scores with. `alignment="reference_shift"` reproduces the released
+PyTorch code, whose KL appears shifted one position late (it compares full-vocabulary
+distributions at the position after each SID token); the default is the correct alignment.
 """
 from __future__ import annotations
 
