@@ -16,6 +16,7 @@ from onesearch_jax.data.sft_tasks import TaskBuilder, decoder_inputs
 from onesearch_jax.eval import world_eval
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder
+from onesearch_jax.pipeline.sft_run import training_keywords
 from onesearch_jax.pipeline.world_build import keywords_at_inference
 from onesearch_jax.serving import ModelBundle
 from onesearch_jax.train.distill import kl_positions
@@ -68,7 +69,7 @@ def make_row_terms(model: EncoderDecoder, ranges: tuple):
 
 def day_rows(workdir: str, split: str, max_events: int, bundle: ModelBundle):
     """(TaskArrays of the day's personalized rows with teacher inputs, the event of each row,
-    the events' slice masks). Training days read the training keywords (what SD saw); the
+    the events' slice masks). Training days read the training keywords the run trained with; the
     valid and test days the keywords written for their queries at inference."""
     world = artifacts.load_world(workdir)
     events = artifacts.load_events(workdir, split, max_events)
@@ -79,8 +80,8 @@ def day_rows(workdir: str, split: str, max_events: int, bundle: ModelBundle):
     builder = TaskBuilder(world, bundle.tokenizer, bundle.vocab, bundle.item_codes, query_codes,
                           enc_len=int(bundle.config.data.enc_len),
                           dec_len=int(bundle.config.data.dec_len))
-    if split == "train":
-        keywords = artifacts.load_query_keywords(workdir)
+    if split == "train":  # as the run saw them (data.keyword_min_events applied)
+        keywords = training_keywords(bundle.config, workdir, world)
     else:
         texts = [world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
         keywords = keywords_at_inference(world, workdir, texts)
