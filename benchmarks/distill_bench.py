@@ -9,9 +9,9 @@ distill mixture (teacher input included), every variant's config at `--preset`. 
 query at a time through the retriever each variant serves with (beam `--beam`), median and p95
 over `--queries` test-day queries, after an untimed pass over the next `--queries` (the shapes
 they need compiled: steady state, not the cold start). Weights are freshly initialised: latency
-depends on the architecture and the decoding path, not on what the weights learned. The SD student is served
-exactly like V1 (same model, same query-only input, same retriever), so its row measures the
-claim "no serving cost"; direct CoT writes 16 keyword tokens before its SID.
+depends on the architecture and the decoding path, not on what the weights learned. The SD
+student is served exactly like V1 (same model, same query-only input, same retriever), so its
+row measures the claim "no serving cost"; direct CoT writes 16 keyword tokens before its SID.
 """
 from __future__ import annotations
 

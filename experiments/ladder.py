@@ -53,6 +53,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.eval import paired as paired_lib
 from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
+from onesearch_jax.train.branch import parse_branch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DONE_FILE = "LADDER_DONE"
@@ -270,10 +271,10 @@ def parse_branch_flag(branch: str | None) -> tuple[str, int] | None:
     """--branch 'RUNG@STEP' -> (RUNG, STEP); None stays None."""
     if not branch:
         return None
-    rung, sep, step = branch.partition("@")
-    if not sep or not rung or not step.isdigit() or int(step) <= 0:
-        raise app.UsageError(f"--branch={branch!r}: expected RUNG@STEP, e.g. sd@3000")
-    return rung, int(step)
+    try:
+        return parse_branch(branch, "--branch", "RUNG@STEP, e.g. sd@3000")
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
 
 
 def branch_source(rung: str, branch: tuple[str, int] | None) -> tuple[str, int] | None:

@@ -242,9 +242,9 @@ def main(argv):
     if f.kl:
         from onesearch_jax.pipeline import teacher_kl
         for name in runs:
+            per_seed = [teacher_kl.measure(w, splits, max_events) for w in runs[name]]
             for split in splits:
-                kl[f"{name} ({split})"] = pool_kl([teacher_kl.measure(w, split, max_events)
-                                                   for w in runs[name]])
+                kl[f"{name} ({split})"] = pool_kl([m[split] for m in per_seed])
         md += ("\nWhat the teacher has to teach, dropout off (per SID position on each day's "
                "clicked and ordered items, teacher-forced; rows with keywords in brackets):\n\n"
                + format_kl(kl) + "\n")

@@ -235,8 +235,9 @@ def test_teacher_kl_of_a_distilled_run_on_training_and_test_rows(minilm_sd):
     per slice, and dropout's own share visible (the student against itself under two draws)."""
     from onesearch_jax.pipeline import teacher_kl
     _, run, _ = minilm_sd
-    for split in ("train", "test"):
-        got = teacher_kl.measure(run, split, max_events=60)
+    days = teacher_kl.measure(run, ("train", "test"), max_events=60)
+    assert set(days) == {"train", "test"}
+    for got in days.values():
         assert got["all"]["rows"] > 0 and got["all"]["positions"] >= got["all"]["rows"]
         assert all(got["all"][k] >= 0 for k in ("kl", "kl_dropout", "kl_student_dropout"))
         assert got["all"]["kl_student_dropout"] > 0  # dropout 0.1: two draws differ

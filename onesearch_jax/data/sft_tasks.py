@@ -107,6 +107,14 @@ def decoder_inputs(dec: np.ndarray) -> np.ndarray:
     return np.concatenate([column(BOS_ID, len(dec)), dec[:, :-1]], axis=1)
 
 
+def clicked_slots(events: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(event index, slot, weight) of every clicked or ordered item of the events, in the order
+    the personalized tasks write their rows (orders weigh double: clicks + orders)."""
+    weight = events["clicks"].astype(np.float32) + events["orders"].astype(np.float32)
+    e, p = np.nonzero(weight > 0)
+    return e, p, weight[e, p]
+
+
 def history_tokens(history: np.ndarray, item_tokens: np.ndarray) -> np.ndarray:
     """Recent clicks int[n, H] (-1 = none) -> their SID tokens flattened [n, H*L] (0 where none)."""
     toks = item_tokens[np.maximum(history, 0)]
@@ -333,12 +341,11 @@ class TaskBuilder:
 
     def personalized(self, events: Mapping[str, np.ndarray]) -> TaskArrays:
         """One example per clicked item of each train event (orders weigh double)."""
-        weight = events["clicks"].astype(np.float32) + events["orders"].astype(np.float32)
-        e, p = np.nonzero(weight > 0)
+        e, p, weight = clicked_slots(events)
         q, u, h = events["query_id"][e], events["user_id"][e], events["history"][e]
         items = events["items"][e, p]
         arrays = TaskArrays(self.personalized_inputs(q, u, h),
-                            *sid_targets(self.item_tokens[items], self.dec_len, weight[e, p]))
+                            *sid_targets(self.item_tokens[items], self.dec_len, weight))
         return self._with_teacher(arrays, q, self.personalized_inputs(q, u, h, keywords=True)
                                   if self.query_keywords is not None else None)
 
@@ -357,14 +364,13 @@ class TaskBuilder:
 
     def personalized_cot(self, events) -> TaskArrays:
         """Direct CoT: the personalised input -> the query's keywords, then the item's SID."""
-        weight = events["clicks"].astype(np.float32) + events["orders"].astype(np.float32)
-        e, p = np.nonzero(weight > 0)
+        e, p, weight = clicked_slots(events)
         q = events["query_id"][e]
         self._keyword_queries()
         enc = self.personalized_inputs(q, events["user_id"][e], events["history"][e])
         return TaskArrays(enc, *cot_targets(self.keyword_output_tokens(q),
                                             self.item_tokens[events["items"][e, p]],
-                                            self.dec_len, weight[e, p]))
+                                            self.dec_len, weight))
 
     def personalized_kw(self, events) -> TaskArrays:
         """The keyword-input copy of personalized (rows whose query has keywords)."""

@@ -26,6 +26,27 @@ def event_tag(prefix: str, split: str) -> str:
     return "_".join(parts + [split])
 
 
+def day_inputs(workdir: str, bundle: ModelBundle, split: str, max_events: int):
+    """(world, a seeded sample of the day's events, their targets and slices, a TaskBuilder
+    writing the personalised inputs (query + user profile + history) as training wrote them)."""
+    world = artifacts.load_world(workdir)
+    events = artifacts.load_events(workdir, split, max_events)
+    targets = world_eval.WorldTargets(world, events,
+                                      artifacts.load_train_clicks(workdir)["item"],
+                                      artifacts.load_query_event_counts(workdir)["train"])
+    _, _, query_codes = artifacts.load_sids(workdir)
+    builder = TaskBuilder(world, bundle.tokenizer, bundle.vocab, bundle.item_codes, query_codes,
+                          enc_len=int(bundle.config.data.enc_len),
+                          dec_len=int(bundle.config.data.dec_len))
+    return world, events, targets, builder
+
+
+def inference_keywords(world, workdir: str, events) -> dict:
+    """Keywords written at inference for the events' queries (the "(T)" evaluations)."""
+    texts = [world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
+    return keywords_at_inference(world, workdir, texts)
+
+
 def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = None,
                      constrained: bool = True, keywords: str = "none",
                      mesh_shape=None, prior_weight: float | None = None,
@@ -52,20 +73,10 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
         raise ValueError(f"split={split!r}; valid: {SPLITS}")
     bundle = ModelBundle.from_workdir(workdir, mesh_shape=mesh_shape)
     bundle.set_prior(prior_weight, prior_by_traffic, rerank_by_traffic)
-    world = artifacts.load_world(workdir)
-    events = artifacts.load_events(workdir, split, max_events)
-    targets = world_eval.WorldTargets(world, events,
-                                      artifacts.load_train_clicks(workdir)["item"],
-                                      artifacts.load_query_event_counts(workdir)["train"])
+    world, events, targets, builder = day_inputs(workdir, bundle, split, max_events)
     retriever = bundle.retriever(beam_size=beam_size, constrained=constrained)
-    _, _, query_codes = artifacts.load_sids(workdir)
-    # Personalised inputs (query + user profile + history), as training wrote them.
-    builder = TaskBuilder(world, bundle.tokenizer, bundle.vocab, bundle.item_codes, query_codes,
-                          enc_len=int(bundle.config.data.enc_len),
-                          dec_len=int(bundle.config.data.dec_len))
     if keywords == "teacher":
-        texts = [world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
-        builder = builder.with_keywords(keywords_at_inference(world, workdir, texts))
+        builder = builder.with_keywords(inference_keywords(world, workdir, events))
     start = time.perf_counter()
     rewards = None  # reward@1/@10 need the learned reward experiments.build_world fits
     if fileio.exists(wd.reward_model_path(workdir)):

@@ -11,13 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from onesearch_jax import artifacts
-from onesearch_jax.data.sft_tasks import TaskBuilder, decoder_inputs
-from onesearch_jax.eval import world_eval
+from onesearch_jax.data.sft_tasks import clicked_slots, decoder_inputs
 from onesearch_jax.model.sid_levels import level_ranges, sid_positions
 from onesearch_jax.model.transformer import EncoderDecoder
+from onesearch_jax.pipeline.evaluate_run import day_inputs, inference_keywords
 from onesearch_jax.pipeline.sft_run import training_keywords
-from onesearch_jax.pipeline.world_build import keywords_at_inference
 from onesearch_jax.serving import ModelBundle
 from onesearch_jax.train.distill import kl_positions
 from onesearch_jax.train.distill_losses import kl_per_position
@@ -71,38 +69,34 @@ def day_rows(workdir: str, split: str, max_events: int, bundle: ModelBundle):
     """(TaskArrays of the day's personalized rows with teacher inputs, the event of each row,
     the events' slice masks). Training days read the training keywords the run trained with; the
     valid and test days the keywords written for their queries at inference."""
-    world = artifacts.load_world(workdir)
-    events = artifacts.load_events(workdir, split, max_events)
-    targets = world_eval.WorldTargets(world, events,
-                                      artifacts.load_train_clicks(workdir)["item"],
-                                      artifacts.load_query_event_counts(workdir)["train"])
-    _, _, query_codes = artifacts.load_sids(workdir)
-    builder = TaskBuilder(world, bundle.tokenizer, bundle.vocab, bundle.item_codes, query_codes,
-                          enc_len=int(bundle.config.data.enc_len),
-                          dec_len=int(bundle.config.data.dec_len))
+    world, events, targets, builder = day_inputs(workdir, bundle, split, max_events)
     if split == "train":  # as the run saw them (data.keyword_min_events applied)
         keywords = training_keywords(bundle.config, workdir, world)
     else:
-        texts = [world.queries.texts[int(q)] for q in np.unique(events["query_id"])]
-        keywords = keywords_at_inference(world, workdir, texts)
+        keywords = inference_keywords(world, workdir, events)
     rows = builder.with_keywords(keywords).personalized(events)
-    weight = events["clicks"].astype(np.float32) + events["orders"].astype(np.float32)
-    row_event = np.nonzero(weight > 0)[0]  # personalized()'s row order
-    return rows, row_event, targets.slices
+    return rows, clicked_slots(events)[0], targets.slices
 
 
-def measure(workdir: str, split: str, max_events: int) -> dict:
-    """Per event slice ('all', the world's slices, need queries by traffic), the means per SID
-    position of KL(teacher || student), the student's CE, the teacher's CE and its gain
-    (student - teacher CE), all with dropout off, and the two KLs with dropout on
-    (make_row_terms), with the rows and positions they average over; rows whose query has no
-    keywords are left out (their teacher input is the student's)."""
+def measure(workdir: str, splits, max_events: int) -> dict:
+    """{split: {slice: ...}}: per event slice ('all', the world's slices, need queries by
+    traffic), the means per SID position of KL(teacher || student), the student's CE, the
+    teacher's CE and its gain (student - teacher CE), all with dropout off, and the two KLs
+    with dropout on (make_row_terms), with the rows and positions they average over; rows whose
+    query has no keywords are left out (their teacher input is the student's). The model is
+    loaded and compiled once for every split."""
     bundle = ModelBundle.from_workdir(workdir)
-    rows, row_event, slices = day_rows(workdir, split, max_events, bundle)
-    if rows.teacher_mask is None:
-        raise ValueError(f"{workdir}: no keywords for the {split} day's queries")
     terms_of = make_row_terms(bundle.model, level_ranges(bundle.vocab.level_offsets,
                                                          bundle.vocab.level_sizes))
+    return {split: measure_day(bundle, terms_of, *day_rows(workdir, split, max_events, bundle),
+                               what=f"{workdir}: the {split} day")
+            for split in splits}
+
+
+def measure_day(bundle: ModelBundle, terms_of, rows, row_event, slices, what: str) -> dict:
+    """measure's numbers for one day's rows (day_rows)."""
+    if rows.teacher_mask is None:
+        raise ValueError(f"{what}: no keywords for its queries")
     keep = np.nonzero(rows.teacher_mask > 0)[0]
     sums = ("kl", "student_ce", "teacher_ce", "kl_dropout", "kl_student_dropout")
     out = {k: np.zeros(len(keep), np.float64) for k in sums + ("positions",)}

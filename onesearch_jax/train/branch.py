@@ -23,13 +23,15 @@ from onesearch_jax.train.train_state import ParamsEmaState, setup_train_state
 SEPARATOR = "@"
 
 
-def parse_branch(spec: str) -> tuple[str, int]:
-    """'DIR@STEP' -> (DIR, STEP); anything else is refused naming the expected form."""
-    directory, sep, step = str(spec).rpartition(SEPARATOR)
-    if not sep or not directory or not step.isdigit() or int(step) <= 0:
-        raise ValueError(f"train.branch_from={spec!r}: expected 'WORKDIR@STEP' (a trained "
-                         "run's workdir and one of its checkpoint steps, > 0)")
-    return directory, int(step)
+def parse_branch(spec: str, name: str = "train.branch_from",
+                 form: str = "'WORKDIR@STEP' (a trained run's workdir and one of its checkpoint "
+                             "steps, > 0)") -> tuple[str, int]:
+    """'SOURCE@STEP' -> (SOURCE, STEP); anything else is refused naming `name` and the
+    expected `form`."""
+    source, sep, step = str(spec).rpartition(SEPARATOR)
+    if not sep or not source or not step.isdigit() or int(step) <= 0:
+        raise ValueError(f"{name}={spec!r}: expected {form}")
+    return source, int(step)
 
 
 def graft_opt_state(parent_opt_state, abstract_opt_state, params):
