@@ -27,7 +27,8 @@ Rungs (RUNGS):
               with >= 5 training events: 30% of world small's logged queries, 90% of events),
               sd_self (the control: the teacher reads the student's own input, so the KL is
               the student against itself under another dropout draw, on the same rows);
-  sd_self_akl1  sd_akl1's control (SD_CONTROLS): alpha_KL 1.0 with the student's own input;
+  sd_self_akl1, sd_self_kw5  controls (SD_CONTROLS): sd_akl1's / sd_kw5's change with the
+              teacher reading the student's own input (what the keywords add to that change);
   direct_cot  the model writes the keywords, then the SID (keywords in the output, not the input).
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ SD_SWEEP = {
 # Controls of a sweep rung: the same change without the keywords in the teacher's input.
 SD_CONTROLS = {
     "sd_self_akl1": {("distill", "teacher_input"): "student", ("distill", "alpha_kl"): 1.0},
+    "sd_self_kw5": {("distill", "teacher_input"): "student", ("data", "keyword_min_events"): 5},
 }
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot",
          *SD_SWEEP, *SD_CONTROLS)
@@ -59,7 +61,8 @@ LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
 # The rung each one adds to (the ladder's paired comparisons): the ladder is cumulative; the
 # teacher variants change SD, direct CoT replaces CoT's tasks.
 PARENTS = {**{r: p for p, r in zip(LADDER, LADDER[1:])}, "sd_ema": "sd", "sd_teacher_ce": "sd",
-           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP}, "sd_self_akl1": "sd_akl1"}
+           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP},
+           **{r: "sd_" + r.removeprefix("sd_self_") for r in SD_CONTROLS}}
 PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")
 
 _MODEL = {

@@ -199,9 +199,13 @@ def test_sd_sweep_rungs_change_one_thing_of_sd_each():
         got["rung"] = "sd"
         assert got == base
     # A control is its sweep rung without the keywords in the teacher's input.
-    control = distill_configs.get_config("small:sd_self_akl1")
-    assert distill_configs.PARENTS["sd_self_akl1"] == "sd_akl1"
-    assert control.distill.alpha_kl == 1.0 and control.distill.teacher_input == "student"
+    for rung in distill_configs.SD_CONTROLS:
+        parent = distill_configs.PARENTS[rung]
+        want = distill_configs.get_config(f"small:{parent}").to_dict()
+        want["distill"]["teacher_input"], want["rung"] = "student", rung
+        assert parent in distill_configs.SD_SWEEP
+        assert distill_configs.get_config(f"small:{rung}").to_dict() == want
+    assert distill_configs.PARENTS["sd_self_kw5"] == "sd_kw5"
 
 
 def test_bad_settings_are_refused_naming_the_key():
