@@ -24,7 +24,7 @@ Rungs (RUNGS):
               (alpha_KL 0.3 / 1.0 / 3.0), sd_tau2 (tau 2), sd_ema_code (the released code's EMA teacher: decay 0.999,
               no teacher dropout, updated every step = every micro-batch at accumulation 1),
               sd_kl2 (KL on the first two SID levels only), sd_kw5 (keywords only for queries
-              with >= 5 training events: 30% of world small's logged queries, 90% of events),
+              with >= 5 training events: 28% of world small's logged queries, 86% of their events),
               sd_self (the control: the teacher reads the student's own input, so the KL is
               the student against itself under another dropout draw, on the same rows);
   sd_self_akl1, sd_self_kw5  controls (SD_CONTROLS): sd_akl1's / sd_kw5's change with the
