@@ -50,6 +50,7 @@ from absl import app, flags
 from configs import distill as distill_configs
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
+from onesearch_jax.eval import delta_plot
 from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.eval import paired as paired_lib
 from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
@@ -451,36 +452,12 @@ def plot(paired: Mapping[str, Mapping], rungs: Sequence[str], path: str,
          metrics: Sequence[str] = lt.PLOT_METRICS) -> None:
     """The paired deltas with their 95% intervals: top row each rung minus the rung it adds to,
     bottom row minus V1; a filled marker where the interval excludes 0."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = (("paired_vs_parent", "minus parent"), ("paired_vs_v1", "minus V1"))
-    fig, axes = plt.subplots(len(keys), len(metrics), figsize=(3.2 * len(metrics), 3.9 * len(keys)),
-                             squeeze=False)
-    for row, (key, label) in enumerate(keys):
-        shown = [r for r in rungs if (paired.get(r) or {}).get(key)]
-        for col, m in enumerate(metrics):
-            ax = axes[row][col]
-            ax.axhline(0.0, color="0.5", lw=0.8)
-            for i, rung in enumerate(shown):
-                cell = paired[rung][key].get(m)
-                if not lt.has_delta(cell):
-                    continue
-                mean, lo, hi = cell
-                ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt="o", color="C0",
-                            capsize=4, markersize=6,
-                            markerfacecolor="C0" if lt.resolved(cell) else "white")
-            ax.set_title(f"{m}\n{label}", fontsize=9)
-            ax.set_xticks(range(len(shown)))
-            ax.set_xticklabels(shown, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
-            ax.set_xlim(-0.5, max(len(shown) - 0.5, 0.5))
-            ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("V2 ladder: paired deltas on the same events and seeds, 95% bootstrap interval "
-                 "(filled: excludes 0)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    rows = [(label, {r: (paired.get(r) or {}).get(key) for r in rungs})
+            for key, label in (("paired_vs_parent", "minus parent"),
+                               ("paired_vs_v1", "minus V1"))]
+    delta_plot.plot_delta_grid(rows, metrics, path,
+                               "V2 ladder: paired deltas on the same events and seeds, 95% "
+                               "bootstrap interval (filled: excludes 0)")
 
 
 def write_table(root: str, rungs: Sequence[str], seeds: int, *, preset: str,

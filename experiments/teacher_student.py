@@ -14,7 +14,8 @@ are run first (`experiments.evaluate --split=... [--keywords=teacher]`, in proce
 ones are reused.
 For a self-distilled run whose training log is at hand (W/metrics.jsonl), also what the KL term
 weighed while it trained: the teacher's CE gain over the student on the training batches and
-alpha_KL * KL as a share of the loss. Writes OUT.md and OUT.json.
+alpha_KL * KL as a share of the loss. Writes OUT.md, OUT.json and OUT.png (the deltas with
+their intervals: T - S per run and day, then each student minus Base (T)).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from absl import flags
 
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
+from onesearch_jax.eval import delta_plot
 from onesearch_jax.eval import ladder_table as lt
 from onesearch_jax.eval import paired as paired_lib
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, event_tag
@@ -37,7 +39,7 @@ def define_flags():
     flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
     flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
                          "existing ones keep theirs).")
-    flags.DEFINE_string("out", "", "Write OUT.md and OUT.json.")
+    flags.DEFINE_string("out", "", "Write OUT.md, OUT.json and OUT.png.")
     flags.DEFINE_bool("kl", False, "Also what the teacher has to teach, dropout off: per SID "
                       "position KL(teacher || student) and the teacher's CE gain on each day's "
                       "clicked items (pipeline/teacher_kl.py), for every run and split.")
@@ -53,6 +55,8 @@ COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation"
 # keywords' gain lies, against what the training batches (and so the KL) see.
 TRAFFIC = ("head", "torso", "tail", "unseen")
 NEED_BY_TRAFFIC = tuple(f"need/{t}" for t in TRAFFIC)
+PLOT_COLUMNS = ["rel_hr@10", "rel_hr@10/need", "rel_hr@10/need/torso", "rel_hr@10/negation",
+                "rel_hr@10/unseen", "negation_violation@10"]
 
 
 def parse_runs(specs) -> dict[str, list[str]]:
@@ -71,6 +75,16 @@ def student_rows(names) -> dict[str, str]:
     """{row label: name} of the students compared with Base (T) on the test day: every run but
     `base` (the paper's claim is SD (S) >= Base (T); a sweep asks it of each variant)."""
     return {("SD" if n == "sd" else n) + " (S) - Base (T) (test)": n for n in names if n != "base"}
+
+
+def plot_rows(cells: dict, rows) -> list:
+    """OUT.png's panel rows: the T - S comparisons, then the students minus Base (T) (named by
+    run), each only where there is one."""
+    student = " (S) - Base (T) (test)"
+    groups = [("teacher minus student", {k: cells[k] for k in rows if " T - S " in k}),
+              ("student minus Base (T), test", {k.removesuffix(student): cells[k]
+                                                for k in rows if k.endswith(student)})]
+    return [(label, systems) for label, systems in groups if systems]
 
 
 def outcomes(workdir: str, split: str, teacher: bool, max_events: int):
@@ -254,6 +268,9 @@ def main(argv):
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".md", "w") as f:
         f.write(md)
+    delta_plot.plot_delta_grid(plot_rows(cells, rows), PLOT_COLUMNS, out + ".png",
+                               "Teacher (query + keywords) vs student (query only): paired "
+                               "deltas, 95% bootstrap interval (filled: excludes 0)")
     fileio.write_json(out + ".json",
                       {"runs": runs, "splits": list(splits), "differences": cells,
                        "slice_events": counts, "distill_signal": signals, "teacher_kl": kl})

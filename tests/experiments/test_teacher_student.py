@@ -88,3 +88,19 @@ def test_distill_signal_by_hand(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
     (run / "train_config.json").write_text(json.dumps({"distill": {"alpha_kl": 0.1}}))
     assert ts.run_signal(str(run)) == g
+
+
+def test_plot_rows_and_png(tmp_path):
+    from onesearch_jax.eval import delta_plot
+
+    cell = {"rel_hr@10": [0.01, 0.002, 0.02], "rel_hr@10/need": [-0.01, -0.03, 0.01]}
+    rows = ["base T - S (train)", "base T - S (test)", "SD (S) - Base (T) (test)",
+            "sd_akl1 (S) - Base (T) (test)"]
+    got = ts.plot_rows({k: cell for k in rows}, rows)
+    assert [label for label, _ in got] == ["teacher minus student", "student minus Base (T), test"]
+    assert list(got[0][1]) == rows[:2] and list(got[1][1]) == ["SD", "sd_akl1"]
+    assert [label for label, _ in ts.plot_rows({k: cell for k in rows[:2]}, rows[:2])] == [
+        "teacher minus student"]
+    png = tmp_path / "ts.png"
+    delta_plot.plot_delta_grid(got, ts.PLOT_COLUMNS, str(png), "title")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
