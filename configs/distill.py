@@ -27,7 +27,7 @@ Rungs (RUNGS):
               with >= 5 training events: 28% of world small's logged queries, 86% of their events),
               sd_self (the control: the teacher reads the student's own input, so the KL is
               the student against itself under another dropout draw, on the same rows);
-  sd_self_akl1, sd_self_kw5  controls (SD_CONTROLS): sd_akl1's / sd_kw5's change with the
+  sd_self_akl1, sd_self_akl3, sd_self_kw5  controls (SD_CONTROLS): that variant's change with the
               teacher reading the student's own input (what the keywords add to that change);
   direct_cot  the model writes the keywords, then the SID (keywords in the output, not the input).
 """
@@ -54,6 +54,7 @@ SD_SWEEP = {
 SD_CONTROLS = {
     "sd_self_akl1": {("distill", "teacher_input"): "student", ("distill", "alpha_kl"): 1.0},
     "sd_self_kw5": {("distill", "teacher_input"): "student", ("data", "keyword_min_events"): 5},
+    "sd_self_akl3": {("distill", "teacher_input"): "student", ("distill", "alpha_kl"): 3.0},
 }
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot",
          *SD_SWEEP, *SD_CONTROLS)
