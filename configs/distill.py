@@ -21,8 +21,9 @@ Rungs (RUNGS):
   sd_ema      SD with an EMA teacher (decay 0.9) instead of the shared weights;
   sd_teacher_ce  SD whose teacher is also trained (teacher CE weight 1);
   the SD sweep (each changes one thing of `sd`; SD_SWEEP): sd_akl03 / sd_akl1 / sd_akl3
-              (alpha_KL 0.3 / 1.0 / 3.0), sd_tau2 (tau 2), sd_ema_code (the released code's EMA teacher: decay 0.999,
-              no teacher dropout, updated every step = every micro-batch at accumulation 1),
+              (alpha_KL 0.3 / 1.0 / 3.0), sd_tau2 (tau 2), sd_ema_code (the released code's EMA
+              teacher: decay 0.999, no teacher dropout, updated every step = every micro-batch
+              at accumulation 1),
               sd_kl2 (KL on the first two SID levels only), sd_kw5 (keywords only for queries
               with >= 5 training events: 28% of world small's logged queries, 86% of their events),
               sd_self (the control: the teacher reads the student's own input, so the KL is
@@ -47,7 +48,7 @@ SD_SWEEP = {
     "sd_kl2": {("distill", "kl_levels"): 2},
     "sd_kw5": {("data", "keyword_min_events"): 5},
     "sd_self": {("distill", "teacher_input"): "student"},
-    # Past the issue's grid: alpha_KL 1.0 halved SD (S)'s need gap to Base (T); does 3.0 close it?
+    # Past the issue's grid, after alpha_KL 1.0 halved SD (S)'s need gap to Base (T).
     "sd_akl3": {("distill", "alpha_kl"): 3.0},
 }
 # Controls of a sweep rung: the same change without the keywords in the teacher's input.
