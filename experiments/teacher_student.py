@@ -247,7 +247,8 @@ def main(argv):
             for k in rows]
     seed_counts = sorted({len(ws) for ws in runs.values()})
     md = ("Teacher (query + keywords) minus student (query only), paired per event "
-          f"({'/'.join(map(str, seed_counts))} seed(s) per run, pooled; mean [95% bootstrap interval]; "
+          f"({'/'.join(map(str, seed_counts))} seed(s) per run, pooled; "
+          "mean [95% bootstrap interval]; "
           "* = excludes 0):\n\n" + "\n".join(header + body) + "\n")
     md += "\n" + format_need_by_traffic(cells, rows, counts) + "\n"
     signals = {f"{n} ({os.path.basename(os.path.normpath(w))})": g
