@@ -51,20 +51,18 @@ SD_SWEEP = {
     # Past the issue's grid, after alpha_KL 1.0 halved SD (S)'s need gap to Base (T).
     "sd_akl3": {("distill", "alpha_kl"): 3.0},
 }
-# Controls of a sweep rung: the same change without the keywords in the teacher's input.
-SD_CONTROLS = {
-    "sd_self_akl1": {("distill", "teacher_input"): "student", ("distill", "alpha_kl"): 1.0},
-    "sd_self_kw5": {("distill", "teacher_input"): "student", ("data", "keyword_min_events"): 5},
-    "sd_self_akl3": {("distill", "teacher_input"): "student", ("distill", "alpha_kl"): 3.0},
-}
+# Controls of a sweep rung (control -> the rung): the same change without the keywords in the
+# teacher's input.
+CONTROL_PARENTS = {"sd_self_" + r.removeprefix("sd_"): r for r in ("sd_akl1", "sd_kw5", "sd_akl3")}
+SD_CONTROLS = {control: {**SD_SWEEP[rung], ("distill", "teacher_input"): "student"}
+               for control, rung in CONTROL_PARENTS.items()}
 RUNGS = ("v1", "cot", "sd", "rdrop", "fgm", "focal", "sd_ema", "sd_teacher_ce", "direct_cot",
          *SD_SWEEP, *SD_CONTROLS)
 LADDER = ("v1", "cot", "sd", "rdrop", "fgm", "focal")
 # The rung each one adds to (the ladder's paired comparisons): the ladder is cumulative; the
 # teacher variants change SD, direct CoT replaces CoT's tasks.
 PARENTS = {**{r: p for p, r in zip(LADDER, LADDER[1:])}, "sd_ema": "sd", "sd_teacher_ce": "sd",
-           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP},
-           **{r: "sd_" + r.removeprefix("sd_self_") for r in SD_CONTROLS}}
+           "direct_cot": "cot", **{r: "sd" for r in SD_SWEEP}, **CONTROL_PARENTS}
 PRESETS = ("tiny", "tiny_minilm", "small", "small_scratch")
 
 _MODEL = {

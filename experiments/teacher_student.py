@@ -55,6 +55,8 @@ COLUMNS = ["rel_hr@10", "rel_hr@10/tail", "rel_hr@10/need", "rel_hr@10/negation"
 # keywords' gain lies, against what the training batches (and so the KL) see.
 TRAFFIC = ("head", "torso", "tail", "unseen")
 NEED_BY_TRAFFIC = tuple(f"need/{t}" for t in TRAFFIC)
+# The row label of a student against Base given keywords: "<name> (S) - Base (T) (test)".
+VS_BASE_T = " (S) - Base (T) (test)"
 PLOT_COLUMNS = ["rel_hr@10", "rel_hr@10/need", "rel_hr@10/need/torso", "rel_hr@10/negation",
                 "rel_hr@10/unseen", "negation_violation@10"]
 
@@ -74,16 +76,15 @@ def parse_runs(specs) -> dict[str, list[str]]:
 def student_rows(names) -> dict[str, str]:
     """{row label: name} of the students compared with Base (T) on the test day: every run but
     `base` (the paper's claim is SD (S) >= Base (T); a sweep asks it of each variant)."""
-    return {("SD" if n == "sd" else n) + " (S) - Base (T) (test)": n for n in names if n != "base"}
+    return {("SD" if n == "sd" else n) + VS_BASE_T: n for n in names if n != "base"}
 
 
 def plot_rows(cells: dict, rows) -> list:
     """OUT.png's panel rows: the T - S comparisons, then the students minus Base (T) (named by
     run), each only where there is one."""
-    student = " (S) - Base (T) (test)"
     groups = [("teacher minus student", {k: cells[k] for k in rows if " T - S " in k}),
-              ("student minus Base (T), test", {k.removesuffix(student): cells[k]
-                                                for k in rows if k.endswith(student)})]
+              ("student minus Base (T), test", {k.removesuffix(VS_BASE_T): cells[k]
+                                                for k in rows if k.endswith(VS_BASE_T)})]
     return [(label, systems) for label, systems in groups if systems]
 
 
