@@ -11,11 +11,13 @@ from onesearch_jax.eval import ladder_table as lt
 
 def plot_delta_grid(rows: Sequence[tuple[str, Mapping[str, Mapping]]], metrics: Sequence[str],
                     path: str, title: str) -> None:
-    """rows: (row label, {system: {metric: [mean, lo, hi]}}), systems in plotting order."""
+    """rows: (row label, {system: {metric: [mean, lo, hi]}}), systems in plotting order. A row
+    with no deltas (e.g. "minus V1" in a table without V1) is left out, not drawn empty."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [row for row in rows if any(row[1].values())] or list(rows[:1])
     fig, axes = plt.subplots(len(rows), len(metrics),
                              figsize=(3.2 * len(metrics), 3.9 * len(rows)), squeeze=False)
     for row, (label, systems) in enumerate(rows):
