@@ -63,6 +63,9 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
             # 'WORKDIR@STEP': start from that run's train state at STEP (train/branch.py: an
             # ablation sharing its parent's first STEP steps); '' = a fresh run.
             branch_from="",
+            # Stop after this step (checkpointing it) on train.steps' schedule; 0 = at
+            # train.steps. A runtime key: a later run without it resumes to the end.
+            stop_at=0,
             # Learning-rate multiplier of the pretrained encoder (minilm preset).
             pretrained_lr_scale=0.1 if name == "minilm" else 1.0,
         )

@@ -214,9 +214,16 @@ def restore_run(base: str, archived: str, run: str) -> None:
             shutil.copyfile(src, dst)
 
 
-def has_checkpoint(run: str) -> bool:
+def checkpoint_step(run: str) -> int | None:
+    """The last step checkpointed under `run`, None if none."""
     ckpt = wd.checkpoint_dir(run)
-    return os.path.isdir(ckpt) and any(n.isdigit() for n in os.listdir(ckpt))
+    steps = [int(n) for n in os.listdir(ckpt) if n.isdigit()] if os.path.isdir(ckpt) else []
+    return max(steps, default=None)
+
+
+def recorded_steps(run: str) -> int:
+    with open(os.path.join(run, "train_config.json")) as f:
+        return int(json.load(f)["train"]["steps"])
 
 
 def starts_from(rung: str, branch: tuple[str, int] | None = None) -> str | None:
@@ -230,29 +237,41 @@ def starts_from(rung: str, branch: tuple[str, int] | None = None) -> str | None:
 
 
 def ensure_checkpoint(base: str, root: str, rung: str, seed: int, *, preset: str,
-                      overrides: Sequence[str], branch: tuple[str, int] | None = None) -> float:
-    """Trains a done run again (train phase only) when it has no checkpoint, as after a restore
-    from the archive, parents first. Returns seconds spent."""
+                      overrides: Sequence[str], branch: tuple[str, int] | None = None,
+                      until: int | None = None) -> float:
+    """Trains a done run again (train phase only) when it has no checkpoint at the step a child
+    starts from (`until`: a branch's step; None: the run's last), as after a restore from the
+    archive, parents first. A retrain for a branch stops at that step (train.stop_at, on the
+    full run's schedule); a child that needs the rest later resumes it. Returns seconds spent."""
     run = run_dir(root, rung, seed)
-    if has_checkpoint(run):
+    latest = checkpoint_step(run)
+    if latest is not None and latest >= (until or recorded_steps(run)):
         return 0.0
     spent = 0.0
     parent = starts_from(rung, branch)
     if parent is not None:
+        source = branch_source(rung, branch)
         spent += ensure_checkpoint(base, root, parent, seed, preset=preset, overrides=overrides,
-                                   branch=branch)
+                                   branch=branch, until=source[1] if source else None)
     prepare_run_dir(base, run)
-    # The restored train_config.json names the root it was trained under (an RL run's
-    # init_workdir): the retrain records its own (the archive keeps the original), feeding its
-    # batches as the archived run did (data.mem_width), so that it trains the same model.
-    restored_config = os.path.join(run, "train_config.json")
-    if os.path.exists(restored_config):
+    # Fed as the archived run was fed (data.mem_width), so that it trains the same model. The
+    # restored train_config.json names the root it was trained under (an RL run's
+    # init_workdir): a first retrain records its own (the archive keeps the original); a
+    # resumed one keeps the one it wrote.
+    overrides = list(overrides)
+    config = os.path.join(run, "train_config.json")
+    if os.path.exists(config):
         if rung not in rl_rungs():
-            overrides = list(overrides) + [f"data.mem_width={recorded_mem_width(run)}"]
-        os.remove(restored_config)
+            overrides.append(f"data.mem_width={recorded_mem_width(run)}")
+        if latest is None:
+            os.remove(config)
+    if until:
+        overrides.append(f"train.stop_at={until}")
     tag = run_tag(rung, seed)
-    print(f"ladder: {tag} has no checkpoint (restored from the archive): training it again",
-          flush=True)
+    what = "no checkpoint (restored from the archive)" if latest is None else \
+        f"its last checkpoint at step {latest}"
+    print(f"ladder: {tag} has {what}: training it"
+          + (f" to step {until}" if until else " again"), flush=True)
     return spent + run_child(train_command(preset, rung, seed, run, overrides, root, branch),
                              tag, "train (checkpoint for a child rung)")
 
@@ -374,8 +393,10 @@ def run_one(base: str, root: str, rung: str, seed: int, *, preset: str, override
                              f"put {parent} before {rung} in --rungs")
     phases = {}
     if parent is not None:
+        source = branch_source(rung, branch)
         phases["train_parent"] = ensure_checkpoint(base, root, parent, seed, preset=preset,
-                                                   overrides=overrides, branch=branch)
+                                                   overrides=overrides, branch=branch,
+                                                   until=source[1] if source else None)
     prepare_run_dir(base, run)
     phases["train"] = run_child(train_command(preset, rung, seed, run, overrides, root, branch),
                                 tag, "train")

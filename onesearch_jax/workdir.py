@@ -45,7 +45,7 @@ def config_differences(old: Mapping, new: Mapping) -> list[str]:
 
 # Keys that change how a run executes, never what it computes: a resume may change them, and a
 # workdir recorded before such a key existed matches a config that has it.
-RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache"})
+RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache", "train.stop_at"})
 # Keys added after runs were recorded, with the value that reproduces what those runs computed: a
 # record without the key matches a config holding that value.
 ADDED_KEYS = {"distill.kl_levels": 0, "data.keyword_min_events": 1, "data.mem_width": "fixed",

@@ -34,7 +34,7 @@ class TrainResult:
     state: Any
     step: int
     metrics: dict  # host metrics of the last step
-    preempted: bool  # stopped early on SIGTERM (after saving)
+    preempted: bool  # stopped before train.steps (SIGTERM or train.stop_at), after saving
 
 
 def token_count(batch: Mapping[str, np.ndarray]) -> int:
@@ -57,7 +57,7 @@ def train_loop(
     rollout: Callable[[Any, Mapping[str, np.ndarray], jax.Array], Mapping[str, np.ndarray]]
     | None = None,
 ) -> TrainResult:
-    """Trains to config.train.steps, resuming from WORKDIR/checkpoints if present.
+    """Trains to config.train.steps (or stops at train.stop_at), resuming from WORKDIR/checkpoints if present.
 
     batch_iter_factory(position, rows) must yield numpy batches starting at batch number
     `position` (the count already consumed), so a resumed run sees the same data; each holds
@@ -75,6 +75,11 @@ def train_loop(
     """
     tc = config.train
     total = int(tc.steps)
+    stop_at = int(tc.get("stop_at", 0) or 0)
+    if not 0 <= stop_at <= total:
+        raise ValueError(f"train.stop_at={stop_at} must be in [0, train.steps={total}] "
+                         "(0 = train to train.steps)")
+    end = stop_at or total  # the step this run stops at; the schedule stays train.steps'
     log_every, eval_every = int(tc.log_every), int(tc.get("eval_every", 0) or 0)
     mesh = sharding_lib.make_mesh(config.mesh.shape) if mesh is None else mesh
     if eval_fn is not None and eval_every and jax.process_count() > 1:
@@ -133,7 +138,7 @@ def train_loop(
     try:
         with PreemptionGuard() as guard, \
                 prefetching(batch_iter_factory(data_position, rows), depth) as batches:
-            while step < total:
+            while step < end:
                 try:
                     batch = next(batches)
                 except StopIteration:
@@ -154,7 +159,7 @@ def train_loop(
                 step += 1
                 handle(late.push(step, metrics))  # step-1's numbers; step is already dispatched
                 writer.count_tokens(token_count(batch) * global_batch / local_rows)
-                stop = guard.reached(step)
+                stop = guard.reached(step) or step == end
 
                 if ckpt.should_save(step) or step == total or stop:
                     handle(late.flush())  # never save a state whose loss we have not checked
@@ -174,4 +179,7 @@ def train_loop(
     finally:
         ckpt.close()
         writer.close()
+    if step == stop_at < total:
+        print(f"stopped at step {step} of {total} (train.stop_at); a run without it resumes here",
+              file=stream, flush=True)
     return TrainResult(state=state, step=step, metrics=last_metrics, preempted=step < total)

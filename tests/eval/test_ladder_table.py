@@ -287,8 +287,8 @@ def test_prepare_run_dir_is_idempotent(tmp_path):
 # init_workdir does), and a different one already there is refused.
 _TRAIN = ("import json,os,sys; c=sys.argv[1]+'/train_config.json'; "
           "old=json.load(open(c)) if os.path.exists(c) else None; "
-          "old not in (None, {'run': sys.argv[1]}) and sys.exit(5); "
-          "json.dump({'run': sys.argv[1]}, open(c,'w')); "
+          "new={'run': sys.argv[1], 'train': {'steps': 3}}; "
+          "old not in (None, new) and sys.exit(5); json.dump(new, open(c,'w')); "
           "p=sys.argv[1]+'/metrics.json'; m=json.load(open(p)); "
           "m['train/steps']=3; json.dump(m,open(p,'w')); print('step 3/3'); "
           "os.makedirs(sys.argv[1]+'/checkpoints/3', exist_ok=True); "
@@ -374,6 +374,47 @@ def test_archive_outlives_the_root_and_retrains_a_restored_parent(tmp_path, monk
                        max_events=10, overrides=[])
     summary = json.loads(open(os.path.join(archive, "ladder.json")).read())
     assert summary["rows"][0]["stats"]["rel_hr@10"]["n"] == 2
+
+
+# A train stand-in that checkpoints at train.stop_at when given one (else at train.steps = 3).
+_TRAIN_TO = ("import json,os,sys; run,stop=sys.argv[1],int(sys.argv[2]); "
+             "json.dump({'train': {'steps': 3}, 'data': {'mem_width': 'stage'}}, "
+             "open(run+'/train_config.json','w')); "
+             "os.makedirs(run+f'/checkpoints/{stop or 3}', exist_ok=True); print(f'step {stop or 3}/3')")
+
+
+def test_a_branch_retrains_its_restored_source_only_to_the_branch_step(tmp_path, monkeypatch,
+                                                                        capsys):
+    base, archive, root = _base(tmp_path), tmp_path / "archive", str(tmp_path / "root")
+    _fake_run(archive, "sd", 0, _m(0.5))  # done on another machine: numbers, no checkpoint
+    (archive / "sd" / "seed0" / "train_config.json").write_text(
+        json.dumps({"train": {"steps": 3}, "data": {}}))
+    trained = []
+
+    def train_command(preset, rung, seed, run, ov, root=None, branch=None):
+        trained.append((rung, list(ov)))
+        stop = [o.split("=")[1] for o in ov if o.startswith("train.stop_at=")]
+        return [sys.executable, "-c", _TRAIN_TO, run, stop[0] if stop else "0"]
+
+    monkeypatch.setattr(ladder, "train_command", train_command)
+    monkeypatch.setattr(ladder, "evaluate_command", lambda run, n, teacher=False: [
+        sys.executable, "-c", _EVAL, run, ""])
+    ladder.run_ladder(str(base), root, ["sd", "rdrop"], 1, order="seed", preset="small",
+                      teacher_rungs=[], max_events=10, overrides=[], archive=str(archive),
+                      branch=("sd", 2))
+    # sd trains to the branch step only, fed as its record says (no key: 'fixed' batches).
+    assert trained == [("sd", ["data.mem_width=fixed", "train.stop_at=2"]), ("rdrop", [])]
+    assert "[sd/seed0] step 2/3" in capsys.readouterr().out
+    sd = ladder.run_dir(root, "sd", 0)
+    assert ladder.checkpoint_step(sd) == 2
+    # A child that needs sd's last step (an RL rung, an A/B) resumes it, keeping its own record.
+    trained.clear()
+    assert ladder.ensure_checkpoint(str(base), root, "sd", 0, preset="small", overrides=[]) > 0
+    assert trained == [("sd", ["data.mem_width=stage"])] and ladder.checkpoint_step(sd) == 3
+    assert "its last checkpoint at step 2: training it again" in capsys.readouterr().out
+    assert ladder.ensure_checkpoint(str(base), root, "sd", 0, preset="small", overrides=[],
+                                    until=2) == 0.0
+    assert len(trained) == 1
 
 
 _AB = ("import os,sys; d=sys.argv[1]+'/eval_events'; os.makedirs(d, exist_ok=True); "

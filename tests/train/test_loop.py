@@ -90,6 +90,33 @@ def test_sigterm_then_resume_equals_straight_run(tmp_path, preempting_batches):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_stop_at_then_resume_equals_straight_run(tmp_path, preempting_batches):
+    """train.stop_at stops on the full run's schedule: resumed without it, the run ends where an
+    uninterrupted one does (what a ladder branch's parent retrain relies on)."""
+    c = _config(steps=5)
+    model = build_model(c.model)
+    run = lambda c, workdir: train_loop(c, str(tmp_path / workdir), model,  # noqa: E731
+                                        preempting_batches(_batch), stream=stream,
+                                        make_step=make_train_step)
+    stream = io.StringIO()
+    straight = run(c, "a")
+    c.train.stop_at = 3
+    first = run(c, "b")
+    assert first.step == 3 and first.preempted
+    assert "stopped at step 3 of 5 (train.stop_at)" in stream.getvalue()
+    ckpt = Checkpointer(str(tmp_path / "b" / "checkpoints"), save_every=2, keep=3)
+    assert ckpt.all_steps() == [2, 3]
+    ckpt.close()
+    c.train.stop_at = 0
+    second = run(c, "b")
+    assert second.step == 5 and not second.preempted
+    for x, y in zip(jax.tree.leaves(straight.state), jax.tree.leaves(second.state)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    c.train.stop_at = 6
+    with pytest.raises(ValueError, match=r"train.stop_at=6 must be in \[0, train.steps=5\]"):
+        run(c, "c")
+
+
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, preempting_batches):
     c = _config(steps=6)
     workdir = str(tmp_path)
