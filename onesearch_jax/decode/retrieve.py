@@ -18,7 +18,7 @@ from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.checkpoint_params import abstract_params
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import BeamResult, beam_search
-from onesearch_jax.decode.cot_search import cot_beam_search
+from onesearch_jax.decode.cot_search import cached_cot_beam_search
 from onesearch_jax.decode.score_prior import tables_only, with_prior
 from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn
 from onesearch_jax.sid import adc
@@ -54,7 +54,7 @@ class SidRetriever:
         memory=None,
     ):
         """`cot_keyword_len` > 0: a direct-CoT model, which writes that many keyword tokens
-        before the SID (decode/cot_search.py; no KV cache, the reference decoder path).
+        before the SID (decode/cot_search.py; on the KV cache, as every search here).
         `mesh` (with the training config's logical axis `rules`): serve sharded on it.
         `memory` (a data/encoder_memory.EncoderMemory): a frozen_minilm model's encoder rows
         become memory tokens + MiniLM states on the host, batch by batch."""
@@ -119,9 +119,9 @@ class SidRetriever:
         return self.khqe is not None and (self.model is None or self.prior_weight != 0.0)
 
     def _cot_search_impl(self, params, trie, enc_tokens, enc_states=None):
-        result, _ = cot_beam_search(self.model, params, enc_tokens, enc_states=enc_states,
-                                    keyword_len=self.cot_keyword_len, vocab=self.vocab, trie=trie,
-                                    beam_size=self.beam_size, constrained=self.constrained)
+        result, _ = cached_cot_beam_search(
+            self.model, params, enc_tokens, enc_states=enc_states, keyword_len=self.cot_keyword_len,
+            vocab=self.vocab, trie=trie, beam_size=self.beam_size, constrained=self.constrained)
         return result
 
     def _search_impl(self, params, trie, enc_tokens, enc_states=None, tables=None):

@@ -422,6 +422,13 @@ def make_logits_fn(model: EncoderDecoder, params) -> Callable:
     return logits_fn
 
 
+def empty_self_cache(cfg: TransformerConfig, rows: int) -> tuple:
+    """Per decoder layer, (keys, values) [rows, 0, H, hd]: no position decoded yet."""
+    empty = jnp.zeros((rows, 0, cfg.num_heads, cfg.attn_dim // cfg.num_heads),
+                      jnp.dtype(cfg.dtype))
+    return tuple((empty, empty) for _ in range(cfg.dec_layers))
+
+
 def make_cached_logits_fn(
     model: EncoderDecoder, params, enc_out, enc_mask, logit_ranges
 ) -> tuple[Callable, tuple]:
@@ -437,10 +444,7 @@ def make_cached_logits_fn(
     """
     logit_ranges = tuple((int(a), int(b)) for a, b in logit_ranges)
     cross = model.apply({"params": params}, enc_out, method=EncoderDecoder.cross_cache)
-    cfg = model.cfg
-    head_dim = cfg.attn_dim // cfg.num_heads
-    empty = jnp.zeros((enc_out.shape[0], 0, cfg.num_heads, head_dim), jnp.dtype(cfg.dtype))
-    state = tuple((empty, empty) for _ in range(cfg.dec_layers))
+    state = empty_self_cache(model.cfg, enc_out.shape[0])
 
     def logits_fn(self_cache, tokens, step: int):
         if not isinstance(step, int) or not 0 <= step < len(logit_ranges):

@@ -1,0 +1,77 @@
+"""Direct-CoT decoding on the KV cache (serving) returns what the full-prefix reference returns:
+the same greedy keywords, then the same SID beams after them."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from onesearch_jax.decode.cot_search import cached_cot_beam_search, cot_beam_search
+from onesearch_jax.decode.retrieve import SidRetriever
+from onesearch_jax.model import presets
+from onesearch_jax.model.transformer import build_model
+from onesearch_jax.sid.trie import SidTrie
+from onesearch_jax.sid.vocab import SidVocab
+
+TEXT_VOCAB, LEVEL_SIZES, BATCH, KEYWORDS = 40, (8, 6, 5, 4), 3, 5
+
+
+@functools.lru_cache(maxsize=None)
+def setup():
+    vocab = SidVocab(TEXT_VOCAB, LEVEL_SIZES)
+    d = presets.get_preset("tiny")
+    d.update(vocab_size=vocab.vocab_size, dropout_rate=0.0)
+    model = build_model(presets.TransformerConfig(**d))
+    rng = np.random.default_rng(1)
+    enc = rng.integers(3, TEXT_VOCAB, (BATCH, 9)).astype(np.int32)
+    enc[2, 4:] = 0  # padding is masked in the cached cross-attention too
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), enc, enc[:, :5])["params"])
+    params = jax.tree.map(lambda x: 3 * x, params)  # sharp preferences: well-separated beams
+    codes = np.stack([rng.integers(0, s, 90) for s in LEVEL_SIZES], axis=1)
+    return vocab, model, params, enc, SidTrie.build(codes, LEVEL_SIZES)
+
+
+@functools.partial(jax.jit, static_argnames=("search", "beams", "constrained"))
+def _run(trie, search, beams, constrained):
+    vocab, model, params, enc, _ = setup()
+    fn = {"full": cot_beam_search, "cached": cached_cot_beam_search}[search]
+    return fn(model, params, enc, keyword_len=KEYWORDS, vocab=vocab, trie=trie,
+              beam_size=beams, constrained=constrained)
+
+
+@pytest.mark.parametrize("beams,constrained", [(1, True), (6, True), (6, False)])
+def test_cached_cot_search_equals_the_full_prefix_reference(constrained, beams):
+    trie = setup()[4]
+    (full, full_kw), (cached, cached_kw) = (_run(trie, s, beams, constrained)
+                                            for s in ("full", "cached"))
+    np.testing.assert_array_equal(cached_kw, full_kw)
+    assert cached_kw.shape == (BATCH, KEYWORDS) and int(cached_kw.max()) < TEXT_VOCAB
+    assert len(np.unique(np.asarray(cached_kw))) > 1  # not a degenerate constant prefix
+    np.testing.assert_array_equal(cached.codes, full.codes)
+    np.testing.assert_allclose(cached.scores, full.scores, rtol=5e-4, atol=1e-4)
+    np.testing.assert_array_equal(cached.valid, full.valid)
+    if constrained:
+        assert bool(np.all(cached.valid))
+
+
+def test_keywords_change_the_sid_beams():
+    """The SID is read after the model's keywords: the same model with the keyword phase cut
+    to one token searches other beams (the prefix is not ignored)."""
+    vocab, model, params, enc, trie = setup()
+    five = _run(trie, "cached", 6, True)[0]
+    one = cached_cot_beam_search(model, params, enc, keyword_len=1, vocab=vocab, trie=trie,
+                                 beam_size=6)[0]
+    assert not np.array_equal(np.asarray(five.codes), np.asarray(one.codes))
+
+
+def test_retriever_serves_direct_cot_on_the_cache():
+    vocab, model, params, enc, trie = setup()
+    retriever = SidRetriever(model, params, vocab, trie, beam_size=6, batch_size=2,
+                             cot_keyword_len=KEYWORDS)
+    codes, scores, valid = retriever.retrieve(enc)  # 3 queries over batches of 2 (padding)
+    ref = _run(trie, "full", 6, True)[0]
+    np.testing.assert_array_equal(codes, ref.codes)
+    np.testing.assert_allclose(scores, ref.scores, rtol=5e-4, atol=1e-4)
+    assert valid.all()
