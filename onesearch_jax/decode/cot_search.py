@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from onesearch_jax.data.text_tokenizer import BOS_ID
 from onesearch_jax.decode.beam_search import BeamResult, beam_search
+from onesearch_jax.decode.score_prior import with_prior
 from onesearch_jax.model.transformer import EncoderDecoder, empty_self_cache
 
 
@@ -49,9 +50,12 @@ def cot_beam_search(model: EncoderDecoder, params, enc_tokens, *, keyword_len: i
 
 def cached_cot_beam_search(model: EncoderDecoder, params, enc_tokens, *, keyword_len: int,
                            vocab, trie, beam_size: int, constrained: bool = True,
-                           enc_states=None) -> tuple[BeamResult, jax.Array]:
+                           enc_states=None, tables=None,
+                           prior_weight: float = 0.0) -> tuple[BeamResult, jax.Array]:
     """`cot_beam_search` on the KV cache: each keyword step decodes one position over the text
-    tokens, and the SID's beams start from the keywords' cache (tiled per beam by the search)."""
+    tokens, and the SID's beams start from the keywords' cache (tiled per beam by the search).
+    `tables` (adc.level_score_tables): the SID-geometry prior added to each level's logits with
+    `prior_weight`, as V1's serving adds it."""
     enc_out, enc_mask = model.apply({"params": params}, enc_tokens, enc_states=enc_states,
                                     method=EncoderDecoder.encode)
     cross = model.apply({"params": params}, enc_out, method=EncoderDecoder.cross_cache)
@@ -77,6 +81,9 @@ def cached_cot_beam_search(model: EncoderDecoder, params, enc_tokens, *, keyword
         logits, cache = step(inputs, keyword_len + level, cache, ranges[level])
         return logits, (cache, last_keyword)
 
+    if tables is not None:
+        logits_fn = with_prior(logits_fn, tables, prior_weight, vocab.level_offsets,
+                               enc_tokens.shape[0])
     result = beam_search(logits_fn, (cache, token), batch_size=enc_tokens.shape[0],
                          beam_size=beam_size, bos_id=BOS_ID, level_offsets=vocab.level_offsets,
                          level_sizes=vocab.level_sizes, trie=trie, constrained=constrained,

@@ -68,8 +68,8 @@ class SidRetriever:
         self.khqe, self.prior_weight = khqe, float(prior_weight)
         if model is None and khqe is None:
             raise ValueError("a retriever needs a model, or the KHQE codebooks to score with")
-        if self.uses_tables and self.cot_keyword_len:
-            raise ValueError("the ADC prior is not supported with direct-CoT decoding")
+        if self.cot_keyword_len and model is None:
+            raise ValueError("direct-CoT decoding needs the model (the ADC prior may be added)")
         self._search = jax.jit(self._cot_search_impl if self.cot_keyword_len else self._search_impl)
         self._leaf_items: LeafItems | None = None
         self.mesh, self.rules = mesh, sharding_lib.normalize_rules(
@@ -118,10 +118,11 @@ class SidRetriever:
         """Whether retrieve() needs the queries' embeddings (the ADC prior or ADC alone)."""
         return self.khqe is not None and (self.model is None or self.prior_weight != 0.0)
 
-    def _cot_search_impl(self, params, trie, enc_tokens, enc_states=None):
+    def _cot_search_impl(self, params, trie, enc_tokens, enc_states=None, tables=None):
         result, _ = cached_cot_beam_search(
             self.model, params, enc_tokens, enc_states=enc_states, keyword_len=self.cot_keyword_len,
-            vocab=self.vocab, trie=trie, beam_size=self.beam_size, constrained=self.constrained)
+            vocab=self.vocab, trie=trie, beam_size=self.beam_size, constrained=self.constrained,
+            tables=tables, prior_weight=self.prior_weight)
         return result
 
     def _search_impl(self, params, trie, enc_tokens, enc_states=None, tables=None):
