@@ -75,3 +75,22 @@ def test_retriever_serves_direct_cot_on_the_cache():
     np.testing.assert_array_equal(codes, ref.codes)
     np.testing.assert_allclose(scores, ref.scores, rtol=5e-4, atol=1e-4)
     assert valid.all()
+
+
+def test_the_sid_geometry_prior_is_added_to_each_level():
+    """With per-level tables (as adc.level_score_tables makes) the search adds weight x table
+    score per level: a weight of 0 changes nothing, a dominant weight ranks by the tables."""
+    vocab, model, params, enc, trie = setup()
+    rng = np.random.default_rng(2)
+    tables = [rng.normal(size=(BATCH, 1, k)).astype(np.float32) for k in LEVEL_SIZES]
+    search = functools.partial(cached_cot_beam_search, model, params, enc, keyword_len=KEYWORDS,
+                               vocab=vocab, trie=trie, beam_size=6)
+    plain = search()[0]
+    zero = search(tables=tables, prior_weight=0.0)[0]
+    np.testing.assert_array_equal(zero.codes, plain.codes)
+    np.testing.assert_allclose(zero.scores, plain.scores, rtol=1e-6, atol=1e-6)
+    big = search(tables=tables, prior_weight=1e4)[0]
+    prior = sum(np.take_along_axis(t[:, 0], np.asarray(big.codes)[:, :, l], axis=1)
+                for l, t in enumerate(tables))  # [B, beams]: each beam's summed table score
+    assert np.all(np.diff(prior, axis=1) <= 1e-5)  # beams in the tables' order
+    assert not np.array_equal(np.asarray(big.codes), np.asarray(plain.codes))
