@@ -57,7 +57,8 @@ def train_loop(
     rollout: Callable[[Any, Mapping[str, np.ndarray], jax.Array], Mapping[str, np.ndarray]]
     | None = None,
 ) -> TrainResult:
-    """Trains to config.train.steps (or stops at train.stop_at), resuming from WORKDIR/checkpoints if present.
+    """Trains to config.train.steps (or stops at train.stop_at), resuming from
+    WORKDIR/checkpoints if present.
 
     batch_iter_factory(position, rows) must yield numpy batches starting at batch number
     `position` (the count already consumed), so a resumed run sees the same data; each holds

@@ -2,7 +2,6 @@
 
 import functools
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -10,34 +9,15 @@ import pytest
 from onesearch_jax.decode.beam_search import beam_search
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.decode.sampling import sample_sids
-from onesearch_jax.model import presets
-from onesearch_jax.model.transformer import (
-    EncoderDecoder,
-    build_model,
-    make_cached_logits_fn,
-    make_logits_fn,
-)
-from onesearch_jax.sid.trie import SidTrie
-from onesearch_jax.sid.vocab import SidVocab
+from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn, make_logits_fn
+from tiny_decoder import tiny_decoder
 
 TEXT_VOCAB, LEVEL_SIZES, BOS, BATCH = 40, (8, 6, 5, 4, 4), 2, 3
 
 
 @functools.lru_cache(maxsize=None)
 def setup():
-    vocab = SidVocab(TEXT_VOCAB, LEVEL_SIZES)
-    d = presets.get_preset("tiny")
-    d.update(vocab_size=vocab.vocab_size, dropout_rate=0.0)
-    model = build_model(presets.TransformerConfig(**d))
-    rng = np.random.default_rng(0)
-    enc = rng.integers(3, TEXT_VOCAB, (BATCH, 9)).astype(np.int32)
-    enc[1, 5:] = 0  # padding must be masked in the cached cross-attention too
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), enc, enc[:, :5])["params"])
-    # Larger init scale so that the model's preferences are sharp and beams well separated.
-    params = jax.tree.map(lambda x: 3 * x, params)
-    codes = np.stack([rng.integers(0, s, 120) for s in LEVEL_SIZES], axis=1)
-    trie = SidTrie.build(codes, LEVEL_SIZES)
-    return vocab, model, params, enc, trie
+    return tiny_decoder(TEXT_VOCAB, LEVEL_SIZES, BATCH, seed=0, pad_row=1, pad_from=5, items=120)
 
 
 def _decoders():

@@ -3,34 +3,20 @@ the same greedy keywords, then the same SID beams after them."""
 
 import functools
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
 from onesearch_jax.decode.cot_search import cached_cot_beam_search, cot_beam_search
 from onesearch_jax.decode.retrieve import SidRetriever
-from onesearch_jax.model import presets
-from onesearch_jax.model.transformer import build_model
-from onesearch_jax.sid.trie import SidTrie
-from onesearch_jax.sid.vocab import SidVocab
+from tiny_decoder import tiny_decoder
 
 TEXT_VOCAB, LEVEL_SIZES, BATCH, KEYWORDS = 40, (8, 6, 5, 4), 3, 5
 
 
 @functools.lru_cache(maxsize=None)
 def setup():
-    vocab = SidVocab(TEXT_VOCAB, LEVEL_SIZES)
-    d = presets.get_preset("tiny")
-    d.update(vocab_size=vocab.vocab_size, dropout_rate=0.0)
-    model = build_model(presets.TransformerConfig(**d))
-    rng = np.random.default_rng(1)
-    enc = rng.integers(3, TEXT_VOCAB, (BATCH, 9)).astype(np.int32)
-    enc[2, 4:] = 0  # padding is masked in the cached cross-attention too
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), enc, enc[:, :5])["params"])
-    params = jax.tree.map(lambda x: 3 * x, params)  # sharp preferences: well-separated beams
-    codes = np.stack([rng.integers(0, s, 90) for s in LEVEL_SIZES], axis=1)
-    return vocab, model, params, enc, SidTrie.build(codes, LEVEL_SIZES)
+    return tiny_decoder(TEXT_VOCAB, LEVEL_SIZES, BATCH, seed=1, pad_row=2, pad_from=4, items=90)
 
 
 @functools.partial(jax.jit, static_argnames=("search", "beams", "constrained"))
