@@ -1,7 +1,7 @@
 """Cost of exact SID-trie constraints in decoding.
 
-Part 1: one decoding step of the trie (allowed_mask + advance) for 512 beams over 1M items with
-level sizes 4096-1024-512-256-256, jitted, timed after warm-up, per level.
+Part 1: one decoding step of the trie (child_runs, runs_mask, follow) for 512 beams over 1M
+items with level sizes 4096-1024-512-256-256, jitted, timed after warm-up, per level.
 Part 2: full beam search with a cheap synthetic logits_fn (low-rank bigram scorer over the whole
 vocabulary), constrained vs unconstrained, batch 1 / 64 x beams 16 / 128, over 100k items.
 
@@ -59,8 +59,10 @@ def timeit(fn, *args, repeats: int = 5) -> float:
 
 @functools.partial(jax.jit, static_argnums=3)
 def trie_step(trie, state, codes, level):
-    mask = trie_lib.allowed_mask(trie, state, level)
-    return mask, trie_lib.advance(trie, state, codes, level)
+    """What a decoding step does with the trie: the rows' child runs, the mask from them, and
+    the next nodes read off them."""
+    runs = trie_lib.child_runs(trie, state, level)
+    return trie_lib.runs_mask(runs), trie_lib.follow(runs, codes)
 
 
 def bench_mask(num_items: int, beams: int, kind: str) -> dict:

@@ -101,7 +101,7 @@ def beam_search(
     tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
     codes = jnp.zeros((b, k, 0), dtype=jnp.int32)
     scores = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)[None, :].repeat(b, axis=0)
-    node = trie_lib.root_state(trie, n) if use_mask else None
+    node = trie_lib.root_state(trie, b if first_per_query else n) if use_mask else None
     row_base = (jnp.arange(b, dtype=jnp.int32) * k)[:, None]
 
     for level in range(depth):
@@ -112,9 +112,8 @@ def beam_search(
                 logits, level_offsets[0], size, score_over, level_logits=level_logits
             )
             if use_mask:
-                logp = jnp.where(
-                    trie_lib.allowed_mask(trie, trie_lib.root_state(trie, b), 0), logp, -jnp.inf
-                )
+                runs = trie_lib.child_runs(trie, node, 0)
+                logp = jnp.where(trie_lib.runs_mask(runs), logp, -jnp.inf)
             cand = logp[:, None, :]
             if size < k:  # fewer first codes than beams: the rest stay dead (-inf)
                 cand = jnp.pad(cand, ((0, 0), (0, 0), (0, k - size)), constant_values=-jnp.inf)
@@ -127,7 +126,8 @@ def beam_search(
                 logits, level_offsets[level], size, score_over, level_logits=level_logits
             )
             if use_mask:
-                logp = jnp.where(trie_lib.allowed_mask(trie, node, level), logp, -jnp.inf)
+                runs = trie_lib.child_runs(trie, node, level)
+                logp = jnp.where(trie_lib.runs_mask(runs), logp, -jnp.inf)
             cand = scores[:, :, None] + logp.reshape(b, k, size)
             scores, beam, code = _top_k_continuations(cand, k)
             parent = (row_base + beam).reshape(n)
@@ -137,12 +137,13 @@ def beam_search(
         codes = jnp.concatenate(
             [jnp.take_along_axis(codes, beam[:, :, None], axis=1), code[:, :, None]], axis=2
         )
-        if use_mask:
-            node = trie_lib.advance(trie, node[parent], flat_code, level)
+        if use_mask:  # the chosen child, read off this step's runs (no walk down the trie)
+            node = trie_lib.follow(runs, flat_code, parent)
 
     valid = jnp.isfinite(scores)
-    if trie is not None:
-        leaves = trie_lib.leaf_ids(trie, codes.reshape(n, depth)).reshape(b, k)
+    if trie is not None:  # masked: the last step's nodes are the leaves; free: walk the codes
+        leaves = (node if use_mask else trie_lib.leaf_ids(trie, codes.reshape(n, depth))
+                  ).reshape(b, k)
         valid &= leaves >= 0
         leaves = jnp.where(valid, leaves, -1)
     else:

@@ -81,7 +81,8 @@ def sample_sids(
         )
         draw_logits = sid_steps.level_slice(logits, offset, size, level_logits).astype(jnp.float32)
         if use_mask:
-            draw_logits = jnp.where(trie_lib.allowed_mask(trie, node, level), draw_logits, -jnp.inf)
+            runs = trie_lib.child_runs(trie, node, level)
+            draw_logits = jnp.where(trie_lib.runs_mask(runs), draw_logits, -jnp.inf)
         if temperature == 0.0:
             code = jnp.argmax(draw_logits, axis=-1)
         else:
@@ -93,10 +94,13 @@ def sample_sids(
         draw_logprobs.append(jnp.take_along_axis(draw_lp, code[:, None], axis=1)[:, 0])
         tokens = jnp.concatenate([tokens, (offset + code)[:, None]], axis=1)
         if use_mask:
-            node = trie_lib.advance(trie, node, code, level)
+            node = trie_lib.follow(runs, code)
 
     codes = jnp.stack(codes, axis=1)
-    valid = trie_lib.is_valid(trie, codes) if trie is not None else jnp.ones((n,), dtype=bool)
+    if use_mask:  # the last step's nodes are the leaves
+        valid = node >= 0
+    else:
+        valid = trie_lib.is_valid(trie, codes) if trie is not None else jnp.ones((n,), bool)
     return SampleResult(
         codes=codes.reshape(b, g, depth),
         token_logprobs=jnp.stack(logprobs, axis=1).reshape(b, g, depth),

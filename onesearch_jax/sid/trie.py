@@ -19,7 +19,7 @@ Memory is O(number of unique SIDs * L): about 40 MB for 1M items with L = 5.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import flax.struct
 import jax
@@ -196,27 +196,64 @@ def _check_level(trie: SidTrie, level: int) -> None:
         raise ValueError(f"level must be in [0, {trie.depth}), got {level}")
 
 
+class ChildRuns(NamedTuple):
+    """Each row's children one level down, padded to the level's `max_children`: `node`
+    int32[R, W] their node ids (-1 = padding), `code` int32[R, W] their codes (`size` =
+    padding). Built once per decoding step, it gives both the mask and the next nodes. At
+    level 0 every row is at the root, so R = 1: the root's run, shared by all rows."""
+
+    node: jax.Array
+    code: jax.Array
+    size: int  # the level's number of codes
+
+
+def child_runs(trie: SidTrie, state: jax.Array, level: int) -> ChildRuns:
+    """The children of each row's node ``state`` int32[B] at depth ``level`` (static); a dead row
+    (-1) has none. O(B * max_children[level]) gathers; level 0: the root's run alone."""
+    _check_level(trie, level)
+    size, width = trie.level_sizes[level], trie.max_children[level]
+    cs, nc = trie.child_start[level], trie.node_code[level]
+    if level == 0:
+        state = jnp.zeros((1,), jnp.int32)
+    alive = state >= 0
+    node = jnp.where(alive, state, 0)
+    start, end = cs[node], jnp.where(alive, cs[node + 1], cs[node])
+    idx = start[:, None] + jnp.arange(width, dtype=jnp.int32)[None, :]
+    has = idx < end[:, None]
+    code = jnp.where(has, nc[jnp.minimum(idx, nc.shape[0] - 1)], size)
+    return ChildRuns(node=jnp.where(has, idx, -1).astype(jnp.int32),
+                     code=code.astype(jnp.int32), size=size)
+
+
+def runs_mask(runs: ChildRuns) -> jax.Array:
+    """bool[R, size]: the codes that extend each row's prefix toward a real item (one scatter;
+    [1, size] at level 0, which broadcasts over the rows)."""
+    rows = jnp.broadcast_to(jnp.arange(runs.code.shape[0])[:, None], runs.code.shape)
+    mask = jnp.zeros((runs.code.shape[0], runs.size), dtype=bool)
+    return mask.at[rows, runs.code].set(True, mode="drop")
+
+
+def follow(runs: ChildRuns, codes: jax.Array, rows: jax.Array | None = None) -> jax.Array:
+    """Node ids one level down after row ``rows[i]`` of ``runs`` (row i if None) appends
+    ``codes[i]``; -1 where that code is not a child. The same answer as `advance` from the
+    step's own runs: one compare over the row's children instead of a binary search."""
+    codes = codes.astype(jnp.int32)
+    if runs.node.shape[0] == 1:  # the shared root: a code -> child table, O(size + rows)
+        table = jnp.full((runs.size,), -1, jnp.int32).at[runs.code[0]].set(runs.node[0],
+                                                                          mode="drop")
+        return table[codes]
+    node, code = (runs.node, runs.code) if rows is None else (runs.node[rows], runs.code[rows])
+    return jnp.max(jnp.where(code == codes[:, None], node, -1), axis=1).astype(jnp.int32)
+
+
 def allowed_mask(trie: SidTrie, state: jax.Array, level: int) -> jax.Array:
     """bool[B, level_sizes[level]]: the codes that extend each row's prefix toward a real item.
 
     ``state`` is int32[B] node ids at depth ``level`` (-1 = dead: all False). ``level`` is static.
     Cost O(B * max_children[level]) gathers plus one scatter (level 0: one root mask, broadcast).
     """
-    _check_level(trie, level)
-    size, width = trie.level_sizes[level], trie.max_children[level]
-    cs, nc = trie.child_start[level], trie.node_code[level]
-    alive = state >= 0
-    if level == 0:  # every live row is at the root: build its mask once, O(size) not O(B*size)
-        root = jnp.zeros((size,), dtype=bool).at[nc].set(True)
-        return alive[:, None] & root[None, :]
-    node = jnp.where(alive, state, 0)
-    start, end = cs[node], jnp.where(alive, cs[node + 1], cs[node])
-    idx = start[:, None] + jnp.arange(width, dtype=jnp.int32)[None, :]
-    has = idx < end[:, None]
-    code = jnp.where(has, nc[jnp.minimum(idx, nc.shape[0] - 1)], size)  # size = out of bounds
-    rows = jnp.broadcast_to(jnp.arange(state.shape[0])[:, None], code.shape)
-    mask = jnp.zeros((state.shape[0], size), dtype=bool)
-    return mask.at[rows, code].set(True, mode="drop")
+    mask = runs_mask(child_runs(trie, state, level))
+    return (state >= 0)[:, None] & mask if level == 0 else mask
 
 
 def advance(trie: SidTrie, state: jax.Array, codes: jax.Array, level: int) -> jax.Array:

@@ -78,6 +78,37 @@ def test_masks_equal_brute_force(num_items, level_sizes, kind):
             assert (tuple(row) in real_here) == bool(m.any())
 
 
+@pytest.mark.parametrize("num_items,level_sizes,kind", CASES)
+def test_follow_from_the_step_runs_equals_the_binary_search(num_items, level_sizes, kind):
+    """Decoding reads each step's next nodes off the runs it masked with (`follow`), the search
+    and the leaf walk use `advance`: the same nodes on real and dead prefixes, dead rows and
+    codes that are not children, with rows re-ordered like beam parents, and at the root."""
+    rng = np.random.default_rng(7 + num_items)
+    codes = make_codes(rng, num_items, level_sizes, kind)
+    trie = SidTrie.build(codes, level_sizes)
+    rows = jnp.asarray(random_rows(rng, codes, level_sizes, 48))
+    parent = jnp.asarray(rng.permutation(48).astype(np.int32))
+
+    @jax.jit
+    def both(trie, rows, parent):
+        state, pairs = trie_lib.root_state(trie, rows.shape[0]), []
+        for level in range(trie.depth):
+            runs = trie_lib.child_runs(trie, state, level)
+            mask = trie_lib.allowed_mask(trie, state, level)
+            pairs.append((trie_lib.follow(runs, rows[:, level], parent),
+                          trie_lib.advance(trie, state[parent], rows[:, level], level),
+                          jnp.broadcast_to(trie_lib.runs_mask(runs), mask.shape), mask))
+            state = trie_lib.advance(trie, state, rows[:, level], level)
+        return pairs
+
+    for level, (followed, walked, from_runs, mask) in enumerate(both(trie, rows, parent)):
+        np.testing.assert_array_equal(np.asarray(followed), np.asarray(walked), f"level {level}")
+        np.testing.assert_array_equal(np.asarray(from_runs), np.asarray(mask))
+    assert (np.asarray(walked) >= 0).any()
+    if trie.num_sids < np.prod(level_sizes):  # some code tuples are no item's: dead rows too
+        assert (np.asarray(walked) < 0).any()
+
+
 @pytest.mark.parametrize("num_items,level_sizes,kind", CASES[1:3])
 def test_paths_allowed_by_masks_are_exactly_the_real_sids(num_items, level_sizes, kind):
     """Over every possible code tuple: a tuple passes all masks iff it is a real item's SID."""
