@@ -129,29 +129,31 @@ def markdown(result: dict) -> str:
     train = result.get("train") or []
     if train:
         lines += ["| preset | batch | dtype | steps/s | tokens/s | TFLOP/s | of bf16 peak | "
-                  "first step s | convert kernels | logits-sized buffers |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "first step s | unfused ops | convert kernels | logits-sized buffers |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in train:
             if "unmeasured" in r:
                 lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | unmeasured "
-                             f"({r['unmeasured']}) | | | | | | |")
+                             f"({r['unmeasured']}) | | | | | | | |")
                 continue
             mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
             bufs = ", ".join(f"{k} {v}" for k, v in sorted(r["logits_sized_buffers"].items()))
             lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | "
                          f"{r['steps_per_s']:.1f} | {r['tokens_per_s']:,.0f} | "
                          f"{r['achieved_tflops']:.2f} | {mfu} | {r['first_step_s']:.1f} | "
-                         f"{r['convert_kernels']} | {bufs or '-'} |")
+                         f"{r['unfused_ops']} | {r['convert_kernels']} | {bufs or '-'} |")
         lines.append("")
     decode = result.get("decode") or {}
     if decode.get("rows"):
         peer = "peer" not in decode
         lines += ["| decode b x k | ours constrained ms/q | ours free ms/q | constrained / free"
+                  " | unfused ops, constrained / free"
                   + (" | peer ms/q | speed-up |" if peer else " |"),
-                  "|---|---|---|---|" + ("---|---|" if peer else "")]
+                  "|---|---|---|---|---|" + ("---|---|" if peer else "")]
         for r in decode["rows"]:
             line = (f"| {r['batch']}x{r['beams']} | {r['ours_constrained_ms']:.3f} | "
-                    f"{r['ours_free_ms']:.3f} | {r['ours_overhead']:.3f}x |")
+                    f"{r['ours_free_ms']:.3f} | {r['ours_overhead']:.3f}x | "
+                    f"{r['ours_constrained_ops']} / {r['ours_free_ops']} |")
             if peer:
                 line += f" {r['peer_constrained_ms']:.2f} | {r['speedup_vs_peer']:.1f}x |"
             lines.append(line)

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from onesearch_jax.decode.beam_search import beam_search
+from onesearch_jax.train import step_hlo
 from onesearch_jax.model.presets import TransformerConfig, param_count
 from onesearch_jax.model.transformer import (
     EncoderDecoder,
@@ -411,6 +412,7 @@ def main():
             # Ahead-of-time compile, timed calls go to the executable (for big settings the warm-up
             # is this compile alone: a full call costs minutes there).
             compiled = search.lower(params, trie_arg, enc).compile()
+            row[f"{name}_ops"] = step_hlo.unfused_ops(compiled.as_text())
             runners[name] = ours_runner(compiled, params, trie_arg, enc)
             if args.serving and name == "ours_constrained":
                 for serve, leaves in (("ours_serve_walk", False), ("ours_serve_leaves", True)):

@@ -92,7 +92,7 @@ def measure(
     }
     if hlo:
         out.update(step_hlo.compiled_summary(compiled, batch=batch, dec_len=dec_len,
-                                             vocab=model_cfg.padded_vocab_size))
+                                             vocab=model_cfg.vocab_size))
     return out
 
 

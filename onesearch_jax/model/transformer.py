@@ -295,25 +295,34 @@ class EncoderDecoder(nn.Module):
             x = layer(x, enc_out, cross_mask, train)
         return self.dec_norm(x)
 
-    def decode(self, enc_out, enc_mask, dec_tokens, train: bool = False):
-        """Causal decoder over the whole prefix; returns float32 logits [B,T,V]."""
+    def decode(self, enc_out, enc_mask, dec_tokens, train: bool = False,
+               f32_logits: bool = True):
+        """Causal decoder over the whole prefix; returns logits [B,T,V] (`full_logits`)."""
         x = self.decode_hidden(enc_out, enc_mask, dec_tokens, train)
-        return self.full_logits(x)
+        return self.full_logits(x, f32_logits)
 
-    def full_logits(self, x):
-        """float32 logits [..., vocab_size]: the tied output projection, scaled like T5 so N(0,1)
-        embeddings give unit-scale logits; the padding rows of the table are cut off."""
-        logits = self.embed.attend(x) / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
-        if self.cfg.padded_vocab_size != self.cfg.vocab_size:
-            logits = logits[..., : self.cfg.vocab_size]
-        return logits.astype(jnp.float32)
+    def full_logits(self, x, f32_logits: bool = True):
+        """Logits [..., vocab_size] over the whole vocabulary (`project_slice`; the padding rows
+        of the table are never projected): float32, or with `f32_logits=False` in the compute
+        dtype, for a loss that upcasts inside its own fusions (`losses.token_cross_entropy`), so
+        that in bfloat16 no float32 copy of [B, T, V] is written and the gradient comes back in
+        bfloat16."""
+        return self.project_slice(x, 0, self.cfg.vocab_size,
+                                  jnp.float32 if f32_logits else x.dtype)
 
-    def project_slice(self, x, start: int, size: int):
-        """float32 logits [..., size] of vocabulary ids [start, start+size) only: one SID level's
-        token range. The one projection decoding and every training stage share."""
-        table = jax.lax.dynamic_slice_in_dim(self.embed.embedding, start, size, axis=0)
-        logits = x @ table.astype(x.dtype).T / jnp.sqrt(jnp.asarray(self.cfg.d_model, x.dtype))
-        return logits.astype(jnp.float32)
+    def project_slice(self, x, start: int, size: int, dtype=jnp.float32):
+        """`dtype` logits [..., size] of vocabulary ids [start, start+size) only (one SID level's
+        token range, or the whole vocabulary): the tied output projection, scaled like T5 so
+        N(0,1) embeddings give unit-scale logits. The one projection decoding and every training
+        stage share. The scale goes on x ([..., D], not [..., size]) and the matmul writes f32
+        straight from its accumulator (`dtype`), so no [B, T, V] buffer is rescaled or
+        converted."""
+        table = self.embed.embedding
+        if (start, size) != (0, table.shape[0]):
+            table = jax.lax.dynamic_slice_in_dim(table, start, size, axis=0)
+        x = x * jnp.asarray(1.0 / np.sqrt(self.cfg.d_model), x.dtype)
+        return jnp.einsum("...d,vd->...v", x, table.astype(x.dtype),
+                          preferred_element_type=dtype)
 
     def level_log_probs_at(self, x, positions, level_ranges):
         """float32 [B, L, max size] log-probs over SID level l's codes at decoder positions
@@ -335,12 +344,14 @@ class EncoderDecoder(nn.Module):
         return self.level_log_probs_at(x, positions, level_ranges)
 
     def logits_and_sid_log_probs(self, enc_tokens, dec_inputs, positions, level_ranges,
-                                 train: bool = False, enc_states=None):
+                                 train: bool = False, enc_states=None, f32_logits: bool = True):
         """One forward pass: full-vocabulary logits [B,T,V] (for the CE over every task's
-        targets) and the SID-slice log-probs [B,L,K] at `positions` (for distillation)."""
+        targets; `full_logits`) and the SID-slice log-probs [B,L,K] at `positions` (for
+        distillation)."""
         enc_out, enc_mask = self.encode(enc_tokens, train, enc_states)
         x = self.decode_hidden(enc_out, enc_mask, dec_inputs, train)
-        return self.full_logits(x), self.level_log_probs_at(x, positions, level_ranges)
+        return (self.full_logits(x, f32_logits),
+                self.level_log_probs_at(x, positions, level_ranges))
 
     def cross_cache(self, enc_out):
         """Per decoder layer, cross-attention keys/values [B, S, H, hd] (once per query)."""
@@ -368,9 +379,10 @@ class EncoderDecoder(nn.Module):
         start, size = logit_range
         return self.project_slice(x, start, size), tuple(new_cache)
 
-    def __call__(self, enc_tokens, dec_inputs, train: bool = False, enc_states=None):
+    def __call__(self, enc_tokens, dec_inputs, train: bool = False, enc_states=None,
+                 f32_logits: bool = True):
         enc_out, enc_mask = self.encode(enc_tokens, train, enc_states)
-        return self.decode(enc_out, enc_mask, dec_inputs, train)
+        return self.decode(enc_out, enc_mask, dec_inputs, train, f32_logits)
 
 
 def init_params(model: EncoderDecoder, rng) -> dict:

@@ -142,7 +142,7 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
         "hlo": step_hlo.hlo_summary(
             hlo, dec_len=int(config.data.dec_len),
             batch=int(config.train.batch_size) // int(np.prod(mesh.devices.shape[:2])),
-            vocab=int(model.cfg.padded_vocab_size)),
+            vocab=int(model.cfg.vocab_size)),
         "heaviest_kernels": step_hlo.heaviest_kernels(hlo, 12),
     }
 

@@ -106,10 +106,11 @@ def distill_loss(params, batch, rng, *, model: EncoderDecoder, ranges: tuple, se
     def student(key):
         logits, lp = model.apply({"params": params}, batch["enc_tokens"], batch["dec_inputs"],
                                  positions, kl_ranges, train=True, rngs={"dropout": key},
-                                 enc_states=batch.get("enc_states"),
+                                 enc_states=batch.get("enc_states"), f32_logits=False,
                                  method=EncoderDecoder.logits_and_sid_log_probs)
         if s["student_loss"] == "focal":
-            ce, m = distill_losses.focal_loss(jax.nn.log_softmax(logits, -1), targets, weights,
+            log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+            ce, m = distill_losses.focal_loss(log_probs, targets, weights,
                                               gamma=float(s["focal_gamma"]),
                                               alpha=float(s["focal_alpha"]))
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -15,6 +17,50 @@ def check_token_shapes(scores, targets, weights, name: str, last_axis: str) -> N
             f"targets {targets.shape} and weights {weights.shape} must both be "
             f"{scores.shape[:2]} to match {name}"
         )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def token_cross_entropy(logits, targets, label_smoothing: float = 0.0):
+    """Per-token softmax cross-entropy over the last axis, computed in float32 whatever the
+    logits' dtype: (ce, nll, log_z), each float32[B, T], with ce against the smoothed target
+    (1-eps)*onehot + eps/V and nll against the one-hot alone.
+
+    Why a custom gradient: autodiff of log_softmax + take_along_axis writes several float32
+    [B, T, V] buffers (the log-probs, a scatter-added one-hot cotangent, the softmax); this
+    backward writes one, softmax * (sum of the cotangents) - target weights, in the logits'
+    dtype, which is the size the vocabulary projection's gradient reads anyway (the target logit
+    is gathered forward only: no scatter-add of its cotangent)."""
+    return _token_cross_entropy_fwd(logits, targets, label_smoothing)[0]
+
+
+def _one_hot(targets, vocab: int):
+    return targets[..., None].astype(jnp.int32) == jnp.arange(vocab, dtype=jnp.int32)
+
+
+def _token_cross_entropy_fwd(logits, targets, label_smoothing):
+    x = logits.astype(jnp.float32)
+    log_z = jax.nn.logsumexp(x, axis=-1)
+    target_logit = jnp.take_along_axis(x, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    nll = log_z - target_logit
+    ce = nll
+    if label_smoothing:
+        ce = log_z - (1.0 - label_smoothing) * target_logit - label_smoothing * jnp.mean(x, -1)
+    return (ce, nll, log_z), (logits, targets, log_z)
+
+
+def _token_cross_entropy_bwd(label_smoothing, residuals, cotangents):
+    logits, targets, log_z = residuals
+    g_ce, g_nll, g_log_z = cotangents
+    x = logits.astype(jnp.float32)
+    probs = jnp.exp(x - log_z[..., None])
+    on_target = (1.0 - label_smoothing) * g_ce + g_nll
+    grad = (probs * (g_ce + g_nll + g_log_z)[..., None]
+            - jnp.where(_one_hot(targets, x.shape[-1]), on_target[..., None], 0.0)
+            - (label_smoothing / x.shape[-1]) * g_ce[..., None])
+    return grad.astype(logits.dtype), None
+
+
+token_cross_entropy.defvjp(_token_cross_entropy_fwd, _token_cross_entropy_bwd)
 
 
 def weighted_cross_entropy(
@@ -39,14 +85,8 @@ def weighted_cross_entropy(
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
     if z_loss < 0:
         raise ValueError(f"z_loss must be >= 0, got {z_loss}")
-    logits = logits.astype(jnp.float32)
     weights = weights.astype(jnp.float32)
-    log_z = jax.nn.logsumexp(logits, axis=-1)
-    log_probs = logits - log_z[..., None]
-    nll = -jnp.take_along_axis(log_probs, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    ce = nll
-    if label_smoothing:
-        ce = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(log_probs, axis=-1)
+    ce, nll, log_z = token_cross_entropy(logits, targets, float(label_smoothing))
     z_term = z_loss * jnp.square(log_z)
     weight_sum = jnp.sum(weights)
     denom = jnp.maximum(weight_sum, 1e-8)

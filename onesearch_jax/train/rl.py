@@ -112,7 +112,7 @@ def _sft_term(params, batch, model, weight: float):
     if weight <= 0:
         return jnp.zeros(()), {}
     logits = model.apply({"params": params}, batch["enc_tokens"], batch["sft_dec_inputs"],
-                         enc_states=batch.get("enc_states"))
+                         enc_states=batch.get("enc_states"), f32_logits=False)
     ce, m = weighted_cross_entropy(logits, batch["sft_dec_targets"], batch["sft_dec_weights"])
     return weight * ce, {"sft_ce": ce, "sft_accuracy": m["accuracy"]}
 

@@ -51,6 +51,7 @@ def sft_loss(
         batch["dec_inputs"],
         train=train,
         enc_states=batch.get("enc_states"),
+        f32_logits=False,  # the CE upcasts inside its fusions
         rngs={"dropout": dropout_rng} if train else None,
     )
     return weighted_cross_entropy(

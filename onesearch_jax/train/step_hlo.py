@@ -50,8 +50,11 @@ def _computations(hlo_text: str) -> dict[str, list[tuple[str, str, str, str]]]:
 
 
 def _fusion_bodies(comps) -> set[str]:
-    return {m for insts in comps.values() for _, _, op, rest in insts if op == "fusion"
-            for m in re.findall(r"calls=%?([\w.\-]+)", rest)}
+    """Computations that never run as kernels of their own: fusion bodies, and the reducers and
+    comparators ops apply element by element (`to_apply=`: reduce, scatter, sort, all-reduce)."""
+    return {m for insts in comps.values() for _, _, op, rest in insts
+            for m in (re.findall(r"calls=%?([\w.\-]+)", rest) if op == "fusion" else [])
+            + re.findall(r"to_apply=%?([\w.\-]+)", rest)}
 
 
 def _shape_bytes(shape: str) -> int:
@@ -79,6 +82,13 @@ def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
             rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],
                          "name": inst, "op_name": where.group(1) if where else ""})
     return sorted(rows, key=lambda r: -r["bytes"])[:n]
+
+
+def unfused_ops(hlo_text: str) -> int:
+    """How many ops of a compiled program run as their own kernel (outside fusion bodies,
+    layout-only ops skipped): on a GPU each is a launch, so a small model's step or a batch-1
+    decode is bound by this count, not by its FLOPs."""
+    return len(heaviest_kernels(hlo_text, n=2**62))
 
 
 def hlo_summary(hlo_text: str, *, batch: int, dec_len: int, vocab: int) -> dict:
@@ -109,7 +119,7 @@ def hlo_summary(hlo_text: str, *, batch: int, dec_len: int, vocab: int) -> dict:
             for dtype, dims in _SHAPE.findall(shape):
                 if _elements(dims) == logits_elements:
                     logits_buffers[dtype] = logits_buffers.get(dtype, 0) + 1
-    return {"kernels": kernels,
+    return {"kernels": kernels, "unfused_ops": unfused_ops(hlo_text),
             "convert_kernels": int(convert_kernels), "converts_in_fusions": int(converts_fused),
             "logits_sized_buffers": logits_buffers}
 

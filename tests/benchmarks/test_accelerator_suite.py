@@ -52,6 +52,8 @@ def test_hlo_summary_by_hand():
     assert s["convert_kernels"] == 1  # the fusion that only converts
     assert s["converts_in_fusions"] == 1  # the one folded into the softmax
     assert s["logits_sized_buffers"] == {"bf16": 1, "f32": 1}  # the dot, then its f32 copy
+    # dot, the convert fusion, transpose, slice, softmax fusion; the reducer `add` is no kernel
+    assert s["unfused_ops"] == 5
 
 
 def test_heaviest_kernels_by_hand():
@@ -78,7 +80,10 @@ def test_smoke_run_writes_both_tables(tmp_path):
     for row in saved["train"]:
         assert row["steps_per_s"] > 0 and row["hlo_flops"] > 0 and row["mfu"] is None
         assert row["convert_kernels"] >= 0 and "fusion" in row["kernels"]
+        assert row["unfused_ops"] >= sum(row["kernels"].values())
     assert [(r["batch"], r["beams"]) for r in saved["decode"]["rows"]] == [(1, 4)]
+    decode = saved["decode"]["rows"][0]  # the trie's mask and next nodes cost ops of their own
+    assert decode["ours_constrained_ops"] > decode["ours_free_ops"] > 0
     assert saved["decode"]["peer"].startswith("unmeasured")
     assert saved["aot"] == {"unmeasured": "--aot not given"}
     with open(os.path.join(out, "accelerator_suite.md")) as f:
