@@ -314,8 +314,8 @@ class EncoderDecoder(nn.Module):
         """`dtype` logits [..., size] of vocabulary ids [start, start+size) only (one SID level's
         token range, or the whole vocabulary): the tied output projection, scaled like T5 so
         N(0,1) embeddings give unit-scale logits. The one projection decoding and every training
-        stage share. The scale goes on x ([..., D], not [..., size]) and the matmul writes f32
-        straight from its accumulator (`dtype`), so no [B, T, V] buffer is rescaled or
+        stage share. The scale goes on x ([..., D], not [..., size]) and the matmul writes
+        `dtype` straight from its accumulator, so no [B, T, V] buffer is rescaled or
         converted."""
         table = self.embed.embedding
         if (start, size) != (0, table.shape[0]):

@@ -19,7 +19,7 @@ Memory is O(number of unique SIDs * L): about 40 MB for 1M items with L = 5.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import flax.struct
 import jax
@@ -196,7 +196,8 @@ def _check_level(trie: SidTrie, level: int) -> None:
         raise ValueError(f"level must be in [0, {trie.depth}), got {level}")
 
 
-class ChildRuns(NamedTuple):
+@flax.struct.dataclass
+class ChildRuns:
     """Each row's children one level down, padded to the level's `max_children`: `node`
     int32[R, W] their node ids (-1 = padding), `code` int32[R, W] their codes (`size` =
     padding). Built once per decoding step, it gives both the mask and the next nodes. At
@@ -204,7 +205,7 @@ class ChildRuns(NamedTuple):
 
     node: jax.Array
     code: jax.Array
-    size: int  # the level's number of codes
+    size: int = flax.struct.field(pytree_node=False)  # the level's number of codes
 
 
 def child_runs(trie: SidTrie, state: jax.Array, level: int) -> ChildRuns:
