@@ -110,34 +110,51 @@ class Attention(nn.Module):
         return self.attend(self.project_q(x), k, v, mask=mask, is_causal=is_causal)
 
 
+def dropout_keys(module: nn.Module, train: bool, count: int):
+    """`count` dropout keys from one `make_rng` (None when not training).
+
+    Why: flax derives each Dropout call's key by its own `fold_in`, a chain of about 120 scalar
+    integer ops that the TPU compiler leaves unfused (5,283 of `base`'s 14,826 unfused ops,
+    docs/scaling.md); one vectorised split for the whole stack costs one chain."""
+    if not train or module.cfg.dropout_rate == 0:
+        return None
+    return jax.random.split(module.make_rng("dropout"), count)
+
+
+def _key(keys, i: int):
+    return None if keys is None else keys[i]
+
+
 class Mlp(nn.Module):
     cfg: TransformerConfig
 
     @nn.compact
-    def __call__(self, x, train: bool):
+    def __call__(self, x, train: bool, rng=None):
         cfg = self.cfg
         y = nn.gelu(_dense(cfg.mlp_dim, ("embed", "mlp"), cfg, "wi")(x))
-        y = nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
+        y = nn.Dropout(cfg.dropout_rate)(y, deterministic=not train, rng=rng)
         return _dense(cfg.d_model, ("mlp", "embed"), cfg, "wo")(y)
 
 
 class EncoderLayer(nn.Module):
     cfg: TransformerConfig
+    DROPOUTS = 3  # dropout keys a layer takes (`rngs`)
 
     @nn.compact
-    def __call__(self, x, key_mask, train: bool):
+    def __call__(self, x, key_mask, train: bool, rngs=None):
         drop = nn.Dropout(self.cfg.dropout_rate)
         y = _layer_norm(self.cfg, "ln_attn")(x)
-        x = x + drop(
-            Attention(self.cfg, name="self_attn")(y, y, mask=key_mask), deterministic=not train
-        )
+        x = x + drop(Attention(self.cfg, name="self_attn")(y, y, mask=key_mask),
+                     deterministic=not train, rng=_key(rngs, 0))
         y = _layer_norm(self.cfg, "ln_mlp")(x)
-        x = x + drop(Mlp(self.cfg, name="mlp")(y, train), deterministic=not train)
+        x = x + drop(Mlp(self.cfg, name="mlp")(y, train, _key(rngs, 1)),
+                     deterministic=not train, rng=_key(rngs, 2))
         return nn.with_logical_constraint(x, ACT_AXES)
 
 
 class DecoderLayer(nn.Module):
     cfg: TransformerConfig
+    DROPOUTS = 4  # dropout keys a layer takes (`rngs`)
 
     def setup(self):
         cfg = self.cfg
@@ -149,13 +166,17 @@ class DecoderLayer(nn.Module):
         self.mlp = Mlp(cfg)
         self.drop = nn.Dropout(cfg.dropout_rate)
 
-    def __call__(self, x, enc_out, cross_mask, train: bool):
+    def __call__(self, x, enc_out, cross_mask, train: bool, rngs=None):
+        keep = not train
         y = self.ln_self(x)
-        x = x + self.drop(self.self_attn(y, y, is_causal=True), deterministic=not train)
+        x = x + self.drop(self.self_attn(y, y, is_causal=True), deterministic=keep,
+                          rng=_key(rngs, 0))
         y = self.ln_cross(x)
-        x = x + self.drop(self.cross_attn(y, enc_out, mask=cross_mask), deterministic=not train)
+        x = x + self.drop(self.cross_attn(y, enc_out, mask=cross_mask), deterministic=keep,
+                          rng=_key(rngs, 1))
         y = self.ln_mlp(x)
-        x = x + self.drop(self.mlp(y, train), deterministic=not train)
+        x = x + self.drop(self.mlp(y, train, _key(rngs, 2)), deterministic=keep,
+                          rng=_key(rngs, 3))
         return nn.with_logical_constraint(x, ACT_AXES)
 
     def cross_kv(self, enc_out):
@@ -243,14 +264,21 @@ class EncoderDecoder(nn.Module):
             return jnp.asarray(sinusoidal_positions(length, cfg.d_model))
         return (self.enc_pos if which == "enc" else self.dec_pos)[:length]
 
-    def _embed(self, tokens, which: str, train: bool, extra=None):
+    def _embed(self, tokens, which: str, train: bool, extra=None, rng=None):
         x = self.embed(tokens) + self._positions(which, tokens.shape[1]).astype(
             jnp.dtype(self.cfg.dtype)
         )
         if extra is not None:
             x = x + extra
-        x = self.dropout(x.astype(jnp.dtype(self.cfg.dtype)), deterministic=not train)
+        x = self.dropout(x.astype(jnp.dtype(self.cfg.dtype)), deterministic=not train, rng=rng)
         return nn.with_logical_constraint(x, ACT_AXES)
+
+    def _layer_keys(self, train: bool, per_layer: int, layers: int):
+        """(embedding dropout key, per layer its `per_layer` keys) from one split, or Nones."""
+        keys = dropout_keys(self, train, 1 + per_layer * layers)
+        if keys is None:
+            return None, [None] * layers
+        return keys[0], [keys[1 + per_layer * i: 1 + per_layer * (i + 1)] for i in range(layers)]
 
     def encode(self, enc_tokens, train: bool = False, enc_states=None):
         """Returns (enc_out [B,S,D], enc_mask bool[B,S]); mask is False on padding.
@@ -269,10 +297,12 @@ class EncoderDecoder(nn.Module):
             if enc_states.shape[:2] != enc_tokens.shape:
                 raise ValueError(f"enc_states {enc_states.shape} do not match enc_tokens "
                                  f"{enc_tokens.shape}")
+            embed_key, layer_keys = self._layer_keys(train, EncoderLayer.DROPOUTS,
+                                                     len(self.enc_layers))
             x = self._embed(enc_tokens, "enc", train, extra=self.state_proj(
-                enc_states.astype(jnp.dtype(self.cfg.dtype))))
-            for layer in self.enc_layers:
-                x = layer(x, enc_mask[:, None, None, :], train)
+                enc_states.astype(jnp.dtype(self.cfg.dtype))), rng=embed_key)
+            for layer, keys in zip(self.enc_layers, layer_keys):
+                x = layer(x, enc_mask[:, None, None, :], train, keys)
             return self.enc_norm(x), enc_mask
         if self.cfg.encoder == "minilm":
             x = self.encoder(enc_tokens, enc_mask.astype(jnp.int32), deterministic=not train)
@@ -280,9 +310,11 @@ class EncoderDecoder(nn.Module):
                 x = self.enc_proj(x)
             return nn.with_logical_constraint(x, ACT_AXES), enc_mask
         key_mask = enc_mask[:, None, None, :]
-        x = self._embed(enc_tokens, "enc", train)
-        for layer in self.enc_layers:
-            x = layer(x, key_mask, train)
+        embed_key, layer_keys = self._layer_keys(train, EncoderLayer.DROPOUTS,
+                                                 len(self.enc_layers))
+        x = self._embed(enc_tokens, "enc", train, rng=embed_key)
+        for layer, keys in zip(self.enc_layers, layer_keys):
+            x = layer(x, key_mask, train, keys)
         return self.enc_norm(x), enc_mask
 
     def decode_hidden(self, enc_out, enc_mask, dec_tokens, train: bool = False):
@@ -290,9 +322,11 @@ class EncoderDecoder(nn.Module):
         if dec_tokens.ndim != 2:
             raise ValueError(f"dec_tokens must be [batch, length], got shape {dec_tokens.shape}")
         cross_mask = enc_mask[:, None, None, :]
-        x = self._embed(dec_tokens, "dec", train)
-        for layer in self.dec_layers:
-            x = layer(x, enc_out, cross_mask, train)
+        embed_key, layer_keys = self._layer_keys(train, DecoderLayer.DROPOUTS,
+                                                 len(self.dec_layers))
+        x = self._embed(dec_tokens, "dec", train, rng=embed_key)
+        for layer, keys in zip(self.dec_layers, layer_keys):
+            x = layer(x, enc_out, cross_mask, train, keys)
         return self.dec_norm(x)
 
     def decode(self, enc_out, enc_mask, dec_tokens, train: bool = False,

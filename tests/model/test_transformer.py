@@ -174,6 +174,27 @@ def test_dropout_only_in_training(setup):
     b = train_apply(params, enc, dec, jax.random.key(3))
     assert np.abs(np.asarray(a - b)).max() > 1e-3  # random masks differ
     assert np.abs(np.asarray(a - apply(params, enc, dec))).max() > 1e-3
+    np.testing.assert_array_equal(a, train_apply(params, enc, dec, jax.random.key(2)))
+
+
+def test_every_dropout_site_gets_its_own_key_from_one_split_per_stack(setup):
+    """The keys come from `dropout_keys` (one make_rng per encoder or decoder stack, split), not
+    from a fold_in per Dropout call: every call gets one, and no two calls share one."""
+    cfg, model, params, apply, enc, dec = setup
+    seen = []
+
+    def record(next_fun, args, kwargs, context):
+        if isinstance(context.module, nn.Dropout) and context.method_name == "__call__":
+            seen.append(kwargs.get("rng"))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        model.apply({"params": params}, enc, dec, train=True, rngs={"dropout": jax.random.key(2)})
+    # embeddings (2), 3 per encoder layer, 4 per decoder layer (Mlp's inner dropout included)
+    assert len(seen) == 2 + 3 * cfg.enc_layers + 4 * cfg.dec_layers
+    assert all(k is not None for k in seen)
+    data = {tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in seen}
+    assert len(data) == len(seen)
 
 
 def test_bad_config_and_lengths_raise():
