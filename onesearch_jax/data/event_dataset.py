@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from onesearch_jax import fileio
+from onesearch_jax import fileio, quiet
 
 SPLITS = ("train", "valid", "test")
 DATASET_NAME = "world_events"
@@ -104,7 +104,8 @@ def build_event_dataset(events, split_of_event, data_dir: str, *, num_exposed: i
     counts = write_event_chunks(events, split_of_event, chunk_dir)
     builder = WorldEvents(chunk_dir=chunk_dir, num_exposed=num_exposed, history_len=history_len,
                                                 query_texts=query_texts, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare()
+    with quiet.library_prints():
+        builder.download_and_prepare()
     for split in SPLITS:
         write_columnar_split(chunk_dir, split, data_dir)
     for path in os.listdir(chunk_dir):

@@ -52,3 +52,17 @@ def test_missing_dataset_and_bad_split_are_named(tmp_path):
         event_dataset.load_event_split(str(tmp_path), "train")
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         event_dataset.load_event_split(str(tmp_path), "dev")
+
+
+def test_tfds_prints_nothing_once_libraries_are_quiet(tmp_path, capsys, monkeypatch):
+    """tfds prints "Downloading and preparing dataset ..." to stdout itself; an experiment that
+    quieted the libraries shows none of it, one that did not (or --verbose_libraries) does."""
+    from onesearch_jax import quiet
+    build = lambda d: event_dataset.build_event_dataset(
+        _chunks(40), _split, str(tmp_path / d), num_exposed=10, history_len=3)
+    monkeypatch.setattr(quiet, "_quiet", True)
+    build("quiet")
+    assert "preparing" not in capsys.readouterr().out
+    monkeypatch.setattr(quiet, "_quiet", False)
+    build("verbose")
+    assert "Downloading and preparing dataset" in capsys.readouterr().out
