@@ -101,7 +101,7 @@ def beam_search(
     tokens = jnp.full((n, 1), bos_id, dtype=jnp.int32)
     codes = jnp.zeros((b, k, 0), dtype=jnp.int32)
     scores = jnp.where(jnp.arange(k) == 0, 0.0, -jnp.inf)[None, :].repeat(b, axis=0)
-    node = trie_lib.root_state(trie, b if first_per_query else n) if use_mask else None
+    node = trie_lib.root_state(trie, n) if use_mask else None
     row_base = (jnp.arange(b, dtype=jnp.int32) * k)[:, None]
 
     for level in range(depth):

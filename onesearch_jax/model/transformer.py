@@ -294,28 +294,22 @@ class EncoderDecoder(nn.Module):
                 "the frozen_minilm encoder reads enc_states (data/encoder_memory.py) with its "
                 "memory tokens" if enc_states is None else
                 f"enc_states given, but model.encoder={self.cfg.encoder!r} reads tokens only")
-        if enc_states is not None:
-            if enc_states.shape[:2] != enc_tokens.shape:
-                raise ValueError(f"enc_states {enc_states.shape} do not match enc_tokens "
-                                 f"{enc_tokens.shape}")
-            embed_key, layer_keys = self._layer_keys(train, EncoderLayer.DROPOUTS,
-                                                     len(self.enc_layers))
-            x = self._embed(enc_tokens, "enc", train, extra=self.state_proj(
-                enc_states.astype(jnp.dtype(self.cfg.dtype))), rng=embed_key)
-            for layer, keys in zip(self.enc_layers, layer_keys):
-                x = layer(x, enc_mask[:, None, None, :], train, keys)
-            return self.enc_norm(x), enc_mask
         if self.cfg.encoder == "minilm":
             x = self.encoder(enc_tokens, enc_mask.astype(jnp.int32), deterministic=not train)
             if MINILM_L6["hidden_size"] != self.cfg.d_model:
                 x = self.enc_proj(x)
             return nn.with_logical_constraint(x, ACT_AXES), enc_mask
-        key_mask = enc_mask[:, None, None, :]
+        extra = None  # frozen_minilm: each slot's projected state, added to its token embedding
+        if enc_states is not None:
+            if enc_states.shape[:2] != enc_tokens.shape:
+                raise ValueError(f"enc_states {enc_states.shape} do not match enc_tokens "
+                                 f"{enc_tokens.shape}")
+            extra = self.state_proj(enc_states.astype(jnp.dtype(self.cfg.dtype)))
         embed_key, layer_keys = self._layer_keys(train, EncoderLayer.DROPOUTS,
                                                  len(self.enc_layers))
-        x = self._embed(enc_tokens, "enc", train, rng=embed_key)
+        x = self._embed(enc_tokens, "enc", train, extra=extra, rng=embed_key)
         for layer, keys in zip(self.enc_layers, layer_keys):
-            x = layer(x, key_mask, train, keys)
+            x = layer(x, enc_mask[:, None, None, :], train, keys)
         return self.enc_norm(x), enc_mask
 
     def decode_hidden(self, enc_out, enc_mask, dec_tokens, train: bool = False):

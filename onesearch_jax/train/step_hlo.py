@@ -61,26 +61,31 @@ def _shape_bytes(shape: str) -> int:
     return sum(_BYTES.get(dt, 4) * _elements(dims) for dt, dims in _SHAPE.findall(shape))
 
 
+def _kernel_ops(comps, bodies):
+    """(the computation's result shapes by name, instruction) for every op that runs as its own
+    kernel: outside fusion bodies, layout-only ops skipped."""
+    for name, insts in comps.items():
+        if name in bodies:
+            continue
+        shapes = {inst: shape for inst, shape, _, _ in insts}
+        for inst in insts:
+            if inst[2] not in _TRIVIAL:
+                yield shapes, inst
+
+
 def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
     """The `n` kernels (instructions outside fusion bodies, layout-only ops skipped) that read
     and write the most bytes: result + operands, each operand counted once. With the module's
     metadata op_name, this says which part of the model moves the memory."""
     comps = _computations(hlo_text)
-    bodies = _fusion_bodies(comps)
     rows = []
-    for name, insts in comps.items():
-        if name in bodies:
-            continue
-        shapes = {inst: shape for inst, shape, _, _ in insts}
-        for inst, shape, op, rest in insts:
-            if op in _TRIVIAL:
-                continue
-            args = rest.split(")", 1)[0]
-            operands = set(re.findall(r"%([\w.\-]+)", args))
-            moved = _shape_bytes(shape) + sum(_shape_bytes(shapes.get(o, "")) for o in operands)
-            where = re.search(r'op_name="([^"]*)"', rest)
-            rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],
-                         "name": inst, "op_name": where.group(1) if where else ""})
+    for shapes, (inst, shape, op, rest) in _kernel_ops(comps, _fusion_bodies(comps)):
+        args = rest.split(")", 1)[0]
+        operands = set(re.findall(r"%([\w.\-]+)", args))
+        moved = _shape_bytes(shape) + sum(_shape_bytes(shapes.get(o, "")) for o in operands)
+        where = re.search(r'op_name="([^"]*)"', rest)
+        rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],
+                     "name": inst, "op_name": where.group(1) if where else ""})
     return sorted(rows, key=lambda r: -r["bytes"])[:n]
 
 
@@ -88,7 +93,8 @@ def unfused_ops(hlo_text: str) -> int:
     """How many ops of a compiled program run as their own kernel (outside fusion bodies,
     layout-only ops skipped): on a GPU each is a launch, so a small model's step or a batch-1
     decode is bound by this count, not by its FLOPs."""
-    return len(heaviest_kernels(hlo_text, n=2**62))
+    comps = _computations(hlo_text)
+    return sum(1 for _ in _kernel_ops(comps, _fusion_bodies(comps)))
 
 
 def hlo_summary(hlo_text: str, *, batch: int, dec_len: int, vocab: int) -> dict:
@@ -119,7 +125,7 @@ def hlo_summary(hlo_text: str, *, batch: int, dec_len: int, vocab: int) -> dict:
             for dtype, dims in _SHAPE.findall(shape):
                 if _elements(dims) == logits_elements:
                     logits_buffers[dtype] = logits_buffers.get(dtype, 0) + 1
-    return {"kernels": kernels, "unfused_ops": unfused_ops(hlo_text),
+    return {"kernels": kernels, "unfused_ops": sum(1 for _ in _kernel_ops(comps, bodies)),
             "convert_kernels": int(convert_kernels), "converts_in_fusions": int(converts_fused),
             "logits_sized_buffers": logits_buffers}
 
