@@ -70,6 +70,7 @@ MINILM_L6 = dict(
     layer_norm_eps=1e-12,
 )
 ENCODERS = ("scratch", "minilm", "frozen_minilm")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
 FROZEN_STATE_DIM = MINILM_L6["hidden_size"]  # width of the cached states frozen_minilm reads
 
 
@@ -90,7 +91,9 @@ class TransformerConfig:
     positions: str = "learned"  # 'learned' | 'sinusoidal'
     dtype: str = "float32"  # compute dtype, e.g. 'bfloat16'
     param_dtype: str = "float32"
-    attention_impl: str | None = None  # passed to jax.nn.dot_product_attention
+    # 'auto' (None in older configs): cuDNN flash attention on a GPU in bf16/f16, XLA elsewhere;
+    # 'xla' | 'cudnn' to force one (transformer.resolve_attention).
+    attention_impl: str | None = "auto"
     # 'scratch': the pre-LN encoder above; 'minilm': MiniLM-L6's post-LN BERT encoder
     # (MINILM_L6; enc_layers must say 6), weights loaded by train/pretrained_init.py;
     # 'frozen_minilm': frozen MiniLM states (cached per text) read by enc_layers adapter layers.
@@ -140,6 +143,9 @@ class TransformerConfig:
             if self.max_enc_len > MINILM_L6["max_position_embeddings"]:
                 raise ValueError(f"model.max_enc_len={self.max_enc_len} exceeds MiniLM's "
                                  f"{MINILM_L6['max_position_embeddings']} positions")
+        if self.attention_impl is not None and self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"model.attention_impl must be one of {ATTENTION_IMPLS}, got "
+                             f"{self.attention_impl!r}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 

@@ -69,6 +69,50 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     return table
 
 
+def resolve_attention(impl: str | None, dtype, head_dim: int, platform: str | None = None) -> str:
+    """'xla' or 'cudnn' for an attention call. 'auto' (or None) takes cuDNN's fused flash
+    attention where it runs (a GPU, bf16/f16, head_dim a multiple of 8 up to 128): it never
+    writes the [B, H, T, S] scores, the largest activations of a GPU training step
+    (docs/scaling.md). `platform`: the target's (default: JAX's default backend)."""
+    if impl not in (None, "auto"):
+        return impl
+    if platform is None:
+        platform = jax.default_backend()
+        if platform == "gpu" and not _cudnn_flash_device(jax.devices()[0]):
+            platform = "gpu without cuDNN flash attention"
+    ok = (platform in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+          and head_dim % 8 == 0 and head_dim <= 128)
+    return "cudnn" if ok else "xla"
+
+
+def _cudnn_flash_device(device) -> bool:
+    """An NVIDIA GPU of compute capability 8.0 or newer (Ampere on), where cuDNN's flash
+    attention runs; an AMD GPU's capability ('gfx90a') is no number."""
+    try:
+        return float(getattr(device, "compute_capability", "0")) >= 8.0
+    except ValueError:
+        return False
+
+
+def key_lengths(mask) -> jax.Array:
+    """A key-padding mask bool[B, 1, 1, S] as key lengths int32[B] (cuDNN takes no broadcast
+    masks): the same attention when the padding trails the keys, as every tokenizer here
+    writes it."""
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2] != 1:
+        raise ValueError(f"cuDNN attention takes a key-padding mask [B, 1, 1, S], got shape "
+                         f"{mask.shape}; set model.attention_impl='xla'")
+    return jnp.sum(mask[:, 0, 0, :], axis=-1, dtype=jnp.int32)
+
+
+def attention(q, k, v, mask=None, is_causal: bool = False, implementation: str = "xla"):
+    """jax.nn.dot_product_attention, the key-padding mask given to cuDNN as lengths."""
+    if implementation == "cudnn" and mask is not None:
+        return jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths(mask),
+                                            is_causal=is_causal, implementation="cudnn")
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
+                                        implementation=implementation)
+
+
 class Attention(nn.Module):
     """Multi-head attention through jax.nn.dot_product_attention.
 
@@ -98,11 +142,11 @@ class Attention(nn.Module):
         """[B, S, D] -> keys and values [B, S, H, hd]."""
         return self._heads(self.key(kv)), self._heads(self.value(kv))
 
-    def attend(self, q, k, v, mask=None, is_causal=False):
-        """Attention of projected q [B,T,H,hd] over k, v [B,S,H,hd], then the output projection."""
-        out = jax.nn.dot_product_attention(
-            q, k, v, mask=mask, is_causal=is_causal, implementation=self.cfg.attention_impl
-        )
+    def attend(self, q, k, v, mask=None, is_causal=False, impl=None):
+        """Attention of projected q [B,T,H,hd] over k, v [B,S,H,hd], then the output projection.
+        `impl`: 'xla' | 'cudnn' for this call (default: the config's, resolved)."""
+        impl = impl or resolve_attention(self.cfg.attention_impl, q.dtype, q.shape[-1])
+        out = attention(q, k, v, mask=mask, is_causal=is_causal, implementation=impl)
         return self.out(einops.rearrange(out, "b t h d -> b t (h d)"))
 
     def __call__(self, x, kv, mask=None, is_causal=False):
@@ -195,11 +239,12 @@ class DecoderLayer(nn.Module):
         k, v = self.self_attn.project_kv(y)
         k = jnp.concatenate([self_kv[0], k.astype(self_kv[0].dtype)], axis=1)
         v = jnp.concatenate([self_kv[1], v.astype(self_kv[1].dtype)], axis=1)
-        x = x + self.self_attn.attend(self.self_attn.project_q(y), k, v)[:, 0]
+        # One new position per row: XLA's attention (a cuDNN flash call per step buys nothing).
+        x = x + self.self_attn.attend(self.self_attn.project_q(y), k, v, impl="xla")[:, 0]
         # A query's R rows act as R query positions over that query's encoder output.
         y = einops.rearrange(self.ln_cross(x), "(b r) d -> b r d", b=b)
         q = self.cross_attn.project_q(y)
-        x = x + einops.rearrange(self.cross_attn.attend(q, *cross_kv, mask=cross_mask),
+        x = x + einops.rearrange(self.cross_attn.attend(q, *cross_kv, mask=cross_mask, impl="xla"),
                                  "b r d -> (b r) d")
         return x + self.mlp(self.ln_mlp(x), False), (k, v)
 

@@ -1,7 +1,8 @@
 """Ahead-of-time compilation of the train steps for a device topology we do not have.
 
 `jax.experimental.topologies` describes a Cloud TPU slice (with `libtpu` installed, no TPU
-needed); the step is lowered against abstract inputs (ShapeDtypeStructs carrying the real
+needed) or NVIDIA GPUs (with `jax[cuda12]` installed, no GPU needed: XLA's GPU compiler runs
+from a target description, without autotuning, so its kernel choices are the defaults); the step is lowered against abstract inputs (ShapeDtypeStructs carrying the real
 shardings) over a mesh of those devices and compiled by the TPU compiler on this CPU. The
 compiled program reports its per-chip memory (does the preset fit the chip's HBM?), its FLOPs
 (the step time at peak) and, from its HLO, the bytes each collective moves per step (which
@@ -19,7 +20,8 @@ import jax
 import numpy as np
 
 from onesearch_jax.model.sid_levels import level_ranges
-from onesearch_jax.model.transformer import build_model
+from onesearch_jax.model.presets import TransformerConfig
+from onesearch_jax.model.transformer import build_model, resolve_attention
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train import step_hlo
@@ -44,6 +46,49 @@ CHIPS = {
     "v5p": Chip(95 * GIB, 459e12, "v5", "megacore", 2765e9),
     "v6e": Chip(32 * GIB, 918e12, "v6e", "default", 1640e9),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Gpu:
+    """What XLA's GPU compiler needs to know of a card it cannot see (public specs)."""
+    name: str
+    memory_bytes: int
+    bandwidth: float        # HBM bytes/s
+    sms: int
+    l2_bytes: int
+    clock_ghz: float
+    compute_capability: tuple[int, int]
+
+    def target_config(self) -> str:
+        """The card as a `stream_executor.GpuTargetConfigProto` text proto."""
+        major, minor = self.compute_capability
+        return (
+            "gpu_device_info {\n"
+            "  threads_per_block_limit: 1024\n  threads_per_warp: 32\n"
+            "  shared_memory_per_block: 49152\n  shared_memory_per_core: 233472\n"
+            "  shared_memory_per_block_optin: 232448\n  threads_per_core_limit: 2048\n"
+            f"  core_count: {self.sms}\n  fpus_per_core: 128\n"
+            "  block_dim_limit_x: 2147483647\n  block_dim_limit_y: 65535\n"
+            "  block_dim_limit_z: 65535\n"
+            f"  memory_bandwidth: {int(self.bandwidth)}\n  l2_cache_size: {self.l2_bytes}\n"
+            f"  clock_rate_ghz: {self.clock_ghz}\n  device_memory_size: {self.memory_bytes}\n"
+            f"  cuda_compute_capability {{ major: {major} minor: {minor} }}\n"
+            "  registers_per_core_limit: 65536\n  registers_per_block_limit: 65536\n"
+            "}\n"
+            'platform_name: "CUDA"\n'
+            "dnn_version_info { major: 9 minor: 10 }\n"
+            "runtime_version { major: 12 minor: 8 }\n"
+            f'device_description_str: "{self.name}"\n')
+
+
+# NVIDIA H100 SXM / H200: 989 TFLOP/s dense bf16 (the peak the accelerator suite divides by).
+GPUS = {
+    "h100": (Chip(80 * GIB, 989e12, "", "", 3.35e12),
+             Gpu("NVIDIA H100 80GB HBM3", 84_942_979_072, 3.35e12, 132, 50 * 2 ** 20, 1.98, (9, 0))),
+    "h200": (Chip(141e9, 989e12, "", "", 4.8e12),
+             Gpu("NVIDIA H200 141GB HBM3e", 151_397_597_184, 4.8e12, 132, 50 * 2 ** 20, 1.98,
+                 (9, 0))),
+}
 CHIPS_PER_HOST = (2, 2, 1)  # a Cloud TPU VM host's chips
 STAGES = ("sft", "distill", "grpo")
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
@@ -52,17 +97,33 @@ _DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16
 
 
 def chip_of(topology: str) -> Chip:
-    """'v5e:4x4' -> the v5e chip's HBM and peak."""
+    """'v5e:4x4' -> the v5e chip's HBM and peak; 'h200:1' -> one H200's."""
     kind = topology.split(":")[0].lower()
+    if kind in GPUS:
+        return GPUS[kind][0]
     if kind not in CHIPS:
-        raise ValueError(f"unknown TPU generation {kind!r} in {topology!r}; known: {sorted(CHIPS)}")
+        raise ValueError(f"unknown TPU generation or GPU {kind!r} in {topology!r}; known: "
+                         f"{sorted(CHIPS) + sorted(GPUS)}")
     return CHIPS[kind]
 
 
 def topology_devices(topology: str) -> list:
     """The devices of a named Cloud TPU topology ('v5e:4x4', 'v4:2x2x2'), compiled against
-    through libtpu with no TPU attached."""
+    through libtpu with no TPU attached, or of N GPUs on one host ('h200:1', 'h100:8'),
+    compiled against through the CUDA plugin with no GPU attached."""
     from jax.experimental import topologies
+    kind = topology.split(":")[0].lower()
+    if kind in GPUS:
+        count = topology.split(":", 1)[1] if ":" in topology else "1"
+        try:
+            desc = topologies.get_topology_desc(
+                platform="cuda", target_config=GPUS[kind][1].target_config(),
+                topology=f"1x1x{int(count)}")
+        except Exception as e:  # noqa: BLE001 - the CUDA plugin missing: say so
+            raise RuntimeError(f"cannot describe GPU topology {topology!r} ({e}); install the CUDA "
+                               "plugin (pip install 'jax[cuda12]', no GPU needed) and run with "
+                               "JAX_PLATFORMS=cpu") from e
+        return list(desc.devices)
     # Compiling touches no TPU: let several compiling processes share libtpu (by default it
     # takes a machine-wide lockfile, meant for a process that owns the chips).
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
@@ -97,9 +158,11 @@ def collective_bytes(hlo_text: str) -> dict[str, float]:
 
 
 def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence[int],
-                 mesh_shape: Sequence[int] | None = None, hlo_path: str = "") -> dict:
+                 mesh_shape: Sequence[int] | None = None, hlo_path: str = "",
+                 return_hlo: bool = False) -> dict:
     """Lowers and compiles `stage`'s train step for `devices`; per-chip figures of the result.
-    `hlo_path`: also write the optimized per-chip HLO text there (for `step_hlo` readings)."""
+    `hlo_path`: also write the optimized per-chip HLO text there (for `step_hlo` readings);
+    `return_hlo`: return it as 'hlo_text'."""
     mesh = sharding_lib.make_mesh(config.mesh.shape if mesh_shape is None else mesh_shape,
                                   devices=devices)
     layout = SidVocab.for_total(int(config.model.vocab_size), level_sizes)
@@ -107,6 +170,13 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} to compile; valid: {STAGES}")
     spec = SPECS[stage]
+    # The attention the target runs ('auto' resolves by JAX's backend, this CPU's).
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.model.attention_impl = resolve_attention(
+            config.model.get("attention_impl"), config.model.get("dtype", "float32"),
+            TransformerConfig.from_dict(config.model).attn_dim // int(config.model.num_heads),
+            platform=devices[0].platform)
     model = build_model(config.model)
     setup = setup_train_state(model, config, mesh)
     step = spec.make_step(layout)(model, config, setup)
@@ -125,6 +195,10 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
             f.write(hlo)
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    cost_source = "compiler"
+    if not cost:  # XLA's GPU compiler without a GPU: matmul FLOPs and kernel bytes off the HLO
+        cost = {"flops": step_hlo.dot_flops(hlo), "bytes accessed": step_hlo.kernel_bytes(hlo)}
+        cost_source = "hlo"
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
              - mem.alias_size_in_bytes)
     return {
@@ -137,6 +211,7 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
         "total_bytes": float(total),
         "flops": float(cost.get("flops", 0.0)),
         "bytes_accessed": float(cost.get("bytes accessed", 0.0)),
+        "cost_source": cost_source,
         "collective_bytes": collective_bytes(hlo),
         # The per-chip program: the batch split over the data and fsdp axes.
         "hlo": step_hlo.hlo_summary(
@@ -144,6 +219,8 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
             batch=int(config.train.batch_size) // int(np.prod(mesh.devices.shape[:2])),
             vocab=int(model.cfg.vocab_size)),
         "heaviest_kernels": step_hlo.heaviest_kernels(hlo, 12),
+        "attention": config.model.attention_impl,
+        **({"hlo_text": hlo} if return_hlo else {}),
     }
 
 

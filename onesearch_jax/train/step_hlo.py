@@ -89,6 +89,39 @@ def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
     return sorted(rows, key=lambda r: -r["bytes"])[:n]
 
 
+def kernel_bytes(hlo_text: str) -> float:
+    """Bytes all kernels read and write, each once (`heaviest_kernels`' count summed): the
+    traffic estimate where a compiler reports no cost analysis (XLA's GPU compiler without a
+    GPU); loop bodies counted once."""
+    return float(sum(r["bytes"] for r in heaviest_kernels(hlo_text, n=1 << 30)))
+
+
+def dot_flops(hlo_text: str) -> float:
+    """2 x output elements x contracted size, summed over the module's matmuls (`dot` ops, in
+    fusion bodies or not, and cuBLAS `custom-call`s): the FLOPs a compiler without a cost
+    analysis would report, matmuls only; loop bodies counted once."""
+    total = 0.0
+    for insts in _computations(hlo_text).values():
+        shapes = {inst: shape for inst, shape, _, _ in insts}
+        for _, shape, op, rest in insts:
+            if op == "dot":
+                dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", rest)
+            elif op == "custom-call" and "gemm" in rest:
+                dims = re.search(r'"lhs_contracting_dimensions":\[([^\]]*)\]', rest)
+            else:
+                continue
+            lhs = re.match(r"\s*%([\w.\-]+)", rest)
+            found = _SHAPE.search(shapes.get(lhs.group(1), "")) if lhs else None
+            if not (dims and found):
+                continue
+            lhs_dims = [int(d) for d in found.group(2).split(",") if d]
+            contracted = np.prod([lhs_dims[int(i.strip('" '))] for i in dims.group(1).split(",")
+                                  if i.strip('" ')] or [1])
+            out = _SHAPE.search(shape)  # a gemm custom call's result is (output, workspace)
+            total += 2.0 * _elements(out.group(2)) * float(contracted)
+    return total
+
+
 def unfused_ops(hlo_text: str) -> int:
     """How many ops of a compiled program run as their own kernel (outside fusion bodies,
     layout-only ops skipped): on a GPU each is a launch, so a small model's step or a batch-1

@@ -64,6 +64,37 @@ def test_heaviest_kernels_by_hand():
     assert rows[0]["op"] == "dot" and rows[0]["shape"] == "bf16[6,4]"
 
 
+def test_kernel_bytes_and_dot_flops_by_hand():
+    # dot 208, transpose 192, convert fusion 144, slice 12 + 96, softmax 4 + 96 + 12
+    assert step_hlo.kernel_bytes(HLO) == 208 + 192 + 144 + 108 + 112
+    assert step_hlo.dot_flops(HLO) == 2 * 6 * 4 * 8  # [6, 8] x [8, 4]
+
+
+# XLA's GPU program: a dot inside a (Triton) fusion body, a cuBLAS call whose result is (output,
+# workspace); FLOPs are counted wherever the matmul sits, its workspace not.
+GPU_HLO = """
+%gemm_fusion_dot_computation (p0: bf16[16,32], p1: bf16[32,8]) -> bf16[16,8] {
+  %p0 = bf16[16,32]{1,0} parameter(0)
+  %p1 = bf16[32,8]{1,0} parameter(1)
+  ROOT %dot.3 = bf16[16,8]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+ENTRY %main (a: bf16[16,32], b: bf16[32,8], c: f32[4,5,6], d: f32[6,7]) -> bf16[16,8] {
+  %a = bf16[16,32]{1,0} parameter(0)
+  %b = bf16[32,8]{1,0} parameter(1)
+  %c = f32[4,5,6]{2,1,0} parameter(2)
+  %d = f32[6,7]{1,0} parameter(3)
+  %gemm = (f32[4,5,7]{2,1,0}, s8[1024]{0}) custom-call(%c, %d), custom_call_target="__cublas$gemm", backend_config={"gemm_backend_config":{"dot_dimension_numbers":{"lhs_contracting_dimensions":["2"],"rhs_contracting_dimensions":["0"]}}}
+  ROOT %gemm_fusion = bf16[16,8]{1,0} fusion(%a, %b), kind=kCustom, calls=%gemm_fusion_dot_computation
+}
+"""
+
+
+def test_dot_flops_of_a_gpu_program():
+    assert step_hlo.dot_flops(GPU_HLO) == 2 * 16 * 8 * 32 + 2 * (4 * 5 * 7) * 6
+    assert step_hlo.unfused_ops(GPU_HLO) == 2
+
+
 def test_peak_table():
     assert accelerator_suite.peak_flops("NVIDIA H200") == 989e12
     assert accelerator_suite.peak_flops("TPU v5 lite") == 197e12

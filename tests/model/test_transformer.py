@@ -9,10 +9,13 @@ import pytest
 from onesearch_jax.model import presets
 from onesearch_jax.model.transformer import (
     EncoderDecoder,
+    _cudnn_flash_device,
     build_model,
     encode_for_beams,
+    key_lengths,
     make_cached_logits_fn,
     make_logits_fn,
+    resolve_attention,
 )
 
 B, S, T = 3, 10, 6
@@ -209,6 +212,40 @@ def test_bad_config_and_lengths_raise():
         jax.eval_shape(
             model.init, jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 40), jnp.int32)
         )
+
+
+def test_auto_attention_takes_cudnn_only_where_it_runs():
+    assert resolve_attention("auto", jnp.bfloat16, 64, platform="gpu") == "cudnn"
+    assert resolve_attention(None, jnp.float16, 128, platform="cuda") == "cudnn"
+    assert resolve_attention("auto", jnp.float32, 64, platform="gpu") == "xla"  # cuDNN: 16-bit
+    assert resolve_attention("auto", jnp.bfloat16, 60, platform="gpu") == "xla"  # not x8
+    assert resolve_attention("auto", jnp.bfloat16, 256, platform="gpu") == "xla"
+    assert resolve_attention("auto", jnp.bfloat16, 64, platform="tpu") == "xla"
+    assert resolve_attention("auto", jnp.bfloat16, 64, platform="cpu") == "xla"
+    assert resolve_attention("xla", jnp.bfloat16, 64, platform="gpu") == "xla"
+    assert resolve_attention("cudnn", jnp.float32, 64, platform="cpu") == "cudnn"  # as asked
+    assert resolve_attention("auto", jnp.bfloat16, 64) == "xla"  # this machine: no GPU
+    gpu = lambda cc: type("Device", (), {"compute_capability": cc})()
+    assert _cudnn_flash_device(gpu("9.0")) and _cudnn_flash_device(gpu("8.0"))
+    assert not _cudnn_flash_device(gpu("7.5")) and not _cudnn_flash_device(gpu("gfx90a"))
+    assert not _cudnn_flash_device(object())
+    with pytest.raises(ValueError, match="attention_impl"):
+        _cfg(attention_impl="flash")
+
+
+def test_key_lengths_give_the_masked_attention_for_trailing_padding():
+    """cuDNN reads the key-padding mask as lengths; with the padding at the end (as the
+    tokenizers write it) that is the same attention, checked here through XLA's lengths path."""
+    rng = np.random.default_rng(0)
+    q, k, v = (jnp.asarray(rng.normal(size=(3, 5, 2, 8)), jnp.float32) for _ in range(3))
+    mask = jnp.asarray(np.arange(5)[None, :] < np.array([[5], [3], [1]]))[:, None, None, :]
+    np.testing.assert_array_equal(key_lengths(mask), [5, 3, 1])
+    masked = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+    by_length = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths(mask),
+                                             implementation="xla")
+    np.testing.assert_allclose(by_length, masked, atol=1e-6)
+    with pytest.raises(ValueError, match="key-padding mask"):
+        key_lengths(jnp.ones((3, 1, 5, 5), bool))
 
 
 def test_flops_per_token_counts_dominant_matmuls():

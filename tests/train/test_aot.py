@@ -58,7 +58,7 @@ def test_abstract_batches_meet_each_stage_contract():
     assert layout.level_offsets == (256 - 88, 256 - 24, 256 - 8) and layout.level_sizes == LEVELS
     with pytest.raises(ValueError, match="leaves no text tokens"):
         SidVocab.for_total(80, LEVELS)
-    with pytest.raises(ValueError, match="unknown TPU generation 'v9'"):
+    with pytest.raises(ValueError, match="unknown TPU generation or GPU 'v9'"):
         aot.chip_of("v9:2x2")
     with pytest.raises(ValueError, match="unknown stage 'dpo' to compile"):
         aot_configs.get_config("dpo:tiny")
@@ -108,3 +108,20 @@ def test_roofline_time_is_the_binding_resource_and_mfu_follows():
     compute_bound = aot.with_chip({**report, "bytes_accessed": 0.0}, chip, 197e12 * 0.005)
     assert compute_bound["mfu_roofline"] == pytest.approx(0.5)
     assert "mfu_roofline" not in aot.with_chip(report, chip)
+
+
+def test_gpu_targets_describe_the_card_and_name_what_is_missing():
+    chip = aot.chip_of("h200:1")
+    assert chip.peak_bf16_flops == 989e12 and chip.hbm_bytes_per_s == 4.8e12
+    config = aot.GPUS["h100"][1].target_config()
+    assert "core_count: 132" in config and "memory_bandwidth: 3350000000000" in config
+    assert "cuda_compute_capability { major: 9 minor: 0 }" in config
+    with pytest.raises(ValueError, match="unknown TPU generation or GPU 'a1'"):
+        aot.chip_of("a1:1")
+    try:
+        import jax_plugins.xla_cuda12  # noqa: F401 - with the CUDA plugin the compile can run
+        pytest.skip("the CUDA plugin is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(RuntimeError, match=r"jax\[cuda12\]"):
+        aot.topology_devices("h200:1")

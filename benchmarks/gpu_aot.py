@@ -1,0 +1,171 @@
+"""What XLA's GPU compiler makes of our programs, on a machine with no GPU.
+
+The CUDA plugin (`pip install 'jax[cuda12]'`, Python 3.12+ for jax >= 0.11) compiles for an
+NVIDIA card it cannot see, from a target description (`train.aot.GPUS`): the accelerator suite's
+training steps (same presets, batches, dtypes and 32 + 6 tokens as `benchmarks.train_throughput`)
+and `benchmarks.decode_bench`'s searches (100k items, constrained and free). Per program: kernels
+(each a launch), the bytes they read and write, matmul FLOPs, cuDNN calls and the roofline
+time = max(FLOPs / peak, bytes / HBM bandwidth), a lower bound on the step.
+
+No timing: the compiler runs without autotuning (default GEMM tilings) and a small program's
+time is its kernel launches, which only a device measures. What it does show is what the code
+asks the GPU to run, so a change is compared kernel for kernel before a device session.
+
+    JAX_PLATFORMS=cpu python -m benchmarks.gpu_aot --gpu=h200 --out_dir=OUT   # ~8 min, 2 cores
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from absl import flags
+
+from onesearch_jax import cli, fileio, quiet
+
+TRAIN = [("small", 256), ("small", 1024), ("base", 64), ("base", 256)]
+DTYPES = ("bfloat16", "float32")
+DECODE = ["1x16", "1x128", "64x16", "64x128"]
+ENC_LEN, DEC_LEN = 32, 6  # benchmarks.train_throughput's, as the accelerator suite runs it
+
+
+def define_flags():
+    flags.DEFINE_string("gpu", "h200", "The card to compile for (onesearch_jax/train/aot.py GPUS).")
+    flags.DEFINE_string("out_dir", None, "Write gpu_aot.json / gpu_aot.md here.")
+    flags.mark_flag_as_required("out_dir")
+    flags.DEFINE_list("parts", ["train", "decode"], "Which programs to compile.")
+    flags.DEFINE_list("presets", [f"{p}:{b}" for p, b in TRAIN], "preset:batch training rows.")
+    flags.DEFINE_list("dtypes", list(DTYPES), "Training compute dtypes.")
+    flags.DEFINE_list("settings", DECODE, "Decoding settings, batch x beams.")
+    flags.DEFINE_string("attention", "auto", "model.attention_impl of the training steps.")
+
+
+def cudnn_calls(hlo_text: str) -> int:
+    return len(re.findall(r'custom_call_target="__cudnn', hlo_text))
+
+
+def _program(hlo_text: str, chip) -> dict:
+    from onesearch_jax.train import aot, step_hlo
+    flops, moved = step_hlo.dot_flops(hlo_text), step_hlo.kernel_bytes(hlo_text)
+    return {"kernels": step_hlo.unfused_ops(hlo_text), "bytes": moved, "dot_flops": flops,
+            "cudnn_calls": cudnn_calls(hlo_text),
+            "roofline_s": aot.roofline_seconds(flops, moved, chip)}
+
+
+def train_row(devices, chip, preset: str, batch: int, dtype: str, attention: str = "auto") -> dict:
+    """The SFT step `train_throughput` times, compiled for `devices` (one GPU)."""
+    from configs.sft import get_config
+    from onesearch_jax.model import presets
+    from onesearch_jax.train import aot
+
+    config = get_config(preset)
+    config.model.dtype, config.model.attention_impl = dtype, attention
+    config.train.batch_size = batch
+    config.data.enc_len, config.data.dec_len = ENC_LEN, DEC_LEN
+    r = aot.compile_step("sft", config, devices, level_sizes=[512, 128, 64],
+                         mesh_shape=(len(devices), 1, 1), return_hlo=True)
+    cfg = presets.TransformerConfig.from_dict(config.model)
+    model_flops = presets.flops_per_token(cfg, ENC_LEN, DEC_LEN) * batch * (ENC_LEN + DEC_LEN)
+    row = {"preset": preset, "batch": batch, "dtype": dtype, "attention": r["attention"],
+           "temp_bytes": r["temp_bytes"], "compile_s": r["compile_seconds"],
+           **_program(r["hlo_text"], chip), "model_flops": model_flops}
+    row["mfu_roofline"] = model_flops / (row["roofline_s"] * chip.peak_bf16_flops)
+    return row
+
+
+def decode_rows(device, chip, settings) -> list[dict]:
+    """`decode_bench`'s cached searches (its model, 100k items), constrained and free."""
+    import jax
+    import numpy as np
+    from benchmarks import decode_bench as db
+    from onesearch_jax.model.transformer import build_model
+    from onesearch_jax.sid.trie import SidTrie
+    from onesearch_jax.sid.vocab import SidVocab
+
+    on_gpu = jax.sharding.SingleDeviceSharding(device)
+
+    def abstract(tree):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=on_gpu),
+                            tree)
+
+    vocab = SidVocab(db.TEXT_VOCAB, db.LEVEL_SIZES)
+    trie = SidTrie.build(db.make_codes(100_000), db.LEVEL_SIZES)
+    model = build_model(db.model_config(vocab.vocab_size))
+    enc0 = db.queries(2, 0)
+    params = jax.jit(model.init)(jax.random.key(0), enc0, enc0[:, :5])["params"]
+    rows = []
+    for setting in settings:
+        batch, beams = (int(x) for x in setting.split("x"))
+        row = {"batch": batch, "beams": beams}
+        for name, tr in (("constrained", trie), ("free", None)):
+            search = db.make_search(model, vocab, beams, cached=True)
+            start = time.perf_counter()
+            compiled = search.lower(abstract(params), None if tr is None else abstract(tr),
+                                    abstract(db.queries(batch, 0))).compile()
+            row[name] = {**_program(compiled.as_text(), chip),
+                         "compile_s": time.perf_counter() - start}
+        rows.append(row)
+        print(f"decode {setting}: kernels {row['constrained']['kernels']} constrained, "
+              f"{row['free']['kernels']} free", flush=True)
+    return rows
+
+
+def markdown(result: dict) -> str:
+    lines = [f"XLA's GPU programs for {result['gpu']} (compiled on a CPU, jax {result['jax']}, no "
+             "autotuning; roofline = max(matmul FLOPs / peak, kernel bytes / HBM bandwidth)).", ""]
+    if result.get("train"):
+        lines += ["| preset | batch | dtype | attention | kernels | GB moved | matmul TFLOPs | "
+                  "ms roofline | MFU at roofline | temp GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in result["train"]:
+            lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} | "
+                         f"{r['kernels']} | {r['bytes'] / 1e9:.2f} | {r['dot_flops'] / 1e12:.2f} | "
+                         f"{r['roofline_s'] * 1e3:.2f} | {r['mfu_roofline']:.0%} | "
+                         f"{r['temp_bytes'] / 2 ** 30:.2f} |")
+        lines.append("")
+    if result.get("decode"):
+        lines += ["| decode b x k | kernels constrained / free | MB moved constrained / free | "
+                  "ms roofline constrained |", "|---|---|---|---|"]
+        for r in result["decode"]:
+            c, f = r["constrained"], r["free"]
+            lines.append(f"| {r['batch']}x{r['beams']} | {c['kernels']} / {f['kernels']} | "
+                         f"{c['bytes'] / 1e6:.1f} / {f['bytes'] / 1e6:.1f} | "
+                         f"{c['roofline_s'] * 1e3:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="auto") -> dict:
+    import jax
+    from onesearch_jax.train import aot
+
+    devices = aot.topology_devices(f"{gpu}:1")
+    chip = aot.chip_of(gpu)
+    result = {"gpu": gpu, "jax": jax.__version__}
+    if "train" in parts:
+        result["train"] = []
+        for item in presets:
+            preset, batch = item.split(":")
+            for dtype in dtypes:
+                r = train_row(devices, chip, preset, int(batch), dtype, attention)
+                result["train"].append(r)
+                print(f"train {preset} b{batch} {dtype}: {r['kernels']} kernels, "
+                      f"{r['bytes'] / 1e9:.2f} GB, roofline {r['roofline_s'] * 1e3:.2f} ms",
+                      flush=True)
+    if "decode" in parts:
+        result["decode"] = decode_rows(devices[0], chip, settings)
+    fileio.makedirs(out_dir)
+    fileio.write_json(os.path.join(out_dir, "gpu_aot.json"), result)
+    fileio.write_text(os.path.join(out_dir, "gpu_aot.md"), markdown(result))
+    return result
+
+
+def main(argv):
+    del argv
+    quiet.quiet_libraries()
+    f = flags.FLAGS
+    result = run(f.gpu, f.out_dir, f.parts, f.presets, f.dtypes, f.settings, f.attention)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)
