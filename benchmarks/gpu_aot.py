@@ -16,7 +16,6 @@ asks the GPU to run, so a change is compared kernel for kernel before a device s
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from absl import flags
@@ -40,15 +39,11 @@ def define_flags():
     flags.DEFINE_string("attention", "auto", "model.attention_impl of the training steps.")
 
 
-def cudnn_calls(hlo_text: str) -> int:
-    return len(re.findall(r'custom_call_target="__cudnn', hlo_text))
-
-
 def _program(hlo_text: str, chip) -> dict:
     from onesearch_jax.train import aot, step_hlo
     flops, moved = step_hlo.dot_flops(hlo_text), step_hlo.kernel_bytes(hlo_text)
     return {"kernels": step_hlo.unfused_ops(hlo_text), "bytes": moved, "dot_flops": flops,
-            "cudnn_calls": cudnn_calls(hlo_text),
+            "cudnn_calls": step_hlo.cudnn_calls(hlo_text),
             "roofline_s": aot.roofline_seconds(flops, moved, chip)}
 
 
@@ -66,7 +61,7 @@ def train_row(devices, chip, preset: str, batch: int, dtype: str, attention: str
                          mesh_shape=(len(devices), 1, 1), return_hlo=True)
     cfg = presets.TransformerConfig.from_dict(config.model)
     model_flops = presets.flops_per_token(cfg, ENC_LEN, DEC_LEN) * batch * (ENC_LEN + DEC_LEN)
-    row = {"preset": preset, "batch": batch, "dtype": dtype, "attention": r["attention"],
+    row = {"preset": preset, "batch": batch, "dtype": dtype, "attention": attention,
            "temp_bytes": r["temp_bytes"], "compile_s": r["compile_seconds"],
            **_program(r["hlo_text"], chip), "model_flops": model_flops}
     row["mfu_roofline"] = model_flops / (row["roofline_s"] * chip.peak_bf16_flops)
@@ -114,10 +109,11 @@ def markdown(result: dict) -> str:
     lines = [f"XLA's GPU programs for {result['gpu']} (compiled on a CPU, jax {result['jax']}, no "
              "autotuning; roofline = max(matmul FLOPs / peak, kernel bytes / HBM bandwidth)).", ""]
     if result.get("train"):
-        lines += ["| preset | batch | dtype | attention | kernels | GB moved | matmul TFLOPs | "
+        lines += ["| preset | batch | dtype | attention (cuDNN calls) | kernels | GB moved | matmul TFLOPs | "
                   "ms roofline | MFU at roofline | temp GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["train"]:
-            lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} | "
+            lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} "
+                         f"({r['cudnn_calls']}) | "
                          f"{r['kernels']} | {r['bytes'] / 1e9:.2f} | {r['dot_flops'] / 1e12:.2f} | "
                          f"{r['roofline_s'] * 1e3:.2f} | {r['mfu_roofline']:.0%} | "
                          f"{r['temp_bytes'] / 2 ** 30:.2f} |")

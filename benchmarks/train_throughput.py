@@ -18,7 +18,7 @@ import numpy as np
 from configs.sft import get_config
 from onesearch_jax.train import step_hlo
 from onesearch_jax.model import presets
-from onesearch_jax.model.transformer import build_model, resolve_attention
+from onesearch_jax.model.transformer import build_model
 from onesearch_jax import sharding
 from onesearch_jax.train.sft_step import make_train_step
 from onesearch_jax.train.train_state import create_train_state, setup_train_state
@@ -83,8 +83,6 @@ def measure(
         "enc_len": enc_len,
         "dec_len": dec_len,
         "dtype": dtype,
-        "attention": resolve_attention(model_cfg.attention_impl, dtype,
-                                       model_cfg.attn_dim // model_cfg.num_heads),
         "params": presets.param_count(model_cfg),
         "first_step_s": round(compile_s, 2),
         "steps_per_s": round(steps / dt, 3),

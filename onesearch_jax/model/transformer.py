@@ -12,6 +12,8 @@ full-prefix reference it is tested against.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable
 
 import einops
@@ -69,20 +71,39 @@ def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
     return table
 
 
-def resolve_attention(impl: str | None, dtype, head_dim: int, platform: str | None = None) -> str:
+def resolve_attention(impl: str | None, dtype, head_dim: int, platform: str | None = None,
+                      lengths: tuple[int, int] = (2, 2)) -> str:
     """'xla' or 'cudnn' for an attention call. 'auto' (or None) takes cuDNN's fused flash
-    attention where it runs (a GPU, bf16/f16, head_dim a multiple of 8 up to 128): it never
-    writes the [B, H, T, S] scores, the largest activations of a GPU training step
-    (docs/scaling.md). `platform`: the target's (default: JAX's default backend)."""
+    attention where it runs (a GPU, bf16/f16, head_dim a multiple of 8 up to 128, even query
+    and key lengths: jax refuses odd ones in training): it never writes the [B, H, T, S]
+    scores, the largest activations of a GPU training step (docs/scaling.md). `platform`: the
+    target's (default: JAX's default backend); `lengths`: (T, S) of the call."""
     if impl not in (None, "auto"):
         return impl
+    if platform is None:
+        platform = _TARGET_PLATFORM.get()
     if platform is None:
         platform = jax.default_backend()
         if platform == "gpu" and not _cudnn_flash_device(jax.devices()[0]):
             platform = "gpu without cuDNN flash attention"
     ok = (platform in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
-          and head_dim % 8 == 0 and head_dim <= 128)
+          and head_dim % 8 == 0 and head_dim <= 128 and not any(n % 2 for n in lengths))
     return "cudnn" if ok else "xla"
+
+
+_TARGET_PLATFORM: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "attention_target_platform", default=None)
+
+
+@contextlib.contextmanager
+def target_platform(platform: str):
+    """Traces inside resolve 'auto' attention for `platform` instead of JAX's default backend:
+    an ahead-of-time compile for devices this machine does not have (train/aot.py)."""
+    token = _TARGET_PLATFORM.set(platform)
+    try:
+        yield
+    finally:
+        _TARGET_PLATFORM.reset(token)
 
 
 def _cudnn_flash_device(device) -> bool:
@@ -145,7 +166,8 @@ class Attention(nn.Module):
     def attend(self, q, k, v, mask=None, is_causal=False, impl=None):
         """Attention of projected q [B,T,H,hd] over k, v [B,S,H,hd], then the output projection.
         `impl`: 'xla' | 'cudnn' for this call (default: the config's, resolved)."""
-        impl = impl or resolve_attention(self.cfg.attention_impl, q.dtype, q.shape[-1])
+        impl = impl or resolve_attention(self.cfg.attention_impl, q.dtype, q.shape[-1],
+                                         lengths=(q.shape[1], k.shape[1]))
         out = attention(q, k, v, mask=mask, is_causal=is_causal, implementation=impl)
         return self.out(einops.rearrange(out, "b t h d -> b t (h d)"))
 

@@ -20,8 +20,7 @@ import jax
 import numpy as np
 
 from onesearch_jax.model.sid_levels import level_ranges
-from onesearch_jax.model.presets import TransformerConfig
-from onesearch_jax.model.transformer import build_model, resolve_attention
+from onesearch_jax.model.transformer import build_model, target_platform
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train import step_hlo
@@ -170,13 +169,6 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} to compile; valid: {STAGES}")
     spec = SPECS[stage]
-    # The attention the target runs ('auto' resolves by JAX's backend, this CPU's).
-    config = config.copy_and_resolve_references()
-    with config.unlocked():
-        config.model.attention_impl = resolve_attention(
-            config.model.get("attention_impl"), config.model.get("dtype", "float32"),
-            TransformerConfig.from_dict(config.model).attn_dim // int(config.model.num_heads),
-            platform=devices[0].platform)
     model = build_model(config.model)
     setup = setup_train_state(model, config, mesh)
     step = spec.make_step(layout)(model, config, setup)
@@ -184,7 +176,8 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
     rng = jax.ShapeDtypeStruct((), jax.random.key(0).dtype,
                                sharding=sharding_lib.replicated(mesh))
     start = time.perf_counter()
-    lowered = step.lower(setup.abstract, batch, rng)
+    with target_platform(devices[0].platform):  # 'auto' attention as the target resolves it
+        lowered = step.lower(setup.abstract, batch, rng)
     lower_s = time.perf_counter() - start
     compiled = lowered.compile()
     compile_s = time.perf_counter() - start - lower_s
@@ -219,7 +212,6 @@ def compile_step(stage: str, config, devices: Sequence, *, level_sizes: Sequence
             batch=int(config.train.batch_size) // int(np.prod(mesh.devices.shape[:2])),
             vocab=int(model.cfg.vocab_size)),
         "heaviest_kernels": step_hlo.heaviest_kernels(hlo, 12),
-        "attention": config.model.attention_impl,
         **({"hlo_text": hlo} if return_hlo else {}),
     }
 

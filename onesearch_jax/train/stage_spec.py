@@ -14,6 +14,7 @@ import numpy as np
 
 from onesearch_jax.data import encoder_memory
 from onesearch_jax.model.presets import FROZEN_STATE_DIM
+from onesearch_jax.model.transformer import PAD_ID
 from onesearch_jax.sid.vocab import SidVocab
 from onesearch_jax.train import distill, rl, sft_step
 
@@ -119,6 +120,8 @@ class StageSpec:
                 if np.dtype(got.dtype).kind != np.dtype(dtype).kind:
                     raise ValueError(f"{self.name} batch[{key!r}] has dtype {got.dtype}; the "
                                      f"stage takes {np.dtype(dtype)}")
+            for key in ENCODER_ROWS & set(shapes):
+                check_trailing_padding(f"{self.name} batch[{key!r}]", batch[key])
             self.check_contract(batch)
 
         return check
@@ -133,6 +136,20 @@ class StageSpec:
             dims = (b,) + tuple(NUM_TARGETS if d is None else int(d) for d in shape[1:])
             out[key] = jax.ShapeDtypeStruct(dims, jnp.dtype(dtype), sharding=sharding)
         return out
+
+
+ENCODER_ROWS = frozenset({"enc_tokens", "teacher_enc_tokens"})
+
+
+def check_trailing_padding(name: str, tokens) -> None:
+    """Encoder rows keep their tokens first and the padding after (`text_tokenizer.compact`):
+    cuDNN's attention reads the key-padding mask as lengths (`transformer.key_lengths`), so a
+    pad between tokens would be attended there and not elsewhere. Refused by name."""
+    real = np.asarray(tokens) != PAD_ID
+    holes = np.nonzero(np.any(real[:, 1:] & ~real[:, :-1], axis=1))[0]
+    if holes.size:
+        raise ValueError(f"{name} row {int(holes[0])} has padding between its tokens; encoder "
+                         "rows are right-padded (tokens first, text_tokenizer.compact)")
 
 
 def _show(shape: Shape) -> str:

@@ -122,6 +122,11 @@ def dot_flops(hlo_text: str) -> float:
     return total
 
 
+def cudnn_calls(hlo_text: str) -> int:
+    """cuDNN custom calls (flash attention forward and backward on a GPU)."""
+    return len(re.findall(r'custom_call_target="__cudnn', hlo_text))
+
+
 def unfused_ops(hlo_text: str) -> int:
     """How many ops of a compiled program run as their own kernel (outside fusion bodies,
     layout-only ops skipped): on a GPU each is a launch, so a small model's step or a batch-1
@@ -159,6 +164,7 @@ def hlo_summary(hlo_text: str, *, batch: int, dec_len: int, vocab: int) -> dict:
                 if _elements(dims) == logits_elements:
                     logits_buffers[dtype] = logits_buffers.get(dtype, 0) + 1
     return {"kernels": kernels, "unfused_ops": sum(1 for _ in _kernel_ops(comps, bodies)),
+            "cudnn_calls": cudnn_calls(hlo_text),
             "convert_kernels": int(convert_kernels), "converts_in_fusions": int(converts_fused),
             "logits_sized_buffers": logits_buffers}
 

@@ -16,6 +16,7 @@ from onesearch_jax.model.transformer import (
     make_cached_logits_fn,
     make_logits_fn,
     resolve_attention,
+    target_platform,
 )
 
 B, S, T = 3, 10, 6
@@ -220,11 +221,18 @@ def test_auto_attention_takes_cudnn_only_where_it_runs():
     assert resolve_attention("auto", jnp.float32, 64, platform="gpu") == "xla"  # cuDNN: 16-bit
     assert resolve_attention("auto", jnp.bfloat16, 60, platform="gpu") == "xla"  # not x8
     assert resolve_attention("auto", jnp.bfloat16, 256, platform="gpu") == "xla"
+    for odd in ((3, 8), (8, 3)):  # jax's cuDNN path refuses odd lengths in training
+        assert resolve_attention("auto", jnp.bfloat16, 64, "gpu", lengths=odd) == "xla"
+    assert resolve_attention("auto", jnp.bfloat16, 64, "gpu", lengths=(6, 32)) == "cudnn"
     assert resolve_attention("auto", jnp.bfloat16, 64, platform="tpu") == "xla"
     assert resolve_attention("auto", jnp.bfloat16, 64, platform="cpu") == "xla"
     assert resolve_attention("xla", jnp.bfloat16, 64, platform="gpu") == "xla"
     assert resolve_attention("cudnn", jnp.float32, 64, platform="cpu") == "cudnn"  # as asked
     assert resolve_attention("auto", jnp.bfloat16, 64) == "xla"  # this machine: no GPU
+    with target_platform("cuda"):  # an ahead-of-time compile for a GPU, traced here
+        assert resolve_attention("auto", jnp.bfloat16, 64) == "cudnn"
+        assert resolve_attention("auto", jnp.bfloat16, 64, platform="tpu") == "xla"
+    assert resolve_attention("auto", jnp.bfloat16, 64) == "xla"
     gpu = lambda cc: type("Device", (), {"compute_capability": cc})()
     assert _cudnn_flash_device(gpu("9.0")) and _cudnn_flash_device(gpu("8.0"))
     assert not _cudnn_flash_device(gpu("7.5")) and not _cudnn_flash_device(gpu("gfx90a"))

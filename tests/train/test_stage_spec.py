@@ -35,6 +35,12 @@ def test_sft_spec_by_hand():
     with pytest.raises(ValueError, match=rf"batch\['dec_inputs'\] has shape \(3, {dec + 1}\); "
                                          rf"the stage takes \(B, {dec}\)"):
         check({**good, "dec_inputs": np.zeros((3, dec + 1), np.int32)})
+    rows = np.zeros((3, enc), np.int32)
+    rows[0, :3], rows[1, :enc] = 7, 7  # right-padded, full
+    check({**good, "enc_tokens": rows})
+    rows[2, 1] = 7  # a pad before a token: cuDNN would read the mask as a length
+    with pytest.raises(ValueError, match=r"batch\['enc_tokens'\] row 2 has padding between"):
+        check({**good, "enc_tokens": rows})
 
 
 def test_frozen_encoder_and_teacher_add_their_inputs():
