@@ -4,6 +4,7 @@ exit code 2, instead of a traceback. `--traceback` (or `--verbose_libraries`) ke
 traceback for debugging."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -13,6 +14,10 @@ from onesearch_jax import quiet
 
 TRACEBACK = flags.DEFINE_bool("traceback", False, "On an input error, show the whole traceback "
                               "instead of one line.")
+COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", os.path.join("~", ".cache", "onesearch_jax", "jax"),
+    "JAX's persistent compilation cache: a rerun, a resumed run or the next stage loads the "
+    "compiled steps it has already built instead of compiling them again ('' turns it off).")
 # What the package raises for input it refuses (each with a message naming the problem).
 INPUT_ERRORS = (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, KeyError,
                 app.UsageError)
@@ -46,10 +51,22 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(EXIT_INPUT_ERROR)
 
 
+def enable_compilation_cache(path: str) -> None:
+    """Compiles of a second or more (a train step: 10-60 s; minutes for `base` on a TPU) are
+    written to `path` and loaded by any later process that compiles the same program with the
+    same jax; '' leaves JAX's default (no cache)."""
+    if not path:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def run(main: Callable[[list[str]], object]) -> None:
-    """`app.run(main)` with one-line input errors (exit 2)."""
+    """`app.run(main)` with one-line input errors (exit 2) and the compilation cache on."""
 
     def guarded(argv):
+        enable_compilation_cache(COMPILATION_CACHE.value)
         try:
             return main(argv)
         except INPUT_ERRORS as e:

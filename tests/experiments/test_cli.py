@@ -41,3 +41,23 @@ def test_error_line_by_hand():
                "call last):\n  File \"c.py\", line 3\nValueError: unknown preset 'p'")
     assert cli.error_line(app.UsageError(carried)) == \
         "error: flag --config=c.py:p: Error whilst parsing config file: ValueError: unknown preset 'p'"
+
+
+def _compile_in_a_process(cache: str) -> None:
+    script = ("import jax, jax.numpy as jnp\n"
+              "from onesearch_jax import cli\n"
+              f"cli.enable_compilation_cache({cache!r})\n"
+              "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+              "print(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((8, 8))).sum())\n")
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                   cwd=__file__.rsplit("/tests/", 1)[0])
+
+
+def test_compilation_cache_is_written_and_off_when_empty(tmp_path):
+    cache = tmp_path / "cache"
+    _compile_in_a_process(str(cache))
+    written = sorted(p.name for p in cache.iterdir())
+    assert written, "the compiled program was not cached"
+    _compile_in_a_process(str(cache))  # the same program: loaded, nothing new written
+    assert sorted(p.name for p in cache.iterdir()) == written
+    cli.enable_compilation_cache("")  # off: touches nothing
