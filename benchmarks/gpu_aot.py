@@ -109,8 +109,9 @@ def markdown(result: dict) -> str:
     lines = [f"XLA's GPU programs for {result['gpu']} (compiled on a CPU, jax {result['jax']}, no "
              "autotuning; roofline = max(matmul FLOPs / peak, kernel bytes / HBM bandwidth)).", ""]
     if result.get("train"):
-        lines += ["| preset | batch | dtype | attention (cuDNN calls) | kernels | GB moved | matmul TFLOPs | "
-                  "ms roofline | MFU at roofline | temp GiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| preset | batch | dtype | attention (cuDNN calls) | kernels | GB moved | "
+                  "matmul TFLOPs | ms roofline | MFU at roofline | temp GiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["train"]:
             lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} "
                          f"({r['cudnn_calls']}) | "

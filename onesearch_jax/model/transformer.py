@@ -117,8 +117,8 @@ def _cudnn_flash_device(device) -> bool:
 
 def key_lengths(mask) -> jax.Array:
     """A key-padding mask bool[B, 1, 1, S] as key lengths int32[B] (cuDNN takes no broadcast
-    masks): the same attention when the padding trails the keys, as every tokenizer here
-    writes it."""
+    masks): the same attention when the padding trails the keys, as every row builder here
+    writes it (`text_tokenizer.compact`; the stages' batch check refuses other rows)."""
     if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[2] != 1:
         raise ValueError(f"cuDNN attention takes a key-padding mask [B, 1, 1, S], got shape "
                          f"{mask.shape}; set model.attention_impl='xla'")

@@ -2,8 +2,9 @@
 
 `jax.experimental.topologies` describes a Cloud TPU slice (with `libtpu` installed, no TPU
 needed) or NVIDIA GPUs (with `jax[cuda12]` installed, no GPU needed: XLA's GPU compiler runs
-from a target description, without autotuning, so its kernel choices are the defaults); the step is lowered against abstract inputs (ShapeDtypeStructs carrying the real
-shardings) over a mesh of those devices and compiled by the TPU compiler on this CPU. The
+from a target description, without autotuning, so its kernel choices are the defaults); the
+step is lowered against abstract inputs (ShapeDtypeStructs carrying the real shardings) over a
+mesh of those devices and compiled by the TPU or GPU compiler on this CPU. The
 compiled program reports its per-chip memory (does the preset fit the chip's HBM?), its FLOPs
 (the step time at peak) and, from its HLO, the bytes each collective moves per step (which
 parallelism to choose). Every stage's step (`sft`, `distill`, `grpo`) is the one training runs.
@@ -83,7 +84,8 @@ class Gpu:
 # NVIDIA H100 SXM / H200: 989 TFLOP/s dense bf16 (the peak the accelerator suite divides by).
 GPUS = {
     "h100": (Chip(80 * GIB, 989e12, "", "", 3.35e12),
-             Gpu("NVIDIA H100 80GB HBM3", 84_942_979_072, 3.35e12, 132, 50 * 2 ** 20, 1.98, (9, 0))),
+             Gpu("NVIDIA H100 80GB HBM3", 84_942_979_072, 3.35e12, 132, 50 * 2 ** 20, 1.98,
+                 (9, 0))),
     "h200": (Chip(141e9, 989e12, "", "", 4.8e12),
              Gpu("NVIDIA H200 141GB HBM3e", 151_397_597_184, 4.8e12, 132, 50 * 2 ** 20, 1.98,
                  (9, 0))),

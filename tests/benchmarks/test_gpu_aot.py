@@ -24,7 +24,8 @@ def test_markdown_lists_every_row():
     prog = dict(kernels=10, bytes=2e9, dot_flops=1e12, cudnn_calls=0, roofline_s=1e-3)
     result = {"gpu": "h200", "jax": "0.12",
               "train": [dict(preset="small", batch=256, dtype="bfloat16", attention="auto",
-                             temp_bytes=2 ** 30, mfu_roofline=0.5, **{**prog, "cudnn_calls": 24})],
+                             temp_bytes=2 ** 30, mfu_roofline=0.5,
+                             **{**prog, "cudnn_calls": 24})],
               "decode": [dict(batch=1, beams=16, constrained={**prog, "kernels": 12},
                               free=prog)]}
     md = gpu_aot.markdown(result)

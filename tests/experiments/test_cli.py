@@ -58,6 +58,6 @@ def test_compilation_cache_is_written_and_off_when_empty(tmp_path):
     _compile_in_a_process(str(cache))
     written = sorted(p.name for p in cache.iterdir())
     assert written, "the compiled program was not cached"
-    _compile_in_a_process(str(cache))  # the same program: loaded, nothing new written
+    _compile_in_a_process(str(cache))  # the same program, loaded: nothing new written
     assert sorted(p.name for p in cache.iterdir()) == written
     cli.enable_compilation_cache("")  # off: touches nothing
