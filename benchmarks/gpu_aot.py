@@ -73,7 +73,7 @@ def decode_rows(device, chip, settings) -> list[dict]:
     import jax
     import numpy as np
     from benchmarks import decode_bench as db
-    from onesearch_jax.model.transformer import build_model
+    from onesearch_jax.model.transformer import build_model, target_platform
     from onesearch_jax.sid.trie import SidTrie
     from onesearch_jax.sid.vocab import SidVocab
 
@@ -95,8 +95,10 @@ def decode_rows(device, chip, settings) -> list[dict]:
         for name, tr in (("constrained", trie), ("free", None)):
             search = db.make_search(model, vocab, beams, cached=True)
             start = time.perf_counter()
-            compiled = search.lower(abstract(params), None if tr is None else abstract(tr),
-                                    abstract(db.queries(batch, 0))).compile()
+            with target_platform(device.platform):
+                lowered = search.lower(abstract(params), None if tr is None else abstract(tr),
+                                       abstract(db.queries(batch, 0)))
+            compiled = lowered.compile()
             row[name] = {**_program(compiled.as_text(), chip),
                          "compile_s": time.perf_counter() - start}
         rows.append(row)

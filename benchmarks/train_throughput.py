@@ -36,13 +36,14 @@ def random_batch(rng: np.random.Generator, vocab: int, batch: int, enc_len: int,
 
 def measure(
     preset: str, batch: int, enc_len: int, dec_len: int, steps: int, dtype: str = "float32",
-    hlo: bool = False, trace_dir: str = "",
+    hlo: bool = False, trace_dir: str = "", attention: str = "auto",
 ) -> dict:
     """Compiles the SFT step ahead of time (the first-step figure), then times `steps` calls of
     the executable. `hlo` adds the compiled program's cost analysis and HLO summary
-    (`step_hlo.hlo_summary`); `trace_dir` writes a `jax.profiler` trace of 3 more steps."""
+    (`step_hlo.hlo_summary`); `trace_dir` writes a `jax.profiler` trace of 3 more steps;
+    `attention`: model.attention_impl."""
     config = get_config(preset)
-    config.model.dtype = dtype
+    config.model.dtype, config.model.attention_impl = dtype, attention
     config.train.batch_size = batch
     model_cfg = presets.TransformerConfig.from_dict(config.model)
     model = build_model(model_cfg)
@@ -83,6 +84,7 @@ def measure(
         "enc_len": enc_len,
         "dec_len": dec_len,
         "dtype": dtype,
+        "attention": attention,
         "params": presets.param_count(model_cfg),
         "first_step_s": round(compile_s, 2),
         "steps_per_s": round(steps / dt, 3),

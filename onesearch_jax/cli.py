@@ -51,15 +51,20 @@ def _parse_flags(argv: list[str]) -> list[str]:
         sys.exit(EXIT_INPUT_ERROR)
 
 
+CACHE_MAX_BYTES = 4 * 2 ** 30
+
+
 def enable_compilation_cache(path: str) -> None:
     """Compiles of a second or more (a train step: 10-60 s; minutes for `base` on a TPU) are
     written to `path` and loaded by any later process that compiles the same program with the
-    same jax; '' leaves JAX's default (no cache)."""
+    same jax, up to CACHE_MAX_BYTES (the least recently used go first); '' leaves JAX's default
+    (no cache)."""
     if not path:
         return
     import jax
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
 
 
 def run(main: Callable[[list[str]], object]) -> None:

@@ -101,6 +101,25 @@ def test_peak_table():
     assert accelerator_suite.peak_flops("cpu") is None
 
 
+def test_a_gpu_reruns_the_attention_rows_with_xla(monkeypatch):
+    plan = accelerator_suite.SMOKE
+    assert accelerator_suite.train_runs(plan) == [
+        ("tiny", b, d, "auto") for b in (8, 16) for d in ("bfloat16", "float32")]
+    assert accelerator_suite.train_runs(plan, attention_ab=True) == [("tiny", 8, "bfloat16", "xla")]
+    seen = []
+
+    def fake_measure(preset, batch, enc, dec, steps, dtype, hlo, trace_dir, attention):
+        seen.append((preset, batch, dtype, attention, steps))
+        return {"device": "cpu", "steps_per_s": 1.0, "achieved_tflops": 0.0}
+
+    monkeypatch.setattr(accelerator_suite.train_throughput, "measure", fake_measure)
+    rows = accelerator_suite.train_rows([("tiny", 8, "bfloat16", "xla")], 3, float("inf"), "")
+    assert seen == [("tiny", 8, "bfloat16", "xla", 3)] and rows[0]["mfu"] is None
+    spent = accelerator_suite.train_rows([("tiny", 8, "bfloat16", "xla")], 3, 0.0, "")
+    assert spent == [{"preset": "tiny", "batch": 8, "dtype": "bfloat16", "attention": "xla",
+                      "unmeasured": "time budget spent"}]
+
+
 def test_smoke_run_writes_both_tables(tmp_path):
     out = str(tmp_path / "suite")
     result = accelerator_suite.run_suite(out, smoke=True, budget_s=600,
@@ -119,7 +138,7 @@ def test_smoke_run_writes_both_tables(tmp_path):
     assert saved["aot"] == {"unmeasured": "--aot not given"}
     with open(os.path.join(out, "accelerator_suite.md")) as f:
         table = f.read()
-    assert "| tiny | 16 | float32 |" in table and "| 1x4 |" in table
+    assert "| tiny | 16 | float32 | auto (0) |" in table and "| 1x4 |" in table
     assert "unmeasured" in table and result["seconds"] > 0
 
 
