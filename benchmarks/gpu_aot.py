@@ -2,16 +2,18 @@
 
 The CUDA plugin (`pip install 'jax[cuda12]'`, Python 3.12+ for jax >= 0.11) compiles for an
 NVIDIA card it cannot see, from a target description (`train.aot.GPUS`): the accelerator suite's
-training steps (same presets, batches, dtypes and 32 + 6 tokens as `benchmarks.train_throughput`)
-and `benchmarks.decode_bench`'s searches (100k items, constrained and free). Per program: kernels
-(each a launch), the bytes they read and write, matmul FLOPs, cuDNN calls and the roofline
-time = max(FLOPs / peak, bytes / HBM bandwidth), a lower bound on the step.
+training steps (same presets, batches, dtypes and 32 + 6 tokens as
+`benchmarks.train_throughput`), stage configs' own steps (`--configs`: the pretrained-encoder
+model's V1 and self-distillation steps by default) and `benchmarks.decode_bench`'s searches
+(100k items, constrained and free). Per program: kernels (each a launch), the bytes they read
+and write, matmul FLOPs, cuDNN calls and the roofline time = max(FLOPs / peak, bytes / HBM
+bandwidth), a lower bound on the step.
 
 No timing: the compiler runs without autotuning (default GEMM tilings) and a small program's
 time is its kernel launches, which only a device measures. What it does show is what the code
 asks the GPU to run, so a change is compared kernel for kernel before a device session.
 
-    JAX_PLATFORMS=cpu python -m benchmarks.gpu_aot --gpu=h200 --out_dir=OUT   # ~8 min, 2 cores
+    JAX_PLATFORMS=cpu python -m benchmarks.gpu_aot --gpu=h200 --out_dir=OUT   # ~10 min, 2 cores
 """
 from __future__ import annotations
 
@@ -26,17 +28,27 @@ TRAIN = [("small", 256), ("small", 1024), ("base", 64), ("base", 256)]
 DTYPES = ("bfloat16", "float32")
 DECODE = ["1x16", "1x128", "64x16", "64x128"]
 ENC_LEN, DEC_LEN = 32, 6  # benchmarks.train_throughput's, as the accelerator suite runs it
+# The pretrained-encoder model's V1 and self-distillation steps (experiments/launch/
+# accelerator_ladder.sh trains them at batch 256).
+CONFIGS = ["distill:small:v1", "distill:small:sd"]
 
 
 def define_flags():
     flags.DEFINE_string("gpu", "h200", "The card to compile for (onesearch_jax/train/aot.py GPUS).")
     flags.DEFINE_string("out_dir", None, "Write gpu_aot.json / gpu_aot.md here.")
     flags.mark_flag_as_required("out_dir")
-    flags.DEFINE_list("parts", ["train", "decode"], "Which programs to compile.")
+    flags.DEFINE_list("parts", ["train", "configs", "decode"], "Which programs to compile.")
     flags.DEFINE_list("presets", [f"{p}:{b}" for p, b in TRAIN], "preset:batch training rows.")
     flags.DEFINE_list("dtypes", list(DTYPES), "Training compute dtypes.")
     flags.DEFINE_list("settings", DECODE, "Decoding settings, batch x beams.")
     flags.DEFINE_string("attention", "auto", "model.attention_impl of the training steps.")
+    flags.DEFINE_list("configs", CONFIGS, "Stage configs (configs/<module>.py:<arg>) compiled "
+                      "as their stage trains them, at --config_batch.")
+    flags.DEFINE_integer("config_batch", 256, "Batch of the --configs rows (the accelerator "
+                         "ladder's).")
+    flags.DEFINE_integer("config_vocab", 3242, "model.vocab_size of the --configs rows (the "
+                         "pipeline sets it from the workdir: world small's text tokens + 704 "
+                         "SID tokens = 3,242 in the archived pretrained ladder).")
 
 
 def _program(hlo_text: str, chip) -> dict:
@@ -66,6 +78,25 @@ def train_row(devices, chip, preset: str, batch: int, dtype: str, attention: str
            **_program(r["hlo_text"], chip), "model_flops": model_flops}
     row["mfu_roofline"] = model_flops / (row["roofline_s"] * chip.peak_bf16_flops)
     return row
+
+
+def config_row(devices, chip, spec: str, batch: int, dtype: str, attention: str = "auto",
+               vocab: int = 3242) -> dict:
+    """A stage config's own step ('distill:small:sd' = configs/distill.py:small:sd), compiled
+    for `devices` at `batch`: the model a ladder trains, inputs and losses included."""
+    import importlib
+    from onesearch_jax.train import aot
+
+    module, _, arg = spec.partition(":")
+    config = importlib.import_module(f"configs.{module}").get_config(arg)
+    config.model.dtype, config.model.attention_impl = dtype, attention
+    config.model.vocab_size, config.train.batch_size = vocab, batch
+    stage = config.get("stage", "sft")
+    r = aot.compile_step(stage, config, devices, level_sizes=[512, 128, 64],
+                         mesh_shape=(len(devices), 1, 1), return_hlo=True)
+    return {"config": spec, "stage": stage, "batch": batch, "dtype": dtype,
+            "attention": attention, "temp_bytes": r["temp_bytes"],
+            "compile_s": r["compile_seconds"], **_program(r["hlo_text"], chip)}
 
 
 def decode_rows(device, chip, settings) -> list[dict]:
@@ -107,19 +138,30 @@ def decode_rows(device, chip, settings) -> list[dict]:
     return rows
 
 
+_STEP_COLUMNS = "attention (cuDNN calls) | kernels | GB moved | matmul TFLOPs | ms roofline"
+
+
+def _step_cells(r: dict) -> str:
+    return (f"{r['attention']} ({r['cudnn_calls']}) | {r['kernels']} | {r['bytes'] / 1e9:.2f} | "
+            f"{r['dot_flops'] / 1e12:.2f} | {r['roofline_s'] * 1e3:.2f}")
+
+
 def markdown(result: dict) -> str:
     lines = [f"XLA's GPU programs for {result['gpu']} (compiled on a CPU, jax {result['jax']}, no "
              "autotuning; roofline = max(matmul FLOPs / peak, kernel bytes / HBM bandwidth)).", ""]
     if result.get("train"):
-        lines += ["| preset | batch | dtype | attention (cuDNN calls) | kernels | GB moved | "
-                  "matmul TFLOPs | ms roofline | MFU at roofline | temp GiB |",
+        lines += [f"| preset | batch | dtype | {_STEP_COLUMNS} | MFU at roofline | temp GiB |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in result["train"]:
-            lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} "
-                         f"({r['cudnn_calls']}) | "
-                         f"{r['kernels']} | {r['bytes'] / 1e9:.2f} | {r['dot_flops'] / 1e12:.2f} | "
-                         f"{r['roofline_s'] * 1e3:.2f} | {r['mfu_roofline']:.0%} | "
-                         f"{r['temp_bytes'] / 2 ** 30:.2f} |")
+        lines += [f"| {r['preset']} | {r['batch']} | {r['dtype']} | {_step_cells(r)} | "
+                  f"{r['mfu_roofline']:.0%} | {r['temp_bytes'] / 2 ** 30:.2f} |"
+                  for r in result["train"]]
+        lines.append("")
+    if result.get("configs"):
+        lines += [f"| config | stage | batch | dtype | {_STEP_COLUMNS} | temp GiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['config']} | {r['stage']} | {r['batch']} | {r['dtype']} | "
+                  f"{_step_cells(r)} | {r['temp_bytes'] / 2 ** 30:.2f} |"
+                  for r in result["configs"]]
         lines.append("")
     if result.get("decode"):
         lines += ["| decode b x k | kernels constrained / free | MB moved constrained / free | "
@@ -132,7 +174,8 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="auto") -> dict:
+def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="auto",
+        configs=(), config_batch: int = 256, config_vocab: int = 3242) -> dict:
     import jax
     from onesearch_jax.train import aot
 
@@ -149,6 +192,15 @@ def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="aut
                 print(f"train {preset} b{batch} {dtype}: {r['kernels']} kernels, "
                       f"{r['bytes'] / 1e9:.2f} GB, roofline {r['roofline_s'] * 1e3:.2f} ms",
                       flush=True)
+    if "configs" in parts:
+        result["configs"] = []
+        for spec in configs:
+            for dtype in dtypes:
+                r = config_row(devices, chip, spec, config_batch, dtype, attention, config_vocab)
+                result["configs"].append(r)
+                print(f"config {spec} b{config_batch} {dtype}: {r['kernels']} kernels, "
+                      f"{r['bytes'] / 1e9:.2f} GB, roofline {r['roofline_s'] * 1e3:.2f} ms",
+                      flush=True)
     if "decode" in parts:
         result["decode"] = decode_rows(devices[0], chip, settings)
     fileio.makedirs(out_dir)
@@ -161,7 +213,8 @@ def main(argv):
     del argv
     quiet.quiet_libraries()
     f = flags.FLAGS
-    result = run(f.gpu, f.out_dir, f.parts, f.presets, f.dtypes, f.settings, f.attention)
+    result = run(f.gpu, f.out_dir, f.parts, f.presets, f.dtypes, f.settings, f.attention,
+                 f.configs, f.config_batch, f.config_vocab)
     print(markdown(result))
 
 

@@ -26,8 +26,12 @@ def test_markdown_lists_every_row():
               "train": [dict(preset="small", batch=256, dtype="bfloat16", attention="auto",
                              temp_bytes=2 ** 30, mfu_roofline=0.5,
                              **{**prog, "cudnn_calls": 24})],
+              "configs": [dict(config="distill:small:sd", stage="distill", batch=256,
+                               dtype="float32", attention="auto", temp_bytes=2 ** 30, **prog)],
               "decode": [dict(batch=1, beams=16, constrained={**prog, "kernels": 12},
                               free=prog)]}
     md = gpu_aot.markdown(result)
     assert "| small | 256 | bfloat16 | auto (24) | 10 | 2.00 | 1.00 | 1.00 | 50% | 1.00 |" in md
     assert "| 1x16 | 12 / 10 | 2000.0 / 2000.0 | 1.000 |" in md
+    assert ("| distill:small:sd | distill | 256 | float32 | auto (0) | 10 | 2.00 | 1.00 | 1.00 | "
+            "1.00 |") in md
