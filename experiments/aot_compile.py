@@ -40,13 +40,16 @@ _MESH_TOPOLOGY = flags.DEFINE_string("mesh_topology", "v5p:2x2x2", "Topology of 
 _OUT = flags.DEFINE_string("out", "", "Write every report as JSON here.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "The model's compute "
                            "dtype (parameters stay float32; a TPU user trains in bfloat16).")
+_ATTENTION = flags.DEFINE_enum("attention", "auto", ["auto", "xla", "cudnn"],
+                               "model.attention_impl ('auto': cuDNN on a GPU target in bf16).")
 _DUMP = flags.DEFINE_string("dump_hlo", "", "Write each compiled step's optimized HLO text into "
                             "this folder (one file per compile).")
 
 
-def stage_config(stage: str, preset: str, batch_size: int, dtype: str = "float32"):
+def stage_config(stage: str, preset: str, batch_size: int, dtype: str = "float32",
+                 attention: str = "auto"):
     c = aot_configs.get_config(f"{stage}:{preset}:{batch_size or ''}")
-    c.model.dtype = dtype
+    c.model.dtype, c.model.attention_impl = dtype, attention
     return c
 
 
@@ -106,7 +109,8 @@ def main(argv):
     def compile_on(topology, stage, preset, shape):
         key = (f"{stage}|{preset}|batch{_BATCH.value}|{topology}|{','.join(map(str, shape))}"
                + ("" if levels == [512, 128, 64] else f"|sids{'-'.join(map(str, levels))}")
-               + ("" if _DTYPE.value == "float32" else f"|{_DTYPE.value}"))
+               + ("" if _DTYPE.value == "float32" else f"|{_DTYPE.value}")
+               + ("" if _ATTENTION.value == "auto" else f"|attention-{_ATTENTION.value}"))
 
         def compute():
             if topology not in devices:
@@ -116,7 +120,8 @@ def main(argv):
                 os.makedirs(_DUMP.value, exist_ok=True)
                 dump = os.path.join(_DUMP.value, key.replace("|", "_").replace(":", "-")
                                     .replace(",", "-") + ".hlo.txt")
-            r = aot.compile_step(stage, stage_config(stage, preset, _BATCH.value, _DTYPE.value),
+            r = aot.compile_step(stage, stage_config(stage, preset, _BATCH.value, _DTYPE.value,
+                                                     _ATTENTION.value),
                                  devices[topology], level_sizes=levels, mesh_shape=shape,
                                  hlo_path=dump)
             return {**r, "topology": topology, "preset": preset}

@@ -60,4 +60,7 @@ def test_compilation_cache_is_written_and_off_when_empty(tmp_path):
     assert written, "the compiled program was not cached"
     _compile_in_a_process(str(cache))  # the same program, loaded: nothing new written
     assert sorted(p.name for p in cache.iterdir()) == written
-    cli.enable_compilation_cache("")  # off: touches nothing
+    import jax
+    before = jax.config.jax_compilation_cache_dir
+    cli.enable_compilation_cache("")  # off: JAX's setting left as it was
+    assert jax.config.jax_compilation_cache_dir == before

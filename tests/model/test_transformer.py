@@ -242,8 +242,8 @@ def test_auto_attention_takes_cudnn_only_where_it_runs():
 
 
 def test_key_lengths_give_the_masked_attention_for_trailing_padding():
-    """cuDNN reads the key-padding mask as lengths; with the padding at the end (as the
-    tokenizers write it) that is the same attention, checked here through XLA's lengths path."""
+    """cuDNN reads the key-padding mask as lengths; with the padding at the end (as the row
+    builders write it) that is the same attention, checked here through XLA's lengths path."""
     rng = np.random.default_rng(0)
     q, k, v = (jnp.asarray(rng.normal(size=(3, 5, 2, 8)), jnp.float32) for _ in range(3))
     mask = jnp.asarray(np.arange(5)[None, :] < np.array([[5], [3], [1]]))[:, None, None, :]
