@@ -59,23 +59,30 @@ def _program(hlo_text: str, chip) -> dict:
             "roofline_s": aot.roofline_seconds(flops, moved, chip)}
 
 
+def _compiled_step(stage: str, config, devices, chip) -> dict:
+    """A stage's step for `config` compiled for `devices`: its memory, compile time and
+    `_program` figures."""
+    from onesearch_jax.train import aot
+
+    r = aot.compile_step(stage, config, devices, level_sizes=[512, 128, 64],
+                         mesh_shape=(len(devices), 1, 1), return_hlo=True)
+    return {"temp_bytes": r["temp_bytes"], "compile_s": r["compile_seconds"],
+            **_program(r["hlo_text"], chip)}
+
+
 def train_row(devices, chip, preset: str, batch: int, dtype: str, attention: str = "auto") -> dict:
     """The SFT step `train_throughput` times, compiled for `devices` (one GPU)."""
     from configs.sft import get_config
     from onesearch_jax.model import presets
-    from onesearch_jax.train import aot
 
     config = get_config(preset)
     config.model.dtype, config.model.attention_impl = dtype, attention
     config.train.batch_size = batch
     config.data.enc_len, config.data.dec_len = ENC_LEN, DEC_LEN
-    r = aot.compile_step("sft", config, devices, level_sizes=[512, 128, 64],
-                         mesh_shape=(len(devices), 1, 1), return_hlo=True)
     cfg = presets.TransformerConfig.from_dict(config.model)
     model_flops = presets.flops_per_token(cfg, ENC_LEN, DEC_LEN) * batch * (ENC_LEN + DEC_LEN)
     row = {"preset": preset, "batch": batch, "dtype": dtype, "attention": attention,
-           "temp_bytes": r["temp_bytes"], "compile_s": r["compile_seconds"],
-           **_program(r["hlo_text"], chip), "model_flops": model_flops}
+           **_compiled_step("sft", config, devices, chip), "model_flops": model_flops}
     row["mfu_roofline"] = model_flops / (row["roofline_s"] * chip.peak_bf16_flops)
     return row
 
@@ -85,18 +92,14 @@ def config_row(devices, chip, spec: str, batch: int, dtype: str, attention: str 
     """A stage config's own step ('distill:small:sd' = configs/distill.py:small:sd), compiled
     for `devices` at `batch`: the model a ladder trains, inputs and losses included."""
     import importlib
-    from onesearch_jax.train import aot
 
     module, _, arg = spec.partition(":")
     config = importlib.import_module(f"configs.{module}").get_config(arg)
     config.model.dtype, config.model.attention_impl = dtype, attention
     config.model.vocab_size, config.train.batch_size = vocab, batch
     stage = config.get("stage", "sft")
-    r = aot.compile_step(stage, config, devices, level_sizes=[512, 128, 64],
-                         mesh_shape=(len(devices), 1, 1), return_hlo=True)
     return {"config": spec, "stage": stage, "batch": batch, "dtype": dtype,
-            "attention": attention, "temp_bytes": r["temp_bytes"],
-            "compile_s": r["compile_seconds"], **_program(r["hlo_text"], chip)}
+            "attention": attention, **_compiled_step(stage, config, devices, chip)}
 
 
 def decode_rows(device, chip, settings) -> list[dict]:
@@ -138,31 +141,37 @@ def decode_rows(device, chip, settings) -> list[dict]:
     return rows
 
 
-_STEP_COLUMNS = "attention (cuDNN calls) | kernels | GB moved | matmul TFLOPs | ms roofline"
+_STEP_COLUMNS = ["attention (cuDNN calls)", "kernels", "GB moved", "matmul TFLOPs", "ms roofline"]
 
 
-def _step_cells(r: dict) -> str:
-    return (f"{r['attention']} ({r['cudnn_calls']}) | {r['kernels']} | {r['bytes'] / 1e9:.2f} | "
-            f"{r['dot_flops'] / 1e12:.2f} | {r['roofline_s'] * 1e3:.2f}")
+def _step_table(rows: list[dict], lead: list[str], tail: list[tuple]) -> list[str]:
+    """Markdown lines: the `lead` keys of each row, its step figures, then the `tail` columns
+    ((header, row -> cell))."""
+    head = lead + _STEP_COLUMNS + [h for h, _ in tail]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        step = (f"{r['attention']} ({r['cudnn_calls']}) | {r['kernels']} | "
+                f"{r['bytes'] / 1e9:.2f} | {r['dot_flops'] / 1e12:.2f} | "
+                f"{r['roofline_s'] * 1e3:.2f}")
+        cells = [str(r[k]) for k in lead] + [step] + [cell(r) for _, cell in tail]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _temp_gib(r: dict) -> str:
+    return f"{r['temp_bytes'] / 2 ** 30:.2f}"
 
 
 def markdown(result: dict) -> str:
     lines = [f"XLA's GPU programs for {result['gpu']} (compiled on a CPU, jax {result['jax']}, no "
              "autotuning; roofline = max(matmul FLOPs / peak, kernel bytes / HBM bandwidth)).", ""]
     if result.get("train"):
-        lines += [f"| preset | batch | dtype | {_STEP_COLUMNS} | MFU at roofline | temp GiB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['preset']} | {r['batch']} | {r['dtype']} | {_step_cells(r)} | "
-                  f"{r['mfu_roofline']:.0%} | {r['temp_bytes'] / 2 ** 30:.2f} |"
-                  for r in result["train"]]
-        lines.append("")
+        lines += _step_table(result["train"], ["preset", "batch", "dtype"],
+                             [("MFU at roofline", lambda r: f"{r['mfu_roofline']:.0%}"),
+                              ("temp GiB", _temp_gib)])
     if result.get("configs"):
-        lines += [f"| config | stage | batch | dtype | {_STEP_COLUMNS} | temp GiB |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['config']} | {r['stage']} | {r['batch']} | {r['dtype']} | "
-                  f"{_step_cells(r)} | {r['temp_bytes'] / 2 ** 30:.2f} |"
-                  for r in result["configs"]]
-        lines.append("")
+        lines += _step_table(result["configs"], ["config", "stage", "batch", "dtype"],
+                             [("temp GiB", _temp_gib)])
     if result.get("decode"):
         lines += ["| decode b x k | kernels constrained / free | MB moved constrained / free | "
                   "ms roofline constrained |", "|---|---|---|---|"]
