@@ -229,4 +229,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main)
+    cli.run(main, compilation_cache=False)  # GPU programs this CPU cannot load

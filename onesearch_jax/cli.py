@@ -67,11 +67,14 @@ def enable_compilation_cache(path: str) -> None:
     jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
 
 
-def run(main: Callable[[list[str]], object]) -> None:
-    """`app.run(main)` with one-line input errors (exit 2) and the compilation cache on."""
+def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> None:
+    """`app.run(main)` with one-line input errors (exit 2) and the compilation cache on
+    (`compilation_cache=False`: a tool that compiles ahead of time for devices it does not
+    have, whose executables this process could not load back from the cache)."""
 
     def guarded(argv):
-        enable_compilation_cache(COMPILATION_CACHE.value)
+        if compilation_cache:
+            enable_compilation_cache(COMPILATION_CACHE.value)
         try:
             return main(argv)
         except INPUT_ERRORS as e:

@@ -64,3 +64,11 @@ def test_compilation_cache_is_written_and_off_when_empty(tmp_path):
     before = jax.config.jax_compilation_cache_dir
     cli.enable_compilation_cache("")  # off: JAX's setting left as it was
     assert jax.config.jax_compilation_cache_dir == before
+
+
+def test_ahead_of_time_tools_run_without_the_cache(monkeypatch):
+    enabled, ran = [], []
+    monkeypatch.setattr(cli, "enable_compilation_cache", enabled.append)
+    monkeypatch.setattr(cli.app, "run", lambda main, flags_parser: main(["prog"]))
+    cli.run(ran.append, compilation_cache=False)  # experiments.aot_compile, benchmarks.gpu_aot
+    assert enabled == [] and ran == [["prog"]]
