@@ -34,11 +34,14 @@ PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12,
 FULL = dict(train=[("small", 256), ("small", 1024), ("base", 64), ("base", 256)],
             dtypes=("bfloat16", "float32"), steps=30,
             decode=["--settings=1x16,1x128,64x16,64x128", "--repeats=5", "--big_repeats=2"],
-            # On a GPU the bf16 rows run cuDNN's attention ('auto'); these rerun with XLA's.
-            attention_ab=[("small", 256), ("base", 256)],
+            # On a GPU the bf16 rows run cuDNN's attention ('auto') and clip with the stacked
+            # norm; these rerun in bf16 with one of the two turned off: (preset, batch,
+            # attention, norm).
+            gpu_ab=[("small", 256, "xla", "stacked"), ("base", 256, "xla", "stacked"),
+                    ("small", 256, "auto", "per_leaf")],
             aot=dict(preset="base", batch=256, topologies="v5e:2x2,v5p:2x2x1"))
 SMOKE = dict(train=[("tiny", 8), ("tiny", 16)], dtypes=("bfloat16", "float32"), steps=3,
-             attention_ab=[("tiny", 8)],
+             gpu_ab=[("tiny", 8, "xla", "stacked"), ("tiny", 8, "auto", "per_leaf")],
              decode=["--items=2000", "--settings=1x4", "--repeats=1", "--no_peer"],
              aot=dict(preset="tiny", batch=16, topologies="v5e:2x2"))
 
@@ -67,31 +70,35 @@ def peak_flops(device_kind: str) -> float | None:
     return None
 
 
-def train_runs(plan: dict, attention_ab: bool = False) -> list[tuple]:
-    """(preset, batch, dtype, attention): the plan's presets x dtypes with 'auto' attention, or
-    (`attention_ab`, for a GPU, where 'auto' means cuDNN in bf16) its `attention_ab` rows in
-    bf16 with XLA's attention."""
-    if attention_ab:
-        return [(p, b, "bfloat16", "xla") for p, b in plan["attention_ab"]]
-    return [(p, b, d, "auto") for p, b in plan["train"] for d in plan["dtypes"]]
+def train_runs(plan: dict, gpu_ab: bool = False) -> list[tuple]:
+    """(preset, batch, dtype, attention, norm): the plan's presets x dtypes with 'auto'
+    attention and the stacked clipping norm, or (`gpu_ab`, for a GPU, where 'auto' means cuDNN
+    in bf16) its `gpu_ab` rows in bf16, each with one of those turned off."""
+    if gpu_ab:
+        return [(p, b, "bfloat16", a, n) for p, b, a, n in plan["gpu_ab"]]
+    return [(p, b, d, "auto", "stacked") for p, b in plan["train"] for d in plan["dtypes"]]
 
 
 def train_rows(runs: list[tuple], steps: int, deadline: float, trace_dir: str) -> list[dict]:
     rows = []
-    for preset, batch, dtype, attention in runs:
-        row = {"preset": preset, "batch": batch, "dtype": dtype, "attention": attention}
+    for preset, batch, dtype, attention, norm in runs:
+        row = {"preset": preset, "batch": batch, "dtype": dtype, "attention": attention,
+               "norm": norm}
         if time.monotonic() > deadline:
             rows.append({**row, "unmeasured": "time budget spent"})
             continue
-        name = f"{preset}_b{batch}_{dtype}" + ("" if attention == "auto" else f"_{attention}")
+        name = (f"{preset}_b{batch}_{dtype}" + ("" if attention == "auto" else f"_{attention}")
+                + ("" if norm == "stacked" else f"_{norm}"))
         trace = os.path.join(trace_dir, name) if trace_dir else ""
         r = train_throughput.measure(preset, batch, 32, 6, steps, dtype, hlo=True,
-                                     trace_dir=trace, attention=attention)
+                                     trace_dir=trace, attention=attention,
+                                     stacked_norm=norm == "stacked")
+        r["norm"] = norm
         peak = peak_flops(r["device"])
         r["mfu"] = r["achieved_tflops"] * 1e12 / peak if peak else None
         rows.append(r)
-        print(f"train {preset} b{batch} {dtype} {attention}: {r['steps_per_s']:.1f} steps/s, "
-              f"{r['achieved_tflops']:.2f} TFLOP/s"
+        print(f"train {preset} b{batch} {dtype} {attention} {norm}: "
+              f"{r['steps_per_s']:.1f} steps/s, {r['achieved_tflops']:.2f} TFLOP/s"
               + (f" ({r['mfu']:.1%} of peak)" if r["mfu"] is not None else ""), flush=True)
     return rows
 
@@ -140,18 +147,21 @@ def markdown(result: dict) -> str:
              f"{result['seconds']:.0f} s.", ""]
     train = result.get("train") or []
     if train:
-        lines += ["| preset | batch | dtype | attention (cuDNN calls) | steps/s | tokens/s | "
-                  "TFLOP/s | of bf16 peak | first step s | unfused ops | convert kernels | "
-                  "logits-sized buffers |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["| preset | batch | dtype | attention (cuDNN calls) | clip norm | steps/s | "
+                  "tokens/s | TFLOP/s | of bf16 peak | first step s | unfused ops | "
+                  "convert kernels | logits-sized buffers |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in train:
             if "unmeasured" in r:
                 lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} | "
-                             f"unmeasured ({r['unmeasured']}) | | | | | | | |")
+                             f"{r.get('norm', 'per_leaf')} | unmeasured ({r['unmeasured']}) "
+                             "| | | | | | | |")
                 continue
             mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
             bufs = ", ".join(f"{k} {v}" for k, v in sorted(r["logits_sized_buffers"].items()))
             lines.append(f"| {r['preset']} | {r['batch']} | {r['dtype']} | {r['attention']} "
-                         f"({r.get('cudnn_calls', 0)}) | {r['steps_per_s']:.1f} | "
+                         f"({r.get('cudnn_calls', 0)}) | {r.get('norm', 'per_leaf')} | "
+                         f"{r['steps_per_s']:.1f} | "
                          f"{r['tokens_per_s']:,.0f} | "
                          f"{r['achieved_tflops']:.2f} | {mfu} | {r['first_step_s']:.1f} | "
                          f"{r['unfused_ops']} | {r['convert_kernels']} | {bufs or '-'} |")
@@ -206,7 +216,7 @@ def run_suite(out_dir: str, *, smoke: bool, budget_s: float, parts, aot: bool,
     if "decode" in parts:
         result["decode"] = decode_rows(plan, deadline)
     if "train" in parts and result["backend"] == "gpu":  # last: the budget goes to the above
-        result["train"] += train_rows(train_runs(plan, attention_ab=True), plan["steps"],
+        result["train"] += train_rows(train_runs(plan, gpu_ab=True), plan["steps"],
                                       deadline, trace_dir)
     if "aot" in parts:
         result["aot"] = aot_rows(plan, aot_json) if aot else {"unmeasured": "--aot not given"}

@@ -36,15 +36,15 @@ def random_batch(rng: np.random.Generator, vocab: int, batch: int, enc_len: int,
 
 def measure(
     preset: str, batch: int, enc_len: int, dec_len: int, steps: int, dtype: str = "float32",
-    hlo: bool = False, trace_dir: str = "", attention: str = "auto",
+    hlo: bool = False, trace_dir: str = "", attention: str = "auto", stacked_norm: bool = True,
 ) -> dict:
     """Compiles the SFT step ahead of time (the first-step figure), then times `steps` calls of
     the executable. `hlo` adds the compiled program's cost analysis and HLO summary
     (`step_hlo.hlo_summary`); `trace_dir` writes a `jax.profiler` trace of 3 more steps;
-    `attention`: model.attention_impl."""
+    `attention`: model.attention_impl; `stacked_norm`: train.stacked_norm."""
     config = get_config(preset)
     config.model.dtype, config.model.attention_impl = dtype, attention
-    config.train.batch_size = batch
+    config.train.batch_size, config.train.stacked_norm = batch, stacked_norm
     model_cfg = presets.TransformerConfig.from_dict(config.model)
     model = build_model(model_cfg)
     mesh = sharding.make_mesh(config.mesh.shape)
@@ -85,6 +85,7 @@ def measure(
         "dec_len": dec_len,
         "dtype": dtype,
         "attention": attention,
+        "stacked_norm": stacked_norm,
         "params": presets.param_count(model_cfg),
         "first_step_s": round(compile_s, 2),
         "steps_per_s": round(steps / dt, 3),
@@ -108,9 +109,12 @@ def main():
     p.add_argument("--dtype", default="float32")
     p.add_argument("--hlo", action="store_true", help="add the compiled step's HLO summary")
     p.add_argument("--trace_dir", default="", help="write a jax.profiler trace of 3 steps here")
+    p.add_argument("--attention", default="auto", help="model.attention_impl")
+    p.add_argument("--stacked_norm", action=argparse.BooleanOptionalAction, default=True,
+                   help="train.stacked_norm (--no-stacked_norm: optax's per-leaf norm)")
     a = p.parse_args()
     print(json.dumps(measure(a.preset, a.batch, a.enc_len, a.dec_len, a.steps, a.dtype, a.hlo,
-                             a.trace_dir), indent=1))
+                             a.trace_dir, a.attention, a.stacked_norm), indent=1))
 
 
 if __name__ == "__main__":

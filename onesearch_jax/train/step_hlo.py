@@ -73,15 +73,88 @@ def _kernel_ops(comps, bodies):
                 yield shapes, inst
 
 
+_ELEMENTWISE = {"add", "subtract", "multiply", "divide", "select", "maximum", "minimum", "sqrt",
+                "rsqrt", "exp", "log", "negate", "abs", "convert", "compare", "power", "tanh",
+                "and", "or", "not", "xor", "clamp", "sign", "floor", "ceil"}
+
+
+def _operand_names(rest: str) -> list[str]:
+    return re.findall(r"%([\w.\-]+)", rest.split(")", 1)[0])
+
+
+def _unread_parameters(insts) -> set[int]:
+    """Parameter numbers of a fused computation whose elements the kernel never loads: those
+    only an operand of a `concatenate` reads, when every use of the concatenation (through
+    elementwise ops) is a `slice` of other operands' ranges (a GPU kernel evaluates a fused
+    concatenation's operands lazily, element by element). A stack of same-role gradients
+    sliced back per leaf (train/global_norm.py) reads one leaf, not the stack."""
+    by_name = {name: (shape, op, rest) for name, shape, op, rest in insts}
+    users: dict[str, list[str]] = {}
+    for name, _, _, rest in insts:
+        for o in _operand_names(rest):
+            users.setdefault(o, []).append(name)
+
+    def slice_ranges(start: str, dim: int, dims: str):
+        """[(lo, hi)] along `dim` that the uses of `start` read, or None if some use is not an
+        elementwise op of the same shape or a slice."""
+        ranges, todo, seen = [], [start], set()
+        while todo:
+            for user in users.get(todo.pop(), []):
+                if user in seen:
+                    continue
+                seen.add(user)
+                shape, op, rest = by_name[user]
+                if op == "slice":
+                    bounds = re.findall(r"\[(\d+):(\d+)(?::\d+)?\]", rest)
+                    ranges.append(tuple(int(b) for b in bounds[dim]))
+                elif op in _ELEMENTWISE and _SHAPE.search(shape).group(2) == dims:
+                    todo.append(user)
+                else:
+                    return None
+        return ranges
+
+    unread = set()
+    for name, shape, op, rest in insts:
+        if op != "concatenate":
+            continue
+        dim = int(re.search(r"dimensions=\{(\d+)\}", rest).group(1))
+        ranges = slice_ranges(name, dim, _SHAPE.search(shape).group(2))
+        if ranges is None:
+            continue
+        offset = 0
+        for o in _operand_names(rest):
+            size = int(_SHAPE.search(by_name[o][0]).group(2).split(",")[dim])
+            if not any(lo < offset + size and hi > offset for lo, hi in ranges):
+                # Never evaluated: o and what only o's computation uses (its parameters too).
+                skipped, grew = {o}, True
+                while grew:
+                    grew = False
+                    for s in list(skipped):
+                        for a in _operand_names(by_name[s][2]) if by_name[s][1] != "parameter" \
+                                else []:
+                            if a not in skipped and set(users[a]) <= skipped:
+                                skipped.add(a)
+                                grew = True
+                unread |= {int(re.match(r"\s*(\d+)", by_name[s][2]).group(1))
+                           for s in skipped if by_name[s][1] == "parameter"}
+            offset += size
+    return unread
+
+
 def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
     """The `n` kernels (instructions outside fusion bodies, layout-only ops skipped) that read
-    and write the most bytes: result + operands, each operand counted once. With the module's
-    metadata op_name, this says which part of the model moves the memory."""
+    and write the most bytes: result + operands, each operand counted once, less the operands a
+    fusion never loads (`_unread_parameters`). With the module's metadata op_name, this says
+    which part of the model moves the memory."""
     comps = _computations(hlo_text)
     rows = []
     for shapes, (inst, shape, op, rest) in _kernel_ops(comps, _fusion_bodies(comps)):
-        args = rest.split(")", 1)[0]
-        operands = set(re.findall(r"%([\w.\-]+)", args))
+        args = _operand_names(rest)
+        if op == "fusion":
+            body = re.search(r"calls=%?([\w.\-]+)", rest)
+            unread = _unread_parameters(comps.get(body.group(1), [])) if body else set()
+            args = [a for i, a in enumerate(args) if i not in unread]
+        operands = set(args)
         moved = _shape_bytes(shape) + sum(_shape_bytes(shapes.get(o, "")) for o in operands)
         where = re.search(r'op_name="([^"]*)"', rest)
         rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],

@@ -18,6 +18,7 @@ from flax.training.train_state import TrainState
 
 from onesearch_jax import sharding as sharding_lib
 from onesearch_jax.model import transformer
+from onesearch_jax.train import global_norm
 
 
 def learning_rate_schedule(train_cfg) -> optax.Schedule:
@@ -97,7 +98,8 @@ def restart_params_ema(opt_state, params):
 
 
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
-    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it).
+    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it; the norm over
+    same-role parameters stacked unless train.stacked_norm is False: global_norm.py).
 
     `train.pretrained_lr_scale` (default 1) multiplies the learning rate of the pretrained
     encoder (params['encoder'], the `minilm` preset), so a decoder trained from scratch can use
@@ -105,7 +107,9 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
     """
     parts = []
     if float(train_cfg.clip) > 0:
-        parts.append(optax.clip_by_global_norm(float(train_cfg.clip)))
+        clip = (global_norm.clip_by_global_norm if train_cfg.get("stacked_norm", True)
+                else optax.clip_by_global_norm)
+        parts.append(clip(float(train_cfg.clip)))
     parts.append(
         optax.adamw(
             learning_rate_schedule(train_cfg),

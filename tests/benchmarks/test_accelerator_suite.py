@@ -90,6 +90,50 @@ ENTRY %main (a: bf16[16,32], b: bf16[32,8], c: f32[4,5,6], d: f32[6,7]) -> bf16[
 """
 
 
+# One leaf's AdamW-like update reading a slice of a stack of three gradients (what the stacked
+# clipping norm compiles to, train/global_norm.py): the kernel loads only the third, and the
+# second (the sum of a split-K pair) is never computed either.
+STACK_HLO = """
+%fused (p0: f32[2,3], p1: f32[2,3], p2: f32[2,2,3], p3: f32[2,3], p4: f32[]) -> f32[2,3] {
+  %p0 = f32[2,3]{1,0} parameter(0)
+  %b0 = f32[1,2,3]{2,1,0} bitcast(%p0)
+  %p1 = f32[2,3]{1,0} parameter(1)
+  %b1 = f32[1,2,3]{2,1,0} bitcast(%p1)
+  %p2 = f32[2,2,3]{2,1,0} parameter(2)
+  %zero = f32[] constant(0)
+  %r2 = f32[2,3]{1,0} reduce(%p2, %zero), dimensions={0}, to_apply=%add
+  %b2 = f32[1,2,3]{2,1,0} bitcast(%r2)
+  %stack = f32[3,2,3]{2,1,0} concatenate(%b0, %b2, %b1), dimensions={0}
+  %p4 = f32[] parameter(4)
+  %s = f32[3,2,3]{2,1,0} broadcast(%p4), dimensions={}
+  %scaled = f32[3,2,3]{2,1,0} multiply(%stack, %s)
+  %mine = f32[1,2,3]{2,1,0} slice(%scaled), slice={[2:3], [0:2], [0:3]}
+  %g = f32[2,3]{1,0} bitcast(%mine)
+  %p3 = f32[2,3]{1,0} parameter(3)
+  ROOT %new = f32[2,3]{1,0} add(%p3, %g)
+}
+
+ENTRY %main (a: f32[2,3], b: f32[2,3], c: f32[2,2,3], d: f32[2,3], e: f32[]) -> f32[2,3] {
+  %a = f32[2,3]{1,0} parameter(0)
+  %b = f32[2,3]{1,0} parameter(1)
+  %c = f32[2,2,3]{2,1,0} parameter(2)
+  %d = f32[2,3]{1,0} parameter(3)
+  %e = f32[] parameter(4)
+  ROOT %update = f32[2,3]{1,0} fusion(%a, %b, %c, %d, %e), kind=kLoop, calls=%fused
+}
+"""
+
+
+def test_a_sliced_stack_reads_one_leaf():
+    comps = step_hlo._computations(STACK_HLO)
+    assert step_hlo._unread_parameters(comps["fused"]) == {0, 2}
+    # Read: b (24), d (24), e (4); written: 24. The whole stack would add a (24) and c (48).
+    assert step_hlo.kernel_bytes(STACK_HLO) == 24 + 24 + 4 + 24
+    sliced_all = STACK_HLO.replace("slice={[2:3]", "slice={[0:3]").replace(
+        "%mine = f32[1,2,3]", "%mine = f32[3,2,3]")
+    assert step_hlo._unread_parameters(step_hlo._computations(sliced_all)["fused"]) == set()
+
+
 def test_dot_flops_of_a_gpu_program():
     assert step_hlo.dot_flops(GPU_HLO) == 2 * 16 * 8 * 32 + 2 * (4 * 5 * 7) * 6
     assert step_hlo.unfused_ops(GPU_HLO) == 2
@@ -101,23 +145,28 @@ def test_peak_table():
     assert accelerator_suite.peak_flops("cpu") is None
 
 
-def test_a_gpu_reruns_the_attention_rows_with_xla(monkeypatch):
+def test_a_gpu_reruns_rows_with_xla_attention_and_the_per_leaf_norm(monkeypatch):
     plan = accelerator_suite.SMOKE
     assert accelerator_suite.train_runs(plan) == [
-        ("tiny", b, d, "auto") for b in (8, 16) for d in ("bfloat16", "float32")]
-    assert accelerator_suite.train_runs(plan, attention_ab=True) == [("tiny", 8, "bfloat16", "xla")]
+        ("tiny", b, d, "auto", "stacked") for b in (8, 16) for d in ("bfloat16", "float32")]
+    assert accelerator_suite.train_runs(plan, gpu_ab=True) == [
+        ("tiny", 8, "bfloat16", "xla", "stacked"), ("tiny", 8, "bfloat16", "auto", "per_leaf")]
     seen = []
 
-    def fake_measure(preset, batch, enc, dec, steps, dtype, hlo, trace_dir, attention):
-        seen.append((preset, batch, dtype, attention, steps))
+    def fake_measure(preset, batch, enc, dec, steps, dtype, hlo, trace_dir, attention,
+                     stacked_norm):
+        seen.append((preset, batch, dtype, attention, stacked_norm, steps))
         return {"device": "cpu", "steps_per_s": 1.0, "achieved_tflops": 0.0}
 
     monkeypatch.setattr(accelerator_suite.train_throughput, "measure", fake_measure)
-    rows = accelerator_suite.train_rows([("tiny", 8, "bfloat16", "xla")], 3, float("inf"), "")
-    assert seen == [("tiny", 8, "bfloat16", "xla", 3)] and rows[0]["mfu"] is None
-    spent = accelerator_suite.train_rows([("tiny", 8, "bfloat16", "xla")], 3, 0.0, "")
+    runs = accelerator_suite.train_runs(plan, gpu_ab=True)
+    rows = accelerator_suite.train_rows(runs, 3, float("inf"), "")
+    assert seen == [("tiny", 8, "bfloat16", "xla", True, 3),
+                    ("tiny", 8, "bfloat16", "auto", False, 3)]
+    assert rows[0]["mfu"] is None and [r["norm"] for r in rows] == ["stacked", "per_leaf"]
+    spent = accelerator_suite.train_rows(runs[:1], 3, 0.0, "")
     assert spent == [{"preset": "tiny", "batch": 8, "dtype": "bfloat16", "attention": "xla",
-                      "unmeasured": "time budget spent"}]
+                      "norm": "stacked", "unmeasured": "time budget spent"}]
 
 
 def test_smoke_run_writes_both_tables(tmp_path):
@@ -138,7 +187,7 @@ def test_smoke_run_writes_both_tables(tmp_path):
     assert saved["aot"] == {"unmeasured": "--aot not given"}
     with open(os.path.join(out, "accelerator_suite.md")) as f:
         table = f.read()
-    assert "| tiny | 16 | float32 | auto (0) |" in table and "| 1x4 |" in table
+    assert "| tiny | 16 | float32 | auto (0) | stacked |" in table and "| 1x4 |" in table
     assert "unmeasured" in table and result["seconds"] > 0
 
 
