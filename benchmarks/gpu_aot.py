@@ -42,8 +42,8 @@ def define_flags():
     flags.DEFINE_list("dtypes", list(DTYPES), "Training compute dtypes.")
     flags.DEFINE_list("settings", DECODE, "Decoding settings, batch x beams.")
     flags.DEFINE_string("attention", "auto", "model.attention_impl of the training steps.")
-    flags.DEFINE_bool("stacked_norm", True, "train.stacked_norm of the training steps "
-                      "(--nostacked_norm: optax's per-leaf clipping norm).")
+    flags.DEFINE_enum("grad_norm", "auto", ["auto", "stacked", "per_leaf"], "train.grad_norm of "
+                      "the training steps ('auto' is 'stacked' on a GPU; 'per_leaf': optax's).")
     flags.DEFINE_list("configs", CONFIGS, "Stage configs (configs/<module>.py:<arg>) compiled "
                       "as their stage trains them, at --config_batch.")
     flags.DEFINE_integer("config_batch", 256, "Batch of the --configs rows (the accelerator "
@@ -73,14 +73,14 @@ def _compiled_step(stage: str, config, devices, chip) -> dict:
 
 
 def train_row(devices, chip, preset: str, batch: int, dtype: str, attention: str = "auto",
-              stacked_norm: bool = True) -> dict:
+              grad_norm: str = "auto") -> dict:
     """The SFT step `train_throughput` times, compiled for `devices` (one GPU)."""
     from configs.sft import get_config
     from onesearch_jax.model import presets
 
     config = get_config(preset)
     config.model.dtype, config.model.attention_impl = dtype, attention
-    config.train.batch_size, config.train.stacked_norm = batch, stacked_norm
+    config.train.batch_size, config.train.grad_norm = batch, grad_norm
     config.data.enc_len, config.data.dec_len = ENC_LEN, DEC_LEN
     cfg = presets.TransformerConfig.from_dict(config.model)
     model_flops = presets.flops_per_token(cfg, ENC_LEN, DEC_LEN) * batch * (ENC_LEN + DEC_LEN)
@@ -91,7 +91,7 @@ def train_row(devices, chip, preset: str, batch: int, dtype: str, attention: str
 
 
 def config_row(devices, chip, spec: str, batch: int, dtype: str, attention: str = "auto",
-               vocab: int = 3242, stacked_norm: bool = True) -> dict:
+               vocab: int = 3242, grad_norm: str = "auto") -> dict:
     """A stage config's own step ('distill:small:sd' = configs/distill.py:small:sd), compiled
     for `devices` at `batch`: the model a ladder trains, inputs and losses included."""
     import importlib
@@ -100,7 +100,7 @@ def config_row(devices, chip, spec: str, batch: int, dtype: str, attention: str 
     config = importlib.import_module(f"configs.{module}").get_config(arg)
     config.model.dtype, config.model.attention_impl = dtype, attention
     config.model.vocab_size, config.train.batch_size = vocab, batch
-    config.train.stacked_norm = stacked_norm
+    config.train.grad_norm = grad_norm
     stage = config.get("stage", "sft")
     return {"config": spec, "stage": stage, "batch": batch, "dtype": dtype,
             "attention": attention, **_compiled_step(stage, config, devices, chip)}
@@ -167,10 +167,10 @@ def _temp_gib(r: dict) -> str:
 
 
 def markdown(result: dict) -> str:
-    norm = "stacked" if result.get("stacked_norm", False) else "per-leaf"
+    norm = result.get("grad_norm", "per_leaf")
     lines = [f"XLA's GPU programs for {result['gpu']} (compiled on a CPU, jax {result['jax']}, no "
              "autotuning; roofline = max(matmul FLOPs / peak, kernel bytes / HBM bandwidth); "
-             f"clipping norm {norm}).", ""]
+             f"gradient norm {norm}).", ""]
     if result.get("train"):
         lines += _step_table(result["train"], ["preset", "batch", "dtype"],
                              [("MFU at roofline", lambda r: f"{r['mfu_roofline']:.0%}"),
@@ -191,19 +191,22 @@ def markdown(result: dict) -> str:
 
 def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="auto",
         configs=(), config_batch: int = 256, config_vocab: int = 3242,
-        stacked_norm: bool = True) -> dict:
+        grad_norm: str = "auto") -> dict:
     import jax
     from onesearch_jax.train import aot
 
     devices = aot.topology_devices(f"{gpu}:1")
     chip = aot.chip_of(gpu)
-    result = {"gpu": gpu, "jax": jax.__version__, "stacked_norm": stacked_norm}
+    from onesearch_jax.train import global_norm
+
+    result = {"gpu": gpu, "jax": jax.__version__,
+              "grad_norm": global_norm.resolve(grad_norm, "gpu")}
     if "train" in parts:
         result["train"] = []
         for item in presets:
             preset, batch = item.split(":")
             for dtype in dtypes:
-                r = train_row(devices, chip, preset, int(batch), dtype, attention, stacked_norm)
+                r = train_row(devices, chip, preset, int(batch), dtype, attention, grad_norm)
                 result["train"].append(r)
                 print(f"train {preset} b{batch} {dtype}: {r['kernels']} kernels, "
                       f"{r['bytes'] / 1e9:.2f} GB, roofline {r['roofline_s'] * 1e3:.2f} ms",
@@ -213,7 +216,7 @@ def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="aut
         for spec in configs:
             for dtype in dtypes:
                 r = config_row(devices, chip, spec, config_batch, dtype, attention, config_vocab,
-                               stacked_norm)
+                               grad_norm)
                 result["configs"].append(r)
                 print(f"config {spec} b{config_batch} {dtype}: {r['kernels']} kernels, "
                       f"{r['bytes'] / 1e9:.2f} GB, roofline {r['roofline_s'] * 1e3:.2f} ms",
@@ -231,7 +234,7 @@ def main(argv):
     quiet.quiet_libraries()
     f = flags.FLAGS
     result = run(f.gpu, f.out_dir, f.parts, f.presets, f.dtypes, f.settings, f.attention,
-                 f.configs, f.config_batch, f.config_vocab, f.stacked_norm)
+                 f.configs, f.config_batch, f.config_vocab, f.grad_norm)
     print(markdown(result))
 
 

@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from configs.sft import get_config
-from onesearch_jax.train import step_hlo
+from onesearch_jax.train import global_norm, step_hlo
 from onesearch_jax.model import presets
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax import sharding
@@ -36,15 +36,15 @@ def random_batch(rng: np.random.Generator, vocab: int, batch: int, enc_len: int,
 
 def measure(
     preset: str, batch: int, enc_len: int, dec_len: int, steps: int, dtype: str = "float32",
-    hlo: bool = False, trace_dir: str = "", attention: str = "auto", stacked_norm: bool = True,
+    hlo: bool = False, trace_dir: str = "", attention: str = "auto", grad_norm: str = "auto",
 ) -> dict:
     """Compiles the SFT step ahead of time (the first-step figure), then times `steps` calls of
     the executable. `hlo` adds the compiled program's cost analysis and HLO summary
     (`step_hlo.hlo_summary`); `trace_dir` writes a `jax.profiler` trace of 3 more steps;
-    `attention`: model.attention_impl; `stacked_norm`: train.stacked_norm."""
+    `attention`: model.attention_impl; `grad_norm`: train.grad_norm."""
     config = get_config(preset)
     config.model.dtype, config.model.attention_impl = dtype, attention
-    config.train.batch_size, config.train.stacked_norm = batch, stacked_norm
+    config.train.batch_size, config.train.grad_norm = batch, grad_norm
     model_cfg = presets.TransformerConfig.from_dict(config.model)
     model = build_model(model_cfg)
     mesh = sharding.make_mesh(config.mesh.shape)
@@ -85,7 +85,7 @@ def measure(
         "dec_len": dec_len,
         "dtype": dtype,
         "attention": attention,
-        "stacked_norm": stacked_norm,
+        "grad_norm": global_norm.resolve(grad_norm, jax.default_backend()),
         "params": presets.param_count(model_cfg),
         "first_step_s": round(compile_s, 2),
         "steps_per_s": round(steps / dt, 3),
@@ -110,11 +110,11 @@ def main():
     p.add_argument("--hlo", action="store_true", help="add the compiled step's HLO summary")
     p.add_argument("--trace_dir", default="", help="write a jax.profiler trace of 3 steps here")
     p.add_argument("--attention", default="auto", help="model.attention_impl")
-    p.add_argument("--stacked_norm", action=argparse.BooleanOptionalAction, default=True,
-                   help="train.stacked_norm (--no-stacked_norm: optax's per-leaf norm)")
+    p.add_argument("--grad_norm", default="auto", choices=["auto", "stacked", "per_leaf"],
+                   help="train.grad_norm ('auto': stacked on a GPU; 'per_leaf': optax's)")
     a = p.parse_args()
     print(json.dumps(measure(a.preset, a.batch, a.enc_len, a.dec_len, a.steps, a.dtype, a.hlo,
-                             a.trace_dir, a.attention, a.stacked_norm), indent=1))
+                             a.trace_dir, a.attention, a.grad_norm), indent=1))
 
 
 if __name__ == "__main__":

@@ -68,9 +68,10 @@ def get_config(arg: str | None = "tiny") -> ml_collections.ConfigDict:
             stop_at=0,
             # Learning-rate multiplier of the pretrained encoder (minilm preset).
             pretrained_lr_scale=0.1 if name == "minilm" else 1.0,
-            # Clipping's global norm with same-role parameters stacked (train/global_norm.py):
-            # a GPU reduction per role, not per leaf; False = optax's, leaf by leaf.
-            stacked_norm=True,
+            # Clipping's global norm: 'stacked' (same-role parameters stacked, a GPU kernel per
+            # role, not per leaf: train/global_norm.py), 'per_leaf' (optax's), 'auto' = stacked
+            # on a GPU only.
+            grad_norm="auto",
         )
     )
 

@@ -81,10 +81,9 @@ def resolve_attention(impl: str | None, dtype, head_dim: int, platform: str | No
     if impl not in (None, "auto"):
         return impl
     if platform is None:
-        platform = _TARGET_PLATFORM.get()
-    if platform is None:
-        platform = jax.default_backend()
-        if platform == "gpu" and not _cudnn_flash_device(jax.devices()[0]):
+        platform = current_platform()
+        if (platform == "gpu" and _TARGET_PLATFORM.get() is None
+                and not _cudnn_flash_device(jax.devices()[0])):
             platform = "gpu without cuDNN flash attention"
     ok = (platform in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
           and head_dim % 8 == 0 and head_dim <= 128 and not any(n % 2 for n in lengths))
@@ -95,10 +94,17 @@ _TARGET_PLATFORM: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "attention_target_platform", default=None)
 
 
+def current_platform() -> str:
+    """The platform a trace compiles for: `target_platform`'s inside one (an ahead-of-time
+    compile), else JAX's default backend."""
+    return _TARGET_PLATFORM.get() or jax.default_backend()
+
+
 @contextlib.contextmanager
 def target_platform(platform: str):
-    """Traces inside resolve 'auto' attention for `platform` instead of JAX's default backend:
-    an ahead-of-time compile for devices this machine does not have (train/aot.py)."""
+    """Traces inside resolve 'auto' choices (attention, the gradient norm's layout) for
+    `platform` instead of JAX's default backend: an ahead-of-time compile for devices this
+    machine does not have (train/aot.py)."""
     token = _TARGET_PLATFORM.set(platform)
     try:
         yield

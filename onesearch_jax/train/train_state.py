@@ -98,8 +98,8 @@ def restart_params_ema(opt_state, params):
 
 
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
-    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it; the norm over
-    same-role parameters stacked unless train.stacked_norm is False: global_norm.py).
+    """AdamW with warmup+cosine and global-norm clipping (clip <= 0 disables it; on a GPU the
+    norm reads same-role parameters stacked, train.grad_norm: global_norm.py).
 
     `train.pretrained_lr_scale` (default 1) multiplies the learning rate of the pretrained
     encoder (params['encoder'], the `minilm` preset), so a decoder trained from scratch can use
@@ -107,9 +107,8 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
     """
     parts = []
     if float(train_cfg.clip) > 0:
-        clip = (global_norm.clip_by_global_norm if train_cfg.get("stacked_norm", True)
-                else optax.clip_by_global_norm)
-        parts.append(clip(float(train_cfg.clip)))
+        parts.append(global_norm.clip_by_global_norm(float(train_cfg.clip),
+                                                     train_cfg.get("grad_norm", "auto")))
     parts.append(
         optax.adamw(
             learning_rate_schedule(train_cfg),

@@ -148,25 +148,26 @@ def test_peak_table():
 def test_a_gpu_reruns_rows_with_xla_attention_and_the_per_leaf_norm(monkeypatch):
     plan = accelerator_suite.SMOKE
     assert accelerator_suite.train_runs(plan) == [
-        ("tiny", b, d, "auto", "stacked") for b in (8, 16) for d in ("bfloat16", "float32")]
+        ("tiny", b, d, "auto", "auto") for b in (8, 16) for d in ("bfloat16", "float32")]
     assert accelerator_suite.train_runs(plan, gpu_ab=True) == [
-        ("tiny", 8, "bfloat16", "xla", "stacked"), ("tiny", 8, "bfloat16", "auto", "per_leaf")]
+        ("tiny", 8, "bfloat16", "xla", "auto"), ("tiny", 8, "bfloat16", "auto", "per_leaf")]
     seen = []
 
     def fake_measure(preset, batch, enc, dec, steps, dtype, hlo, trace_dir, attention,
-                     stacked_norm):
-        seen.append((preset, batch, dtype, attention, stacked_norm, steps))
-        return {"device": "cpu", "steps_per_s": 1.0, "achieved_tflops": 0.0}
+                     grad_norm):
+        seen.append((preset, batch, dtype, attention, grad_norm, steps))
+        return {"device": "cpu", "steps_per_s": 1.0, "achieved_tflops": 0.0,
+                "grad_norm": "stacked" if grad_norm == "auto" else grad_norm}
 
     monkeypatch.setattr(accelerator_suite.train_throughput, "measure", fake_measure)
     runs = accelerator_suite.train_runs(plan, gpu_ab=True)
     rows = accelerator_suite.train_rows(runs, 3, float("inf"), "")
-    assert seen == [("tiny", 8, "bfloat16", "xla", True, 3),
-                    ("tiny", 8, "bfloat16", "auto", False, 3)]
-    assert rows[0]["mfu"] is None and [r["norm"] for r in rows] == ["stacked", "per_leaf"]
+    assert seen == [("tiny", 8, "bfloat16", "xla", "auto", 3),
+                    ("tiny", 8, "bfloat16", "auto", "per_leaf", 3)]
+    assert rows[0]["mfu"] is None and [r["grad_norm"] for r in rows] == ["stacked", "per_leaf"]
     spent = accelerator_suite.train_rows(runs[:1], 3, 0.0, "")
     assert spent == [{"preset": "tiny", "batch": 8, "dtype": "bfloat16", "attention": "xla",
-                      "norm": "stacked", "unmeasured": "time budget spent"}]
+                      "grad_norm": "auto", "unmeasured": "time budget spent"}]
 
 
 def test_smoke_run_writes_both_tables(tmp_path):
@@ -187,7 +188,8 @@ def test_smoke_run_writes_both_tables(tmp_path):
     assert saved["aot"] == {"unmeasured": "--aot not given"}
     with open(os.path.join(out, "accelerator_suite.md")) as f:
         table = f.read()
-    assert "| tiny | 16 | float32 | auto (0) | stacked |" in table and "| 1x4 |" in table
+    # On this CPU 'auto' is optax's per-leaf norm.
+    assert "| tiny | 16 | float32 | auto (0) | per_leaf |" in table and "| 1x4 |" in table
     assert "unmeasured" in table and result["seconds"] > 0
 
 

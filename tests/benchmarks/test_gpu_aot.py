@@ -22,7 +22,7 @@ ENTRY %main (q: bf16[2,4,1,8]) -> bf16[2,4,1,8] {
 
 def test_markdown_lists_every_row():
     prog = dict(kernels=10, bytes=2e9, dot_flops=1e12, cudnn_calls=0, roofline_s=1e-3)
-    result = {"gpu": "h200", "jax": "0.12", "stacked_norm": True,
+    result = {"gpu": "h200", "jax": "0.12", "grad_norm": "stacked",
               "train": [dict(preset="small", batch=256, dtype="bfloat16", attention="auto",
                              temp_bytes=2 ** 30, mfu_roofline=0.5,
                              **{**prog, "cudnn_calls": 24})],
@@ -31,8 +31,8 @@ def test_markdown_lists_every_row():
               "decode": [dict(batch=1, beams=16, constrained={**prog, "kernels": 12},
                               free=prog)]}
     md = gpu_aot.markdown(result)
-    assert "clipping norm stacked" in md
-    assert "clipping norm per-leaf" in gpu_aot.markdown({**result, "stacked_norm": False})
+    assert "gradient norm stacked" in md
+    assert "gradient norm per_leaf" in gpu_aot.markdown({**result, "grad_norm": "per_leaf"})
     assert "| small | 256 | bfloat16 | auto (24) | 10 | 2.00 | 1.00 | 1.00 | 50% | 1.00 |" in md
     assert "| 1x16 | 12 / 10 | 2000.0 / 2000.0 | 1.000 |" in md
     assert ("| distill:small:sd | distill | 256 | float32 | auto (0) | 10 | 2.00 | 1.00 | 1.00 | "

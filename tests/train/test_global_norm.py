@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from configs.sft import get_config
 from onesearch_jax import sharding
+from onesearch_jax.model import transformer
 from onesearch_jax.model.transformer import build_model
 from onesearch_jax.train import global_norm
 from onesearch_jax.train.sft_step import make_train_step
@@ -48,14 +50,29 @@ def test_global_norm_by_hand_and_as_optax():
 def test_clip_matches_optax_below_and_above_the_bound():
     tree = jax.tree.map(lambda x: x.astype(jnp.float32), _tree())
     for bound in (1.0, 100.0):  # the norm is ~21.0: clipped, then passed through
-        ours, theirs = global_norm.clip_by_global_norm(bound), optax.clip_by_global_norm(bound)
+        ours = global_norm.clip_by_global_norm(bound, "stacked")
+        theirs = optax.clip_by_global_norm(bound)
         assert ours.init(tree) == theirs.init(tree)
         got, _ = jax.jit(ours.update)(tree, ours.init(tree))
         want, _ = theirs.update(tree, theirs.init(tree))
         chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(optax.tree.norm(got), optax.tree.norm(tree), rtol=1e-6)
-    clipped, _ = global_norm.clip_by_global_norm(1.0).update(tree, optax.EmptyState())
+    clipped, _ = global_norm.clip_by_global_norm(1.0, "stacked").update(tree, optax.EmptyState())
     np.testing.assert_allclose(optax.tree.norm(clipped), 1.0, rtol=1e-6)
+
+
+def test_auto_stacks_for_a_gpu_only():
+    assert global_norm.resolve("auto", "gpu") == "stacked"
+    assert global_norm.resolve("auto", "tpu") == global_norm.resolve("auto", "cpu") == "per_leaf"
+    assert global_norm.resolve("per_leaf", "gpu") == "per_leaf"
+    # Decided when the step is traced, for the target of an ahead-of-time compile.
+    assert global_norm.resolve("auto") == "per_leaf"  # this CPU
+    with transformer.target_platform("gpu"):
+        assert global_norm.resolve("auto") == "stacked"
+    c = _tiny_config()
+    c.train.grad_norm = "stacks"
+    with pytest.raises(ValueError, match="train.grad_norm must be one of"):
+        make_optimizer(c.train)
 
 
 def _tiny_config():
@@ -71,8 +88,8 @@ def test_optimizer_state_and_steps_match_the_unstacked_norm():
               for i in range(3)}
     grads = jax.tree.map(lambda p: jnp.sin(3.0 * p) * 5.0, params)  # norm ~ 9: clipped
     runs = []
-    for stacked in (True, False):
-        c.train.stacked_norm = stacked
+    for layout in ("stacked", "per_leaf"):
+        c.train.grad_norm = layout
         tx = make_optimizer(c.train)
         state, p = tx.init(params), params
         for _ in range(3):
@@ -85,9 +102,9 @@ def test_optimizer_state_and_steps_match_the_unstacked_norm():
     assert not np.allclose(runs[0][0]["dec_0"]["k"], params["dec_0"]["k"])
 
 
-def _collectives(stacked: bool) -> collections.Counter:
+def _collectives(layout: str) -> collections.Counter:
     c = _tiny_config()
-    c.train.stacked_norm = stacked
+    c.train.grad_norm = layout
     mesh = sharding.make_mesh((2, 2, 2))
     model = build_model(c.model)
     setup = setup_train_state(model, c, mesh)
@@ -105,6 +122,6 @@ def test_stacking_moves_no_data_on_a_sharded_mesh():
     """Same-role leaves share their sharding, so the stacks need no collective the per-leaf
     norm does not (here: one all-reduce fewer)."""
     assert jax.device_count() == 8
-    stacked, per_leaf = _collectives(True), _collectives(False)
+    stacked, per_leaf = _collectives("stacked"), _collectives("per_leaf")
     for kind in set(stacked) | set(per_leaf):
         assert stacked[kind] <= per_leaf[kind], (kind, stacked, per_leaf)
