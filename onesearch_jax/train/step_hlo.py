@@ -125,20 +125,26 @@ def _unread_parameters(insts) -> set[int]:
         for o in _operand_names(rest):
             size = int(_SHAPE.search(by_name[o][0]).group(2).split(",")[dim])
             if not any(lo < offset + size and hi > offset for lo, hi in ranges):
-                # Never evaluated: o and what only o's computation uses (its parameters too).
-                skipped, grew = {o}, True
-                while grew:
-                    grew = False
-                    for s in list(skipped):
-                        for a in _operand_names(by_name[s][2]) if by_name[s][1] != "parameter" \
-                                else []:
-                            if a not in skipped and set(users[a]) <= skipped:
-                                skipped.add(a)
-                                grew = True
-                unread |= {int(re.match(r"\s*(\d+)", by_name[s][2]).group(1))
-                           for s in skipped if by_name[s][1] == "parameter"}
+                skipped = _used_only_by(o, by_name, users)
+                unread |= {int(re.match(r"\s*(\d+)", by_name[x][2]).group(1))
+                           for x in skipped if by_name[x][1] == "parameter"}
             offset += size
     return unread
+
+
+def _used_only_by(root: str, by_name: dict, users: dict) -> set[str]:
+    """`root` and every instruction only it (directly or through others of the set) uses: what a
+    kernel never evaluates when it never evaluates `root`."""
+    skipped, todo = {root}, [root]
+    while todo:
+        name = todo.pop()
+        if by_name[name][1] == "parameter":
+            continue
+        for operand in _operand_names(by_name[name][2]):
+            if operand not in skipped and set(users[operand]) <= skipped:
+                skipped.add(operand)
+                todo.append(operand)
+    return skipped
 
 
 def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:

@@ -170,6 +170,27 @@ def test_a_gpu_reruns_rows_with_xla_attention_and_the_per_leaf_norm(monkeypatch)
                       "grad_norm": "auto", "unmeasured": "time budget spent"}]
 
 
+def test_the_first_training_rows_run_before_decoding(tmp_path, monkeypatch):
+    order = []
+
+    def fake_measure(preset, batch, enc, dec, steps, dtype, hlo, trace_dir, attention,
+                     grad_norm):
+        order.append(f"{preset}{batch} {dtype}")
+        return {"device": "cpu", "steps_per_s": 1.0, "achieved_tflops": 0.0, "batch": batch,
+                "dtype": dtype, "grad_norm": "per_leaf"}
+
+    monkeypatch.setattr(accelerator_suite.train_throughput, "measure", fake_measure)
+    monkeypatch.setattr(accelerator_suite, "decode_rows",
+                        lambda plan, deadline: order.append("decode") or {})
+    monkeypatch.setattr(accelerator_suite, "markdown", lambda result: "")
+    result = accelerator_suite.run_suite(str(tmp_path), smoke=True, budget_s=600,
+                                         parts=["train", "decode"], aot=False)
+    assert order == ["tiny8 bfloat16", "tiny8 float32", "decode", "tiny16 bfloat16",
+                     "tiny16 float32"]
+    assert [(r["batch"], r["dtype"]) for r in result["train"]] == [
+        (8, "bfloat16"), (8, "float32"), (16, "bfloat16"), (16, "float32")]
+
+
 def test_smoke_run_writes_both_tables(tmp_path):
     out = str(tmp_path / "suite")
     result = accelerator_suite.run_suite(out, smoke=True, budget_s=600,
