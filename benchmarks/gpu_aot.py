@@ -193,12 +193,10 @@ def run(gpu: str, out_dir: str, parts, presets, dtypes, settings, attention="aut
         configs=(), config_batch: int = 256, config_vocab: int = 3242,
         grad_norm: str = "auto") -> dict:
     import jax
-    from onesearch_jax.train import aot
+    from onesearch_jax.train import aot, global_norm
 
     devices = aot.topology_devices(f"{gpu}:1")
     chip = aot.chip_of(gpu)
-    from onesearch_jax.train import global_norm
-
     result = {"gpu": gpu, "jax": jax.__version__,
               "grad_norm": global_norm.resolve(grad_norm, "gpu")}
     if "train" in parts:
