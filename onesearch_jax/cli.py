@@ -62,9 +62,31 @@ def enable_compilation_cache(path: str) -> None:
     if not path:
         return
     import jax
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+    path = os.path.expanduser(path)
+    repair_compilation_cache(path)
+    jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+
+
+def repair_compilation_cache(path: str) -> int:
+    """Gives every entry of the cache at `path` that lacks one its '-atime' file (the entry's
+    modification time); returns how many. JAX's size-limited cache reads every entry's atime
+    before each write, so one entry without it (its process killed between the two files, or
+    a writer without the size limit) made every later write fail, with a warning per program."""
+    if "://" in path or not os.path.isdir(path):
+        return 0
+    repaired = 0
+    for name in os.listdir(path):
+        if not name.endswith("-cache"):
+            continue
+        atime = os.path.join(path, name[: -len("-cache")] + "-atime")
+        if not os.path.exists(atime):
+            stamp = os.stat(os.path.join(path, name)).st_mtime_ns
+            with open(atime, "wb") as f:
+                f.write(stamp.to_bytes(8, "little"))
+            repaired += 1
+    return repaired
 
 
 def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> None:

@@ -47,9 +47,11 @@ def config_differences(old: Mapping, new: Mapping) -> list[str]:
 # workdir recorded before such a key existed matches a config that has it.
 RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache", "train.stop_at"})
 # Keys added after runs were recorded, with the value that reproduces what those runs computed: a
-# record without the key matches a config holding that value.
+# record without the key matches a config holding that value. (train.grad_norm 'auto' is the
+# earlier per-leaf norm off a GPU, and on one the same norm summed in another order.)
 ADDED_KEYS = {"distill.kl_levels": 0, "data.keyword_min_events": 1, "data.mem_width": "fixed",
-              "train.branch_from": "", "distill.teacher_input": "keywords"}
+              "train.branch_from": "", "distill.teacher_input": "keywords",
+              "train.grad_norm": "auto"}
 
 
 def _added_at_default(key: str, old: Mapping, new: Mapping) -> bool:

@@ -41,3 +41,16 @@ def test_keys_added_later_match_a_record_without_them_only_at_their_default(tmp_
                                 {"distill": {"tau": 1.0, "kl_levels": 0}})
     with pytest.raises(ValueError, match=r"mismatched keys: distill\.kl_levels"):
         workdir.guard_config(str(tmp_path), "train", {"distill": {"tau": 1.0, "kl_levels": 2}})
+
+
+def test_a_run_recorded_before_the_gradient_norm_key_resumes_with_its_default(tmp_path):
+    from configs.sft import get_config
+
+    config = get_config("tiny")
+    old = config.to_dict()
+    del old["train"]["grad_norm"]  # what a workdir recorded before the key existed holds
+    assert workdir.guard_config(str(tmp_path), "train", old) is False
+    assert workdir.guard_config(str(tmp_path), "train", config)
+    config.train.grad_norm = "stacked"
+    with pytest.raises(ValueError, match=r"mismatched keys: train\.grad_norm"):
+        workdir.guard_config(str(tmp_path), "train", config)

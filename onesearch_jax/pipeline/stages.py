@@ -2,7 +2,8 @@
 
 Each entry is one `Stage`: its spec (train/stage_spec.py: step factory, batch contract, config
 sections) and the runner that trains it on a workdir, `stage(config, workdir, stream=None) ->
-summary`; calling a stage refuses a config that lacks a section the stage reads.
+summary`; calling a stage refuses a config that lacks a section the stage reads, or whose
+optimizer cannot be built.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import dataclasses
 from typing import Callable
 
 from onesearch_jax.pipeline import real_run, rl_run, sft_run
+from onesearch_jax.train import train_state
 from onesearch_jax.train.stage_spec import SPECS, StageSpec
 
 
@@ -25,6 +27,9 @@ class Stage:
         if missing:
             raise ValueError(f"this stage reads config sections {missing}, which this config "
                              "lacks")
+        # A bad optimizer setting (train.grad_norm, the schedule, ...) is refused before the run
+        # records its config in the workdir, so a corrected rerun is not refused as a change.
+        train_state.make_optimizer(config.train)
         return self.run(config, workdir, stream=stream)
 
 

@@ -43,14 +43,14 @@ def test_error_line_by_hand():
         "error: flag --config=c.py:p: Error whilst parsing config file: ValueError: unknown preset 'p'"
 
 
-def _compile_in_a_process(cache: str) -> None:
+def _compile_in_a_process(cache: str) -> str:
     script = ("import jax, jax.numpy as jnp\n"
               "from onesearch_jax import cli\n"
               f"cli.enable_compilation_cache({cache!r})\n"
               "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
               "print(jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((8, 8))).sum())\n")
-    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                   cwd=__file__.rsplit("/tests/", 1)[0])
+    return subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                          text=True, cwd=__file__.rsplit("/tests/", 1)[0]).stderr
 
 
 def test_compilation_cache_is_written_and_off_when_empty(tmp_path):
@@ -64,6 +64,27 @@ def test_compilation_cache_is_written_and_off_when_empty(tmp_path):
     before = jax.config.jax_compilation_cache_dir
     cli.enable_compilation_cache("")  # off: JAX's setting left as it was
     assert jax.config.jax_compilation_cache_dir == before
+
+
+def test_an_entry_without_its_access_time_is_repaired(tmp_path):
+    """An entry left without '-atime' (a process killed between the two files) made JAX's
+    size-limited cache fail every later write, warning 'Error writing persistent compilation
+    cache entry' for each program."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "jit_f-0123-cache").write_bytes(b"old program")
+    (cache / "jit_g-4567-cache").write_bytes(b"whole entry")
+    (cache / "jit_g-4567-atime").write_bytes((5).to_bytes(8, "little"))
+    assert cli.repair_compilation_cache(str(cache)) == 1
+    stamp = int.from_bytes((cache / "jit_f-0123-atime").read_bytes(), "little")
+    assert stamp == (cache / "jit_f-0123-cache").stat().st_mtime_ns
+    assert int.from_bytes((cache / "jit_g-4567-atime").read_bytes(), "little") == 5
+    assert cli.repair_compilation_cache(str(cache)) == 0
+    (cache / "jit_f-0123-atime").unlink()
+    err = _compile_in_a_process(str(cache))
+    assert "Error writing persistent compilation cache" not in err, err
+    assert any(p.name.startswith("jit_") and p.name != "jit_f-0123-cache"
+               and p.name.endswith("-cache") for p in cache.iterdir())
 
 
 def test_ahead_of_time_tools_run_without_the_cache(monkeypatch):

@@ -89,7 +89,7 @@ def test_rl_spec_follows_the_group_and_the_reference():
     SPECS["grpo"].batch_checker(c, VOCAB)(_batch(shapes))
 
 
-def test_registry_holds_one_stage_object_per_name():
+def test_registry_holds_one_stage_object_per_name(tmp_path):
     assert set(stages.STAGES) == {"sft", "distill", "sft_real", "dpo", "grpo"}
     for name, stage in stages.STAGES.items():
         assert stage.spec is SPECS[stage.spec.name]
@@ -99,6 +99,11 @@ def test_registry_holds_one_stage_object_per_name():
     del c["distill"]
     with pytest.raises(ValueError, match=r"reads config sections \['distill'\]"):
         stages.get_stage("distill")(c, "/tmp/unused")
+    c = distill_configs.get_config("tiny:sd")
+    c.train.grad_norm = "stacks"
+    with pytest.raises(ValueError, match="train.grad_norm must be one of"):
+        stages.get_stage("distill")(c, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()  # refused before anything is recorded
     with pytest.raises(ValueError, match=r"reads config sections \['sids', 'data_dir'"):
         stages.get_stage("sft_real")(ml_collections.ConfigDict(
             {k: {} for k in ("model", "data", "train", "eval", "mesh")}), "/tmp/unused")
