@@ -82,9 +82,12 @@ def repair_compilation_cache(path: str) -> int:
             continue
         atime = os.path.join(path, name[: -len("-cache")] + "-atime")
         if not os.path.exists(atime):
-            stamp = os.stat(os.path.join(path, name)).st_mtime_ns
-            with open(atime, "wb") as f:
-                f.write(stamp.to_bytes(8, "little"))
+            try:  # best effort: a read-only or shared cache another process tidies is no error
+                stamp = os.stat(os.path.join(path, name)).st_mtime_ns
+                with open(atime, "wb") as f:
+                    f.write(stamp.to_bytes(8, "little"))
+            except OSError:
+                continue
             repaired += 1
     return repaired
 
