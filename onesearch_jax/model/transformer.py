@@ -91,7 +91,7 @@ def resolve_attention(impl: str | None, dtype, head_dim: int, platform: str | No
 
 
 _TARGET_PLATFORM: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "attention_target_platform", default=None)
+    "target_platform", default=None)
 
 
 def current_platform() -> str:
