@@ -93,8 +93,6 @@ GPUS = {
 CHIPS_PER_HOST = (2, 2, 1)  # a Cloud TPU VM host's chips
 STAGES = ("sft", "distill", "grpo")
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-_DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
-                "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8}
 
 
 def chip_of(topology: str) -> Chip:
@@ -151,10 +149,7 @@ def collective_bytes(hlo_text: str) -> dict[str, float]:
         m = pattern.search(line)
         if not m:
             continue
-        shapes = re.findall(r"(\w+)\[([\d,]*)\]", m.group(1))
-        totals[m.group(2)] += float(sum(
-            _DTYPE_BYTES.get(dt, 4) * float(np.prod([int(d) for d in dims.split(",") if d] or [1]))
-            for dt, dims in shapes))
+        totals[m.group(2)] += float(step_hlo.shape_bytes(m.group(1)))
     return totals
 
 

@@ -17,7 +17,7 @@ _COMPUTATION = re.compile(r"^(ENTRY\s+)?%?([\w.\-]+)\s*(\(.*\))?\s*->\s*.*\{\s*$
 _INSTRUCTION = re.compile(r"^\s*(ROOT\s+)?%?([\w.\-]+)\s*=\s*(\(.*?\)|\w+\[[\d,]*\](?:\{[^}]*\})?)"
                           r"\s+([\w\-]+)\(")
 _BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
-          "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8}
+          "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8}
 _SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
 KERNEL_OPS = ("fusion", "convert", "copy", "transpose", "dot", "convolution", "reduce",
               "custom-call", "scatter", "gather", "sort")
@@ -57,7 +57,8 @@ def _fusion_bodies(comps) -> set[str]:
             + re.findall(r"to_apply=%?([\w.\-]+)", rest)}
 
 
-def _shape_bytes(shape: str) -> int:
+def shape_bytes(shape: str) -> int:
+    """Bytes of an HLO shape, every part of a tuple (an unknown dtype: 4 bytes an element)."""
     return sum(_BYTES.get(dt, 4) * _elements(dims) for dt, dims in _SHAPE.findall(shape))
 
 
@@ -161,7 +162,7 @@ def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
             unread = _unread_parameters(comps.get(body.group(1), [])) if body else set()
             args = [a for i, a in enumerate(args) if i not in unread]
         operands = set(args)
-        moved = _shape_bytes(shape) + sum(_shape_bytes(shapes.get(o, "")) for o in operands)
+        moved = shape_bytes(shape) + sum(shape_bytes(shapes.get(o, "")) for o in operands)
         where = re.search(r'op_name="([^"]*)"', rest)
         rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],
                      "name": inst, "op_name": where.group(1) if where else ""})
