@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import einops
 import flax.linen as nn
@@ -59,6 +59,22 @@ def _layer_norm(cfg: TransformerConfig, name: str | None = None) -> nn.LayerNorm
         scale_init=_init(nn.initializers.ones_init(), "embed"),
         bias_init=_init(nn.initializers.zeros_init(), "embed"),
     )
+
+
+def decoding_norm(ln: nn.LayerNorm, x):
+    """`ln(x)` in a decoding step. On a GPU the variance is the mean squared deviation (two
+    passes): XLA's GPU compiler fuses that whole layer norm into one kernel, while flax's
+    one-pass E[x^2] - E[x]^2 takes two (the reductions, then the normalisation), 76 of a 1x16
+    search's kernels (docs/scaling.md). Elsewhere flax's own, so CPU results stay bit for bit;
+    training keeps it everywhere (its backward compiles to more kernels two-pass)."""
+    if current_platform() not in ("gpu", "cuda"):
+        return ln(x)
+    params = nn.meta.unbox(ln.variables["params"])
+    xf = x.astype(jnp.float32)
+    centred = xf - jnp.mean(xf, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    y = centred * jax.lax.rsqrt(var + ln.epsilon) * params["scale"] + params["bias"]
+    return y.astype(ln.dtype)
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
@@ -140,6 +156,38 @@ def attention(q, k, v, mask=None, is_causal: bool = False, implementation: str =
                                         implementation=implementation)
 
 
+class FoldedKV(NamedTuple):
+    """Cross-attention keys and values with the query and output projections folded in
+    (`Attention.fold_kv`), per query."""
+
+    keys: jax.Array  # [B, H, S, D], scaled by 1/sqrt(head_dim)
+    key_bias: jax.Array  # float32 [B, H, S]: the query bias's share of each score
+    values: jax.Array  # [B, H, S, D]: each head's values through its rows of the output kernel
+    out_bias: jax.Array  # [D]
+
+
+# Fold the cross-attention (`Attention.fold_kv`) when a batch's folded keys and values, all
+# layers, stay under this many bytes: the fold takes H - 1 of every S x D block's projections
+# off each decoding row but keeps H times the bytes per query, so it pays while that cache
+# stays in a CPU's caches (batch-1 serving: 1x16 20% faster on this 2-core CPU, 64x16 11%
+# slower, docs/scaling.md) and, on a GPU, while it fits in L2 beside the three kernels per
+# layer and step it saves.
+FOLD_BUDGET_BYTES = {"gpu": 64 << 20, "cuda": 64 << 20}
+FOLD_BUDGET_DEFAULT = 4 << 20
+
+
+def fold_cross_attention(fold: bool | None, queries: int, cfg: "TransformerConfig",
+                         enc_len: int, platform: str | None = None) -> bool:
+    """`fold` if given, else whether `queries` queries' folded cross caches fit the platform's
+    budget (FOLD_BUDGET_BYTES)."""
+    if fold is not None:
+        return bool(fold)
+    per_query = (cfg.dec_layers * 2 * cfg.num_heads * enc_len * cfg.d_model
+                 * jnp.dtype(cfg.dtype).itemsize)
+    budget = FOLD_BUDGET_BYTES.get(platform or current_platform(), FOLD_BUDGET_DEFAULT)
+    return queries * per_query <= budget
+
+
 class Attention(nn.Module):
     """Multi-head attention through jax.nn.dot_product_attention.
 
@@ -180,6 +228,46 @@ class Attention(nn.Module):
     def __call__(self, x, kv, mask=None, is_causal=False):
         k, v = self.project_kv(kv)
         return self.attend(self.project_q(x), k, v, mask=mask, is_causal=is_causal)
+
+    def _weights(self, dense: nn.Dense, dtype):
+        params = nn.meta.unbox(dense.variables["params"])
+        return params["kernel"].astype(dtype), params.get("bias")
+
+    def fold_kv(self, kv) -> FoldedKV:
+        """Keys and values of kv [B, S, D] with the query and output projections folded in.
+
+        For many query rows against keys that never change (cross-attention while decoding:
+        every beam of every step attends to its query's encoder output), per head h
+        (q Wq_h + bq_h) . k_h = y . (Wq_h k_h^T) + bq_h . k_h and p_h v_h Wo_h = p_h (v_h Wo_h),
+        so a step scores with one matmul and sums the values straight into the model width
+        with another (`attend_folded`) instead of projecting q, attending per head and
+        projecting out: three kernels fewer per layer and step on a GPU, and fewer FLOPs while
+        S (H - 1) < D, for H times the bytes per query (`fold_cross_attention` decides).
+        """
+        k, v = self.project_kv(kv)  # [B, S, H, hd]
+        h, hd = k.shape[2], k.shape[3]
+        wq, bq = self._weights(self.query, k.dtype)
+        wo, bo = self._weights(self.out, v.dtype)
+        scale = 1.0 / np.sqrt(hd)
+        wq = wq.reshape(wq.shape[0], h, hd)
+        keys = jnp.einsum("dhe,bshe->bhsd", wq, k) * jnp.asarray(scale, k.dtype)
+        key_bias = jnp.einsum("he,bshe->bhs", bq.reshape(h, hd).astype(jnp.float32),
+                              k.astype(jnp.float32)) * scale
+        values = jnp.einsum("bshe,heo->bhso", v, wo.reshape(h, hd, wo.shape[-1]))
+        return FoldedKV(keys, key_bias, values, bo)
+
+    @staticmethod
+    def attend_folded(y, folded: FoldedKV, mask=None):
+        """`attend` of rows y [B, R, D] (R per query) over `fold_kv`'s keys and values; the
+        scores and softmax in float32 as in jax.nn.dot_product_attention (same masking)."""
+        keys, key_bias, values, bo = folded
+        logits = jnp.einsum("brd,bhsd->brhs", y, keys, preferred_element_type=jnp.float32)
+        logits = logits + key_bias[:, None]
+        if mask is not None:  # [B, 1, 1, S]: B, R, H, S broadcasts alike
+            logits = jnp.where(mask, logits, -0.7 * float(jnp.finfo(jnp.float32).max))
+        probs = jax.nn.softmax(logits, axis=-1).astype(values.dtype)
+        out = jnp.einsum("brhs,bhso->bro", probs, values)
+        return out + bo.astype(out.dtype)
 
 
 def dropout_keys(module: nn.Module, train: bool, count: int):
@@ -252,29 +340,34 @@ class DecoderLayer(nn.Module):
                           rng=_key(rngs, 3))
         return nn.with_logical_constraint(x, ACT_AXES)
 
-    def cross_kv(self, enc_out):
-        """This layer's cross-attention keys/values [B, S, H, hd], computed once per query."""
-        return self.cross_attn.project_kv(enc_out)
+    def cross_kv(self, enc_out, fold: bool):
+        """This layer's cross-attention keys/values [B, S, H, hd], or with `fold` a `FoldedKV`,
+        computed once per query."""
+        return self.cross_attn.fold_kv(enc_out) if fold else self.cross_attn.project_kv(enc_out)
 
     def step(self, x, self_kv, cross_kv, cross_mask):
         """One new position for N = B*R rows (R rows per query, consecutive), inference only.
 
-        x [N, D]; self_kv: keys/values [N, t, H, hd] of the positions so far; cross_kv: keys/values
-        [B, S, H, hd]; cross_mask bool[B, 1, 1, S]. Returns (x [N, D], self_kv grown to t + 1).
+        x [N, D]; self_kv: keys/values [N, t, H, hd] of the positions so far; cross_kv: this
+        layer's `cross_kv` (B queries, folded or not); cross_mask bool[B, 1, 1, S]. Returns
+        (x [N, D], self_kv grown to t + 1).
         """
         b = cross_kv[0].shape[0]
-        y = self.ln_self(x)[:, None]
+        y = decoding_norm(self.ln_self, x)[:, None]
         k, v = self.self_attn.project_kv(y)
         k = jnp.concatenate([self_kv[0], k.astype(self_kv[0].dtype)], axis=1)
         v = jnp.concatenate([self_kv[1], v.astype(self_kv[1].dtype)], axis=1)
         # One new position per row: XLA's attention (a cuDNN flash call per step buys nothing).
         x = x + self.self_attn.attend(self.self_attn.project_q(y), k, v, impl="xla")[:, 0]
         # A query's R rows act as R query positions over that query's encoder output.
-        y = einops.rearrange(self.ln_cross(x), "(b r) d -> b r d", b=b)
-        q = self.cross_attn.project_q(y)
-        x = x + einops.rearrange(self.cross_attn.attend(q, *cross_kv, mask=cross_mask, impl="xla"),
-                                 "b r d -> (b r) d")
-        return x + self.mlp(self.ln_mlp(x), False), (k, v)
+        y = einops.rearrange(decoding_norm(self.ln_cross, x), "(b r) d -> b r d", b=b)
+        if isinstance(cross_kv, FoldedKV):
+            y = self.cross_attn.attend_folded(y, cross_kv, cross_mask)
+        else:
+            y = self.cross_attn.attend(self.cross_attn.project_q(y), *cross_kv, mask=cross_mask,
+                                       impl="xla")
+        x = x + einops.rearrange(y, "b r d -> (b r) d")
+        return x + self.mlp(decoding_norm(self.ln_mlp, x), False), (k, v)
 
 
 class EncoderDecoder(nn.Module):
@@ -455,9 +548,11 @@ class EncoderDecoder(nn.Module):
         return (self.full_logits(x, f32_logits),
                 self.level_log_probs_at(x, positions, level_ranges))
 
-    def cross_cache(self, enc_out):
-        """Per decoder layer, cross-attention keys/values [B, S, H, hd] (once per query)."""
-        return tuple(layer.cross_kv(enc_out) for layer in self.dec_layers)
+    def cross_cache(self, enc_out, fold: bool | None = None):
+        """Per decoder layer, its cross-attention keys/values (`DecoderLayer.cross_kv`), once per
+        query; folded when `fold`, by default when `fold_cross_attention` says it pays."""
+        fold = fold_cross_attention(fold, enc_out.shape[0], self.cfg, enc_out.shape[1])
+        return tuple(layer.cross_kv(enc_out, fold) for layer in self.dec_layers)
 
     def decode_step(self, tokens, step: int, self_cache, cross_cache, enc_mask, logit_range):
         """Incremental decoding: logits of position `step` given the token at `step`.
@@ -477,7 +572,7 @@ class EncoderDecoder(nn.Module):
         for layer, kv, ckv in zip(self.dec_layers, self_cache, cross_cache):
             x, kv = layer.step(x, kv, ckv, cross_mask)
             new_cache.append(kv)
-        x = self.dec_norm(x)
+        x = decoding_norm(self.dec_norm, x)
         start, size = logit_range
         return self.project_slice(x, start, size), tuple(new_cache)
 
@@ -544,20 +639,22 @@ def empty_self_cache(cfg: TransformerConfig, rows: int) -> tuple:
 
 
 def make_cached_logits_fn(
-    model: EncoderDecoder, params, enc_out, enc_mask, logit_ranges
+    model: EncoderDecoder, params, enc_out, enc_mask, logit_ranges, fold: bool | None = None
 ) -> tuple[Callable, tuple]:
     """(logits_fn, initial state) for incremental decoding with a KV cache.
 
     The serving path of beam search and sampling (`level_logits=True` there): each call embeds
     only the newest token, attends over the self-attention cache carried in the state (which
     the search tiles per beam and re-gathers along the chosen beams), reuses cross-attention
-    keys/values computed once per query (closed over, never tiled per beam or re-gathered), and
-    projects onto `logit_ranges[step]` only, e.g. `zip(vocab.level_offsets, vocab.level_sizes)`.
+    keys/values computed once per query (closed over, never tiled per beam or re-gathered;
+    `fold`: with the query and output projections folded in, default `fold_cross_attention`'s
+    choice), and projects onto `logit_ranges[step]` only, e.g. `zip(vocab.level_offsets,
+    vocab.level_sizes)`.
     enc_out [B, S, D] and enc_mask [B, S] are per query; the initial (empty) cache has B rows and
     any N = B*R rows (R per query, rows b*R + r) may be decoded.
     """
     logit_ranges = tuple((int(a), int(b)) for a, b in logit_ranges)
-    cross = model.apply({"params": params}, enc_out, method=EncoderDecoder.cross_cache)
+    cross = model.apply({"params": params}, enc_out, fold, method=EncoderDecoder.cross_cache)
     state = empty_self_cache(model.cfg, enc_out.shape[0])
 
     def logits_fn(self_cache, tokens, step: int):

@@ -133,6 +133,32 @@ def _unread_parameters(insts) -> set[int]:
     return unread
 
 
+def _sliced_parameters(insts) -> dict[int, int]:
+    """Parameter number -> bytes loaded, for a fused computation's parameters that only `slice`
+    ops read (directly or through bitcasts): the kernel loads the slices, not the operand (one
+    layer's keys cut from a gemm that projected every layer's keys and values at once)."""
+    users: dict[str, list[tuple[str, str, str]]] = {}
+    for name, shape, op, rest in insts:
+        for o in _operand_names(rest):
+            users.setdefault(o, []).append((name, shape, op))
+    out = {}
+    for name, shape, op, rest in insts:
+        if op != "parameter":
+            continue
+        loaded, todo, ok = 0, [name], True
+        while todo and ok:
+            for user, user_shape, user_op in users.get(todo.pop(), []):
+                if user_op == "slice":
+                    loaded += shape_bytes(user_shape)
+                elif user_op == "bitcast":
+                    todo.append(user)
+                else:
+                    ok = False
+        if ok and loaded:
+            out[int(re.match(r"\s*(\d+)", rest).group(1))] = min(loaded, shape_bytes(shape))
+    return out
+
+
 def _used_only_by(root: str, by_name: dict, users: dict) -> set[str]:
     """`root` and every instruction only it (directly or through others of the set) uses: what a
     kernel never evaluates when it never evaluates `root`."""
@@ -151,18 +177,22 @@ def _used_only_by(root: str, by_name: dict, users: dict) -> set[str]:
 def heaviest_kernels(hlo_text: str, n: int = 10) -> list[dict]:
     """The `n` kernels (instructions outside fusion bodies, layout-only ops skipped) that read
     and write the most bytes: result + operands, each operand counted once, less the operands a
-    fusion never loads (`_unread_parameters`). With the module's metadata op_name, this says
-    which part of the model moves the memory."""
+    fusion never loads (`_unread_parameters`), an operand only sliced counted by its slices
+    (`_sliced_parameters`). With the module's metadata op_name, this says which part of the
+    model moves the memory."""
     comps = _computations(hlo_text)
     rows = []
     for shapes, (inst, shape, op, rest) in _kernel_ops(comps, _fusion_bodies(comps)):
-        args = _operand_names(rest)
+        read = {o: shape_bytes(shapes.get(o, "")) for o in _operand_names(rest)}
         if op == "fusion":
             body = re.search(r"calls=%?([\w.\-]+)", rest)
-            unread = _unread_parameters(comps.get(body.group(1), [])) if body else set()
-            args = [a for i, a in enumerate(args) if i not in unread]
-        operands = set(args)
-        moved = shape_bytes(shape) + sum(shape_bytes(shapes.get(o, "")) for o in operands)
+            insts = comps.get(body.group(1), []) if body else []
+            unread, sliced = _unread_parameters(insts), _sliced_parameters(insts)
+            read = {}
+            for i, o in enumerate(_operand_names(rest)):
+                if i not in unread:
+                    read[o] = max(read.get(o, 0), sliced.get(i, shape_bytes(shapes.get(o, ""))))
+        moved = shape_bytes(shape) + sum(read.values())
         where = re.search(r'op_name="([^"]*)"', rest)
         rows.append({"bytes": moved, "op": op, "shape": shape.split("{")[0],
                      "name": inst, "op_name": where.group(1) if where else ""})

@@ -134,6 +134,40 @@ def test_a_sliced_stack_reads_one_leaf():
     assert step_hlo._unread_parameters(step_hlo._computations(sliced_all)["fused"]) == set()
 
 
+# One layer's keys cut out of a gemm that projected several layers at once, then scaled: the
+# kernel loads the slice (2 x 3 floats) of the [4, 6] operand, and all of the [2, 3] one.
+SLICED_HLO = """
+%fused (p0: f32[4,6], p1: f32[2,3]) -> f32[2,3] {
+  %p0 = f32[4,6]{1,0} parameter(0)
+  %b0 = f32[2,2,6]{2,1,0} bitcast(%p0)
+  %k = f32[1,2,3]{2,1,0} slice(%b0), slice={[0:1], [0:2], [0:3]}
+  %kb = f32[2,3]{1,0} bitcast(%k)
+  %p1 = f32[2,3]{1,0} parameter(1)
+  ROOT %y = f32[2,3]{1,0} multiply(%kb, %p1)
+}
+
+ENTRY %main (a: f32[4,6], b: f32[2,3]) -> f32[2,3] {
+  %a = f32[4,6]{1,0} parameter(0)
+  %b = f32[2,3]{1,0} parameter(1)
+  ROOT %out = f32[2,3]{1,0} fusion(%a, %b), kind=kLoop, calls=%fused
+}
+"""
+
+
+def test_an_operand_only_sliced_counts_its_slices():
+    assert step_hlo._sliced_parameters(step_hlo._computations(SLICED_HLO)["fused"]) == {0: 24}
+    assert step_hlo.kernel_bytes(SLICED_HLO) == 24 + 24 + 24  # slice, p1, result
+    whole = SLICED_HLO.replace("ROOT %y = f32[2,3]{1,0} multiply(%kb, %p1)",
+                               "%y = f32[2,3]{1,0} multiply(%kb, %p1)\n"
+                               "  %r = f32[4,6]{1,0} negate(%p0)\n"
+                               "  ROOT %t = (f32[2,3]{1,0}, f32[4,6]{1,0}) tuple(%y, %r)")
+    whole = whole.replace("-> f32[2,3] {\n  %p0", "-> (f32[2,3], f32[4,6]) {\n  %p0")
+    whole = whole.replace("ROOT %out = f32[2,3]{1,0} fusion",
+                          "ROOT %out = (f32[2,3]{1,0}, f32[4,6]{1,0}) fusion")
+    assert step_hlo._sliced_parameters(step_hlo._computations(whole)["fused"]) == {}
+    assert step_hlo.kernel_bytes(whole) == 96 + 24 + (24 + 96)  # all of p0 read, both written
+
+
 def test_dot_flops_of_a_gpu_program():
     assert step_hlo.dot_flops(GPU_HLO) == 2 * 16 * 8 * 32 + 2 * (4 * 5 * 7) * 6
     assert step_hlo.unfused_ops(GPU_HLO) == 2

@@ -1,5 +1,7 @@
 """Behaviour of the encoder-decoder: shapes, causality, padding, tying, logits_fn."""
 
+import contextlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,9 +11,12 @@ import pytest
 from onesearch_jax.model import presets
 from onesearch_jax.model.transformer import (
     EncoderDecoder,
+    FoldedKV,
     _cudnn_flash_device,
     build_model,
+    decoding_norm,
     encode_for_beams,
+    fold_cross_attention,
     key_lengths,
     make_cached_logits_fn,
     make_logits_fn,
@@ -122,17 +127,20 @@ def test_logits_fn_matches_full_decode(setup):
     np.testing.assert_allclose(last, full[:, 2], atol=1e-5)
 
 
+@pytest.mark.parametrize("fold,platform", [(True, None), (False, None), (True, "gpu")])
 @pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
-def test_cached_decode_matches_full_decode(setup, positions):
+def test_cached_decode_matches_full_decode(setup, positions, fold, platform):
     """KV-cached incremental decoding reproduces `decode` on every row, step and vocab slice,
-    with R rows per query sharing that query's cross-attention keys/values."""
+    with R rows per query sharing that query's cross-attention keys/values, folded or not, and
+    traced for a GPU (the two-pass `decoding_norm`)."""
     cfg, model, params, apply, enc, dec = setup
     if positions == "sinusoidal":
         cfg = _cfg(vocab_size=300, positions="sinusoidal")
         model = build_model(cfg)
         params = nn.unbox(jax.jit(model.init)(jax.random.key(4), enc, dec)["params"])
-    rows = 2
     rng = np.random.default_rng(5)
+    params = _with_biases(params, rng)  # the fold's bias terms (init gives zeros) count too
+    rows = 2
     tokens = rng.integers(1, cfg.vocab_size, (B * rows, T)).astype(np.int32)
     enc_out, enc_mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
     full = np.asarray(
@@ -145,15 +153,89 @@ def test_cached_decode_matches_full_decode(setup, positions):
         )
     )
     ranges = [(0, cfg.vocab_size), (10, 7), (250, 50), (0, 1), (3, 290), (299, 1)]
-    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, ranges)
+    logits_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, ranges, fold)
     cache = jax.tree.map(lambda x: jnp.repeat(x, rows, axis=0), cache)  # as a search tiles it
     for step, (start, size) in enumerate(ranges):
-        logits, cache = jax.jit(logits_fn, static_argnums=2)(cache, tokens, step)
+        with target_platform(platform) if platform else contextlib.nullcontext():
+            logits, cache = jax.jit(logits_fn, static_argnums=2)(cache, tokens, step)
         assert logits.shape == (B * rows, size)
         assert cache[0][0].shape[1] == step + 1
         np.testing.assert_allclose(logits, full[:, step, start : start + size], atol=2e-5)
     with pytest.raises(ValueError, match="step must be"):
         logits_fn(cache, tokens, len(ranges))
+
+
+def _with_biases(params, rng):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: x + 0.3 * rng.standard_normal(x.shape).astype(x.dtype)
+        if path[-1].key == "bias" else x, params)
+
+
+def test_folded_cross_attention_in_bfloat16():
+    """bf16 decoding with the cross-attention folded gives the unfolded logits up to bf16
+    rounding (the fold multiplies bf16 weights into bf16 keys once per query)."""
+    cfg = _cfg(vocab_size=300, dtype="bfloat16")
+    model = build_model(cfg)
+    rng = np.random.default_rng(6)
+    enc = rng.integers(1, cfg.vocab_size, (B, S)).astype(np.int32)
+    enc[1, 4:] = 0
+    dec = rng.integers(1, cfg.vocab_size, (B, T)).astype(np.int32)
+    params = _with_biases(nn.unbox(jax.jit(model.init)(jax.random.key(7), enc, dec)["params"]),
+                          rng)
+    enc_out, enc_mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
+    ranges = [(0, cfg.vocab_size)] * 3
+    out = {}
+    for fold in (True, False):
+        logits_fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask, ranges, fold)
+        folded = isinstance(model.apply({"params": params}, enc_out, fold,
+                                        method=EncoderDecoder.cross_cache)[0], FoldedKV)
+        assert folded == fold
+        for step in range(3):
+            logits, cache = logits_fn(cache, dec, step)
+        out[fold] = np.asarray(logits)
+    scale = np.abs(out[False]).max()
+    np.testing.assert_allclose(out[True], out[False], atol=0.03 * scale)
+
+
+def test_decoding_norm_two_pass_on_a_gpu_target():
+    """On a GPU target a decoding step's layer norm is the two-pass one: flax's values, and
+    closer to exact where flax's E[x^2] - E[x]^2 loses digits (rows with a large mean); on this
+    CPU it is flax's own, bit for bit."""
+    ln = nn.LayerNorm(epsilon=1e-6)
+    scale, bias = np.linspace(0.5, 1.5, 64), np.linspace(-1, 1, 64)
+    params = {"params": {"scale": jnp.asarray(scale, jnp.float32),
+                         "bias": jnp.asarray(bias, jnp.float32)}}
+    norm = jax.jit(lambda y: ln.apply(params, y, method=lambda m, y: decoding_norm(m, y)))
+    for shift in (0.0, 100.0):
+        x = shift + np.random.default_rng(8).standard_normal((5, 64)).astype(np.float32)
+        ref = jax.jit(ln.apply)(params, x)
+        np.testing.assert_array_equal(norm(x), ref)
+        with target_platform("gpu"):
+            two_pass = jax.jit(lambda y: ln.apply(params, y, method=lambda m, y: decoding_norm(
+                m, y)))(x)
+        centred = x.astype(np.float64) - x.astype(np.float64).mean(-1, keepdims=True)
+        exact = centred / np.sqrt((centred ** 2).mean(-1, keepdims=True) + 1e-6) * scale + bias
+        np.testing.assert_allclose(two_pass, exact, atol=5e-5)
+        if shift == 0:
+            np.testing.assert_allclose(two_pass, ref, atol=1e-5)
+        else:
+            assert np.abs(two_pass - exact).max() < np.abs(ref - exact).max() / 10
+
+
+def test_when_the_cross_attention_folds():
+    cfg = presets.TransformerConfig(**presets.get_preset("small"))  # 4 layers, 4 heads, 256 wide
+    per_query = 4 * 2 * 4 * 32 * 256 * 4  # layers x (keys, values) x H x S x D x f32: 1 MiB
+    assert per_query == 1 << 20
+    assert fold_cross_attention(None, 4, cfg, 32, "cpu")  # 4 MiB: in a CPU's caches
+    assert not fold_cross_attention(None, 5, cfg, 32, "cpu")
+    assert fold_cross_attention(None, 64, cfg, 32, "gpu") and fold_cross_attention(
+        None, 64, cfg, 32, "cuda")
+    assert not fold_cross_attention(None, 65, cfg, 32, "gpu")
+    assert not fold_cross_attention(None, 2, cfg, 128, "tpu")
+    half = presets.TransformerConfig(**{**presets.get_preset("small"), "dtype": "bfloat16"})
+    assert fold_cross_attention(None, 8, half, 32, "cpu")
+    assert fold_cross_attention(True, 10**6, cfg, 32, "cpu")
+    assert not fold_cross_attention(False, 1, cfg, 32, "gpu")
 
 
 def test_bfloat16_compute_and_sinusoidal_positions():
