@@ -17,6 +17,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from onesearch_jax.model.transformer import current_platform
+
 SCORE_OVER = ("level", "vocab", "raw")
 
 
@@ -105,10 +107,21 @@ def level_log_probs(
 
 
 def call_model(logits_fn, state, tokens, step: int, num_rows: int):
-    """Calls ``logits_fn`` and checks the shapes it returns."""
+    """Calls ``logits_fn`` and checks the shapes it returns.
+
+    One row on a GPU (a batch-1 query's first step) runs as two, the second a copy dropped
+    after: XLA rewrites every one-row matmul into a multiply that writes the product out and a
+    reduction, two kernels each, 25 more in a 1x16 search of ~450 (docs/scaling.md); elsewhere
+    one row runs as itself, so CPU results stay bit for bit."""
+    pad = num_rows == 1 and current_platform() in ("gpu", "cuda")
+    if pad:
+        state = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x]), state)
+        tokens = jnp.concatenate([tokens, tokens])
     logits, new_state = logits_fn(state, tokens, step)
-    if logits.shape[0] != num_rows:
+    if logits.shape[0] != num_rows * (2 if pad else 1):
         raise ValueError(
             f"logits_fn returned {logits.shape[0]} rows at step {step}, expected {num_rows}"
         )
+    if pad:
+        logits, new_state = logits[:1], jax.tree_util.tree_map(lambda x: x[:1], new_state)
     return logits, new_state

@@ -9,7 +9,8 @@ import pytest
 from onesearch_jax.decode.beam_search import beam_search
 from onesearch_jax.decode.retrieve import SidRetriever
 from onesearch_jax.decode.sampling import sample_sids
-from onesearch_jax.model.transformer import EncoderDecoder, make_cached_logits_fn, make_logits_fn
+from onesearch_jax.model.transformer import (EncoderDecoder, make_cached_logits_fn,
+                                              make_logits_fn, target_platform)
 from tiny_decoder import tiny_decoder
 
 TEXT_VOCAB, LEVEL_SIZES, BOS, BATCH = 40, (8, 6, 5, 4, 4), 2, 3
@@ -90,6 +91,30 @@ def test_cached_sampling_equals_full_prefix_sampling():
         out["cached"].token_logprobs, out["full"].token_logprobs, rtol=5e-4, atol=1e-4
     )
     assert bool(np.all(out["cached"].valid))
+
+
+@pytest.mark.parametrize("beams", [1, 7])
+def test_one_query_traced_for_a_gpu_finds_the_same_beams(beams):
+    """A batch-1 search traced for a GPU (its first step's single row run as two, the two-pass
+    decoding norms, the folded cross-attention) finds this CPU's beams; with one beam every
+    step is a single row."""
+    vocab, model, params, enc, trie = setup()
+    one = enc[1:2]  # the row with padding
+
+    def search(params, enc):
+        enc_out, enc_mask = model.apply({"params": params}, enc, method=EncoderDecoder.encode)
+        fn, cache = make_cached_logits_fn(model, params, enc_out, enc_mask,
+                                          zip(vocab.level_offsets, vocab.level_sizes))
+        return beam_search(fn, cache, batch_size=1, beam_size=beams, bos_id=BOS,
+                           level_offsets=vocab.level_offsets, level_sizes=vocab.level_sizes,
+                           trie=trie, level_logits=True)
+
+    ref = jax.jit(search)(params, one)
+    with target_platform("gpu"):
+        gpu = jax.jit(search)(params, one)
+    np.testing.assert_array_equal(gpu.codes, ref.codes)
+    np.testing.assert_allclose(gpu.scores, ref.scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(gpu.leaves, ref.leaves)
 
 
 def test_retriever_uses_cached_decoder_with_same_results():
