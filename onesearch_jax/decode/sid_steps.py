@@ -17,7 +17,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from onesearch_jax.model.transformer import current_platform
+from onesearch_jax.model.transformer import targets_gpu
 
 SCORE_OVER = ("level", "vocab", "raw")
 
@@ -113,7 +113,7 @@ def call_model(logits_fn, state, tokens, step: int, num_rows: int):
     after: XLA rewrites every one-row matmul into a multiply that writes the product out and a
     reduction, two kernels each, 25 more in a 1x16 search of ~450 (docs/scaling.md); elsewhere
     one row runs as itself, so CPU results stay bit for bit."""
-    pad = num_rows == 1 and current_platform() in ("gpu", "cuda")
+    pad = num_rows == 1 and targets_gpu()
     if pad:
         state = jax.tree_util.tree_map(lambda x: jnp.concatenate([x, x]), state)
         tokens = jnp.concatenate([tokens, tokens])

@@ -67,14 +67,14 @@ def decoding_norm(ln: nn.LayerNorm, x):
     one-pass E[x^2] - E[x]^2 takes two (the reductions, then the normalisation), 76 of a 1x16
     search's kernels (docs/scaling.md). Elsewhere flax's own, so CPU results stay bit for bit;
     training keeps it everywhere (its backward compiles to more kernels two-pass)."""
-    if current_platform() not in ("gpu", "cuda"):
+    if not targets_gpu():
         return ln(x)
     params = nn.meta.unbox(ln.variables["params"])
     xf = x.astype(jnp.float32)
     centred = xf - jnp.mean(xf, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
     y = centred * jax.lax.rsqrt(var + ln.epsilon) * params["scale"] + params["bias"]
-    return y.astype(ln.dtype)
+    return y.astype(ln.dtype or x.dtype)
 
 
 def sinusoidal_positions(length: int, dim: int) -> np.ndarray:
@@ -101,7 +101,7 @@ def resolve_attention(impl: str | None, dtype, head_dim: int, platform: str | No
         if (platform == "gpu" and _TARGET_PLATFORM.get() is None
                 and not _cudnn_flash_device(jax.devices()[0])):
             platform = "gpu without cuDNN flash attention"
-    ok = (platform in ("gpu", "cuda") and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
+    ok = (platform in GPU_PLATFORMS and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
           and head_dim % 8 == 0 and head_dim <= 128 and not any(n % 2 for n in lengths))
     return "cudnn" if ok else "xla"
 
@@ -114,6 +114,14 @@ def current_platform() -> str:
     """The platform a trace compiles for: `target_platform`'s inside one (an ahead-of-time
     compile), else JAX's default backend."""
     return _TARGET_PLATFORM.get() or jax.default_backend()
+
+
+GPU_PLATFORMS = ("gpu", "cuda")
+
+
+def targets_gpu() -> bool:
+    """Whether the trace compiles for a GPU (`current_platform`)."""
+    return current_platform() in GPU_PLATFORMS
 
 
 @contextlib.contextmanager
@@ -172,20 +180,19 @@ class FoldedKV(NamedTuple):
 # stays in a CPU's caches (batch-1 serving: 1x16 20% faster on this 2-core CPU, 64x16 11%
 # slower, docs/scaling.md) and, on a GPU, while it fits in L2 beside the three kernels per
 # layer and step it saves.
-FOLD_BUDGET_BYTES = {"gpu": 64 << 20, "cuda": 64 << 20}
-FOLD_BUDGET_DEFAULT = 4 << 20
+FOLD_BUDGET_GPU, FOLD_BUDGET_OTHER = 64 << 20, 4 << 20
 
 
 def fold_cross_attention(fold: bool | None, queries: int, cfg: "TransformerConfig",
                          enc_len: int, platform: str | None = None) -> bool:
     """`fold` if given, else whether `queries` queries' folded cross caches fit the platform's
-    budget (FOLD_BUDGET_BYTES)."""
+    budget (FOLD_BUDGET_GPU on a GPU, else FOLD_BUDGET_OTHER; `platform`: default the trace's)."""
     if fold is not None:
         return bool(fold)
     per_query = (cfg.dec_layers * 2 * cfg.num_heads * enc_len * cfg.d_model
                  * jnp.dtype(cfg.dtype).itemsize)
-    budget = FOLD_BUDGET_BYTES.get(platform or current_platform(), FOLD_BUDGET_DEFAULT)
-    return queries * per_query <= budget
+    gpu = (platform or current_platform()) in GPU_PLATFORMS
+    return queries * per_query <= (FOLD_BUDGET_GPU if gpu else FOLD_BUDGET_OTHER)
 
 
 class Attention(nn.Module):
