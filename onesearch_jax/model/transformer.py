@@ -64,9 +64,9 @@ def _layer_norm(cfg: TransformerConfig, name: str | None = None) -> nn.LayerNorm
 def decoding_norm(ln: nn.LayerNorm, x):
     """`ln(x)` in a decoding step. On a GPU the variance is the mean squared deviation (two
     passes): XLA's GPU compiler fuses that whole layer norm into one kernel, while flax's
-    one-pass E[x^2] - E[x]^2 takes two (the reductions, then the normalisation), 76 of a 1x16
-    search's kernels (docs/scaling.md). Elsewhere flax's own, so CPU results stay bit for bit;
-    training keeps it everywhere (its backward compiles to more kernels two-pass)."""
+    one-pass E[x^2] - E[x]^2 takes two (the reductions, then the normalisation): 63 kernels
+    fewer in a 1x16 search (docs/scaling.md). Elsewhere flax's own, so CPU results stay bit for
+    bit; training keeps flax's everywhere (its backward compiles to more kernels two-pass)."""
     if not targets_gpu():
         return ln(x)
     params = nn.meta.unbox(ln.variables["params"])
@@ -175,15 +175,14 @@ class FoldedKV(NamedTuple):
 
 
 # Fold the cross-attention (`Attention.fold_kv`) when a batch's folded keys and values, all
-# layers, stay under this many bytes: the fold takes H - 1 of every S x D block's projections
-# off each decoding row but keeps H times the bytes per query, so it pays while that cache
-# stays in a CPU's caches (batch-1 serving: 1x16 20% faster on this 2-core CPU, 64x16 11%
-# slower, docs/scaling.md) and, on a GPU, while it fits in L2 beside the three kernels per
-# layer and step it saves.
+# layers, stay under this many bytes: the fold saves every decoding row its query and output
+# projections (three kernels per layer and step on a GPU) but keeps H times the bytes per
+# query, so it pays while that cache stays in a CPU's caches (1x16 20% faster on this 2-core
+# CPU, 64x16 11% slower, docs/scaling.md) and, on a GPU, up to about its L2's size.
 FOLD_BUDGET_GPU, FOLD_BUDGET_OTHER = 64 << 20, 4 << 20
 
 
-def fold_cross_attention(fold: bool | None, queries: int, cfg: "TransformerConfig",
+def fold_cross_attention(fold: bool | None, queries: int, cfg: TransformerConfig,
                          enc_len: int, platform: str | None = None) -> bool:
     """`fold` if given, else whether `queries` queries' folded cross caches fit the platform's
     budget (FOLD_BUDGET_GPU on a GPU, else FOLD_BUDGET_OTHER; `platform`: default the trace's)."""
