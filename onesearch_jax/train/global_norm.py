@@ -79,7 +79,7 @@ def resolve(layout: str, platform: str | None = None) -> str:
     if layout != "auto":
         return layout
     platform = platform or transformer.current_platform()
-    return "stacked" if platform in ("gpu", "cuda", "rocm") else "per_leaf"
+    return "stacked" if platform in transformer.GPU_PLATFORMS + ("rocm",) else "per_leaf"
 
 
 def clip_by_global_norm(max_norm: float, layout: str = "auto") -> optax.GradientTransformation:

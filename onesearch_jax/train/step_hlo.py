@@ -83,6 +83,19 @@ def _operand_names(rest: str) -> list[str]:
     return re.findall(r"%([\w.\-]+)", rest.split(")", 1)[0])
 
 
+def _users(insts) -> dict[str, list[str]]:
+    """Instruction name -> the names of the instructions that read it."""
+    users: dict[str, list[str]] = {}
+    for name, _, _, rest in insts:
+        for o in _operand_names(rest):
+            users.setdefault(o, []).append(name)
+    return users
+
+
+def _parameter_number(rest: str) -> int:
+    return int(re.match(r"\s*(\d+)", rest).group(1))
+
+
 def _unread_parameters(insts) -> set[int]:
     """Parameter numbers of a fused computation whose elements the kernel never loads: those
     only an operand of a `concatenate` reads, when every use of the concatenation (through
@@ -90,10 +103,7 @@ def _unread_parameters(insts) -> set[int]:
     concatenation's operands lazily, element by element). A stack of same-role gradients
     sliced back per leaf (train/global_norm.py) reads one leaf, not the stack."""
     by_name = {name: (shape, op, rest) for name, shape, op, rest in insts}
-    users: dict[str, list[str]] = {}
-    for name, _, _, rest in insts:
-        for o in _operand_names(rest):
-            users.setdefault(o, []).append(name)
+    users = _users(insts)
 
     def slice_ranges(start: str, dim: int, dims: str):
         """[(lo, hi)] along `dim` that the uses of `start` read, or None if some use is not an
@@ -127,7 +137,7 @@ def _unread_parameters(insts) -> set[int]:
             size = int(_SHAPE.search(by_name[o][0]).group(2).split(",")[dim])
             if not any(lo < offset + size and hi > offset for lo, hi in ranges):
                 skipped = _used_only_by(o, by_name, users)
-                unread |= {int(re.match(r"\s*(\d+)", by_name[x][2]).group(1))
+                unread |= {_parameter_number(by_name[x][2])
                            for x in skipped if by_name[x][1] == "parameter"}
             offset += size
     return unread
@@ -137,17 +147,16 @@ def _sliced_parameters(insts) -> dict[int, int]:
     """Parameter number -> bytes loaded, for a fused computation's parameters that only `slice`
     ops read (directly or through bitcasts): the kernel loads the slices, not the operand (one
     layer's keys cut from a gemm that projected every layer's keys and values at once)."""
-    users: dict[str, list[tuple[str, str, str]]] = {}
-    for name, shape, op, rest in insts:
-        for o in _operand_names(rest):
-            users.setdefault(o, []).append((name, shape, op))
+    by_name = {name: (shape, op) for name, shape, op, _ in insts}
+    users = _users(insts)
     out = {}
     for name, shape, op, rest in insts:
         if op != "parameter":
             continue
         loaded, todo, ok = 0, [name], True
         while todo and ok:
-            for user, user_shape, user_op in users.get(todo.pop(), []):
+            for user in users.get(todo.pop(), []):
+                user_shape, user_op = by_name[user]
                 if user_op == "slice":
                     loaded += shape_bytes(user_shape)
                 elif user_op == "bitcast":
@@ -155,7 +164,7 @@ def _sliced_parameters(insts) -> dict[int, int]:
                 else:
                     ok = False
         if ok and loaded:
-            out[int(re.match(r"\s*(\d+)", rest).group(1))] = min(loaded, shape_bytes(shape))
+            out[_parameter_number(rest)] = min(loaded, shape_bytes(shape))
     return out
 
 
