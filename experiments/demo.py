@@ -35,7 +35,7 @@ _SD_STEPS = flags.DEFINE_integer("sd_steps", 2000, "Steps of the SD student (the
 
 def run(module: str, *args: str) -> None:
     cmd = [sys.executable, "-m", module, *args]
-    print(f"\n$ {' '.join(cmd[1:])}", flush=True)
+    print(f"\n$ python {' '.join(cmd[1:])}", flush=True)  # the line a user can rerun
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     print(f"({module} took {time.perf_counter() - start:.0f} s)", flush=True)
