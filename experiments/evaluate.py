@@ -19,7 +19,7 @@ from absl import flags
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
-from onesearch_jax.eval.world_eval import results_table
+from onesearch_jax.eval.world_eval import results_table, workdir_systems
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).")
@@ -122,7 +122,9 @@ def main(argv):
                                rerank_by_traffic=_RERANK_TRAFFIC.value, split=_SPLIT.value,
                                latency_queries=_LATENCY.value)
     if _SPLIT.value == "test":
-        print(results_table(wd.read_metrics(_WORKDIR.value)))
+        config_path = os.path.join(_WORKDIR.value, "train_config.json")
+        train_config = fileio.read_json(config_path) if fileio.exists(config_path) else None
+        print(results_table(wd.read_metrics(_WORKDIR.value), workdir_systems(train_config)))
     else:  # the baselines are scored on the test day only
         print(results_table({k.split("/", 1)[1]: v for k, v in metrics.items()},
                             systems=(("OneSearch (valid day)", ""),)))

@@ -135,12 +135,29 @@ def negation_violations(targets: WorldTargets, ranked: Sequence[Sequence[int]],
     return out
 
 
+def model_label(train_config: Mapping | None) -> str:
+    """The table's name for a workdir's model, from its train_config.json: "OneSearch V1" for V1
+    (the SFT stage's `v1` rung, or a config without rungs), else its stage and rung as the
+    config names them ("OneSearch distill:sd", "OneSearch grpo:tpma")."""
+    stage = (train_config or {}).get("stage", "sft")
+    rung = (train_config or {}).get("rung") or "v1"
+    return "OneSearch V1" if (stage, rung) == ("sft", "v1") else f"OneSearch {stage}:{rung}"
+
+
+def workdir_systems(train_config: Mapping | None) -> tuple:
+    """`SYSTEMS` with the workdir's own model named by `model_label`."""
+    label = model_label(train_config)
+    return tuple((label if prefix == "" else name, prefix) for name, prefix in SYSTEMS)
+
+
 def results_table(metrics: Mapping[str, float], systems=SYSTEMS, columns=TABLE_COLUMNS) -> str:
     """A fixed-width table of the systems present in a metrics.json (missing cells print nan)."""
     def cell(v):
         return f"{float('nan') if v is None else v:>24.4f}"
-    lines = [f"{'system':18s}" + "".join(f"{c:>24s}" for c in columns)]
+    width = max([18] + [len(name) + 2 for name, _ in systems])
+    lines = [f"{'system':{width}s}" + "".join(f"{c:>24s}" for c in columns)]
     for name, prefix in systems:
         if f"{prefix}rel_hr@10" in metrics:
-            lines.append(f"{name:18s}" + "".join(cell(metrics.get(prefix + c)) for c in columns))
+            lines.append(f"{name:{width}s}" + "".join(cell(metrics.get(prefix + c))
+                                                      for c in columns))
     return "\n".join(lines)

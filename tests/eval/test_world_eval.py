@@ -69,3 +69,16 @@ def test_results_table_has_a_row_per_system_present():
     lines = results_table({"rel_hr@10": 0.9, "teacher/rel_hr@10": 0.5}).splitlines()
     assert [line.split("  ")[0] for line in lines[1:]] == ["OneSearch V1", "+ teacher keywords"]
     assert "0.5000" in lines[2] and "nan" in lines[2]  # columns it lacks print nan
+
+
+def test_results_table_names_the_workdirs_model_by_its_config():
+    from onesearch_jax.eval.world_eval import model_label, results_table, workdir_systems
+
+    assert model_label(None) == model_label({"stage": "sft", "rung": "v1"}) == "OneSearch V1"
+    assert model_label({"stage": "distill", "rung": "sd"}) == "OneSearch distill:sd"
+    assert model_label({"stage": "grpo", "rung": "tpma"}) == "OneSearch grpo:tpma"
+    table = results_table({"rel_hr@10": 0.9, "bm25/rel_hr@10": 0.5},
+                          workdir_systems({"stage": "distill", "rung": "sd_kw5"}))
+    head, bm25, ours = table.splitlines()
+    assert bm25.startswith("BM25 ") and ours.startswith("OneSearch distill:sd_kw5 ")
+    assert len(head) == len(bm25) == len(ours)  # the name column fits the longest name
