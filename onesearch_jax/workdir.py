@@ -59,10 +59,14 @@ def _added_at_default(key: str, old: Mapping, new: Mapping) -> bool:
     return key in ADDED_KEYS and key not in a and b.get(key) == ADDED_KEYS[key]
 
 
-def guard_config(workdir: str, stage: str, config: Any) -> bool:
+def guard_config(workdir: str, stage: str, config: Any, produced: bool = True) -> bool:
     """Records `config` for `stage`; refuses a different one. Returns True if it was already there.
 
     Raises ValueError naming the mismatched keys, so a user never mixes two builds in one dir.
+    `produced`: whether the stage has outputs in the workdir already (a checkpoint, a finished
+    build). A config recorded by runs that produced nothing (one refused a bad value, or stopped
+    before its first checkpoint) binds nothing: the new one replaces it, so the corrected
+    command runs.
     """
     fileio.makedirs(workdir)
     path = os.path.join(workdir, f"{stage}_config.json")
@@ -71,11 +75,14 @@ def guard_config(workdir: str, stage: str, config: Any) -> bool:
         old = fileio.read_json(path)
         diff = [k for k in config_differences(old, plain)
                 if k not in RUNTIME_KEYS and not _added_at_default(k, old, plain)]
-        if diff:
+        if diff and produced:
             raise ValueError(
                 f"{workdir} was built by stage {stage!r} with a different config "
                 f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same config")
-        return True
+        if not diff:
+            return True
+        print(f"{path}: replacing the config of an earlier run that produced nothing "
+              f"(changed: {', '.join(diff)})", flush=True)
     if distributed.is_writer():  # atomically: other processes may be reading it already
         fileio.write_json(path, plain)
     return False
@@ -134,6 +141,12 @@ def sid_dir(workdir: str) -> str:
 
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
+
+
+def has_checkpoint(workdir: str) -> bool:
+    """Whether a training run has saved a checkpoint (a numbered step folder) in `workdir`."""
+    folder = fileio.path(checkpoint_dir(workdir))
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
 
 
 EVAL_EVENTS_DIR = "eval_events"

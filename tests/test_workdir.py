@@ -16,6 +16,28 @@ def test_guard_refuses_a_different_config_and_names_keys(tmp_path):
         workdir.guard_config(str(tmp_path), "world", cfg)
 
 
+def test_a_config_under_which_nothing_was_produced_is_replaced(tmp_path, capsys):
+    """A run refused a bad value (or stopped before any output) after recording its config: the
+    corrected command runs; once the stage has outputs the guard holds again."""
+    bad, good = {"num_items": -5}, {"num_items": 10}
+    assert workdir.guard_config(str(tmp_path), "world", bad) is False
+    assert workdir.guard_config(str(tmp_path), "world", good, produced=False) is False
+    assert "replacing the config of an earlier run that produced nothing (changed: num_items)" \
+        in capsys.readouterr().out
+    with open(tmp_path / "world_config.json") as f:
+        assert json.load(f) == good
+    with pytest.raises(ValueError, match="mismatched keys: num_items"):
+        workdir.guard_config(str(tmp_path), "world", bad, produced=True)
+
+
+def test_has_checkpoint_sees_step_folders_only(tmp_path):
+    assert not workdir.has_checkpoint(str(tmp_path))
+    (tmp_path / "checkpoints" / "tmp").mkdir(parents=True)  # orbax's folder before a save
+    assert not workdir.has_checkpoint(str(tmp_path))
+    (tmp_path / "checkpoints" / "40").mkdir()
+    assert workdir.has_checkpoint(str(tmp_path))
+
+
 def test_metrics_merge_across_stages(tmp_path):
     workdir.write_metrics(str(tmp_path), "world", {"num_items": 3}, {"a": 1})
     workdir.write_metrics(str(tmp_path), "sids", {"icr": 0.5, "bad": float("nan")}, {"b": 2})

@@ -99,7 +99,7 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path} is missing (config.data_dir must hold {PRODUCTS_FILE} "
                                     f"and {TRAIN_JUDGMENTS_FILE})")
-    wd.guard_config(workdir, STAGE, catalog_config(config))
+    wd.guard_config(workdir, STAGE, catalog_config(config), produced=is_real_workdir(workdir))
     if is_real_workdir(workdir):
         logging.info("reusing the prepared catalog in %s", catalog_dir(workdir))
         return {}

@@ -46,7 +46,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     catalog = load_real_catalog(workdir)
     vocab, builder = real_builder(config, catalog)
     config.model.vocab_size = vocab.vocab_size
-    wd.guard_config(workdir, "train", config)
+    wd.guard_config(workdir, "train", config, produced=wd.has_checkpoint(workdir))
     tasks = builder.build(catalog.train, float(config.data.min_relevance),
                           spans_per_title=int(config.data.get("spans_per_title", 0)),
                           seed=int(config.train.seed))

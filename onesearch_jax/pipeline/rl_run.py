@@ -186,7 +186,7 @@ def build_rl(config, workdir: str, stage: str) -> RlSetup:
     settings = rl.rl_settings(config, stage)  # refuse bad keys before any data is built
     init_config = adopt_init_config(config, workdir)
     world, vocab, item_codes, builder = sft_run.prepare(config, workdir)
-    wd.guard_config(workdir, "train", config)
+    wd.guard_config(workdir, "train", config, produced=wd.has_checkpoint(workdir))
     events = artifacts.load_events(workdir, "train")
     prompts = RlPrompts(builder, events, item_codes, batch_size=int(config.train.batch_size),
                         seed=int(config.train.seed))

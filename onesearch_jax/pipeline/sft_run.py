@@ -78,7 +78,7 @@ def run_world(config, workdir: str, *, spec: StageSpec, with_teacher: bool,
     """Trains stage `spec` (or resumes it) to config.train.steps; returns the last step's train
     metrics. The step and the batch check come from the spec once the SID layout is known."""
     world, vocab, item_codes, builder = prepare(config, workdir)
-    wd.guard_config(workdir, "train", config)
+    wd.guard_config(workdir, "train", config, produced=wd.has_checkpoint(workdir))
     train_events = artifacts.load_events(workdir, "train")
     tasks = builder.build(artifacts.load_train_clicks(workdir), train_events,
                           names=stage_task_names(config))

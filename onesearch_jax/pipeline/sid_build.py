@@ -47,7 +47,8 @@ def build_sids_workdir(config, workdir: str, embedding_cache: str | None = None)
     fileio.require_local(workdir, "build_sids")
     """Fits KHQE on the world's items; `embedding_cache` defaults to W/sids/."""
     world = artifacts.load_world(workdir)
-    workdir_lib.guard_config(workdir, "sids", config)
+    workdir_lib.guard_config(workdir, "sids", config, produced=fileio.exists(
+        os.path.join(workdir_lib.sid_dir(workdir), "item_codes.npy")))
     start = time.perf_counter()
     items, queries = embed_world(world, config.embedder, config.keyword_enhance,
                                  embedding_cache or workdir_lib.sid_dir(workdir))

@@ -81,8 +81,9 @@ class LogTally:
 def build_world_workdir(config, workdir: str) -> World:
     """Builds world + logs + tokenizer once; a rerun with the same config reuses them."""
     fileio.require_local(workdir, "build_world")
-    reused = workdir_lib.guard_config(workdir, "world", config)
     done_marker = os.path.join(world_dir(workdir), "BUILD_DONE")
+    reused = workdir_lib.guard_config(workdir, "world", config,
+                                      produced=os.path.exists(done_marker))
     if reused and os.path.exists(done_marker):
         logging.info("reusing the world in %s", workdir)
         return World.load(world_dir(workdir), config)
