@@ -136,8 +136,7 @@ def convert(train_csv: Union[str, Path], out_dir: Union[str, Path], dev_fraction
 
 def main(argv: Sequence[str]) -> None:
     quiet.quiet_libraries()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # cli.run refuses leftover arguments
     if not FLAGS.train_csv or not FLAGS.out_dir:
         raise app.UsageError("--train_csv and --out_dir are required")
     report, counts = convert(FLAGS.train_csv, FLAGS.out_dir, FLAGS.dev_fraction, FLAGS.seed)

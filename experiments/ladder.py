@@ -622,8 +622,7 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    del argv  # cli.run refuses leftover arguments
     quiet.quiet_libraries()
     # Checked here, not with required=True: a required flag's validator would also fire for
     # any other absl app that runs in a process that imported this module (tests do).

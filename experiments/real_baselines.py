@@ -78,8 +78,7 @@ def format_table(metrics: dict[str, float], systems: Sequence[str]) -> str:
 
 def main(argv: Sequence[str]) -> None:
     quiet.quiet_libraries()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # cli.run refuses leftover arguments
     for name in ("products", "judgments", "out"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")

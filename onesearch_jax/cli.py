@@ -1,7 +1,7 @@
 """Command-line entry points: absl's `app.run`, with a problem in the input (a bad flag, config
-key or preset, a missing workdir or file, a refused option) reported as one line that names it,
-exit code 2, instead of a traceback. `--traceback` (or `--verbose_libraries`) keeps the
-traceback for debugging."""
+key or preset, a missing workdir or file, a refused option, a word left over after the flags)
+reported as one line that names it, exit code 2, instead of a traceback; Ctrl-C is one line too
+(exit 130). `--traceback` (or `--verbose_libraries`) keeps the traceback for debugging."""
 from __future__ import annotations
 
 import os
@@ -18,10 +18,12 @@ COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache", os.path.join("~", ".cache", "onesearch_jax", "jax"),
     "JAX's persistent compilation cache: a rerun, a resumed run or the next stage loads the "
     "compiled steps it has already built instead of compiling them again ('' turns it off).")
-# What the package raises for input it refuses (each with a message naming the problem).
-INPUT_ERRORS = (FileNotFoundError, NotADirectoryError, FileExistsError, ValueError, KeyError,
-                app.UsageError)
+# What the package raises for input it refuses (each with a message naming the problem); OSError
+# also covers a --config file that is not there (ml_collections raises it when first read) and
+# ImportError an optional package a flag asks for.
+INPUT_ERRORS = (OSError, ValueError, KeyError, ImportError, app.UsageError)
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 
 
 def error_line(error: BaseException) -> str:
@@ -97,15 +99,27 @@ def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> 
     (`compilation_cache=False`: a tool that compiles ahead of time for devices it does not
     have, whose executables this process could not load back from the cache)."""
 
+    def debugging() -> bool:
+        return flags.FLAGS.is_parsed() and (TRACEBACK.value or quiet.VERBOSE_LIBRARIES.value)
+
     def guarded(argv):
-        if compilation_cache:
-            enable_compilation_cache(COMPILATION_CACHE.value)
         try:
+            if len(argv) > 1:  # an unquoted value's other words, or a flag without its --
+                raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])} (quote a value "
+                                     "with spaces; flags start with --)")
+            if compilation_cache:
+                enable_compilation_cache(COMPILATION_CACHE.value)
             return main(argv)
         except INPUT_ERRORS as e:
-            if TRACEBACK.value or quiet.VERBOSE_LIBRARIES.value:
+            if debugging():
                 raise
             sys.stderr.write(f"{error_line(e)} (--traceback shows where)\n")
             sys.exit(EXIT_INPUT_ERROR)
+        except KeyboardInterrupt:
+            if debugging():
+                raise
+            sys.stderr.write("interrupted: what was written stays (a training run resumes from "
+                             "its last checkpoint when the same command runs again)\n")
+            sys.exit(EXIT_INTERRUPTED)
 
     app.run(guarded, flags_parser=_parse_flags)

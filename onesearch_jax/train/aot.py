@@ -119,7 +119,7 @@ def topology_devices(topology: str) -> list:
                 platform="cuda", target_config=GPUS[kind][1].target_config(),
                 topology=f"1x1x{int(count)}")
         except Exception as e:  # noqa: BLE001 - the CUDA plugin missing: say so
-            raise RuntimeError(f"cannot describe GPU topology {topology!r} ({e}); install the CUDA "
+            raise ValueError(f"cannot describe GPU topology {topology!r} ({e}); install the CUDA "
                                "plugin (pip install 'jax[cuda12]', no GPU needed) and run with "
                                "JAX_PLATFORMS=cpu") from e
         return list(desc.devices)
@@ -133,7 +133,7 @@ def topology_devices(topology: str) -> list:
             platform="tpu", topology_name=f"{chip.libtpu_name}:{shape}",
             chip_config_name=chip.chip_config, chips_per_host_bounds=CHIPS_PER_HOST)
     except Exception as e:  # noqa: BLE001 - libtpu missing or the name unknown: say which
-        raise RuntimeError(f"cannot describe TPU topology {topology!r} ({e}); install libtpu "
+        raise ValueError(f"cannot describe TPU topology {topology!r} ({e}); install libtpu "
                            "(pip install -e '.[tpu]') and name a topology like v5e:4x4") from e
     return list(desc.devices)
 

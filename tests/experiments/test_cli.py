@@ -22,6 +22,10 @@ def _run(*args):
     (("experiments.train", "--config=configs/distill.py:nosuch:v1", "--workdir=/tmp/unused"),
      "unknown distill preset 'nosuch'"),
     (("benchmarks.accelerator_suite", "--smoke"), "--out_dir is required"),
+    (("experiments.train", "--config=configs/nosuch.py:tiny", "--workdir=/tmp/unused"),
+     "No such file or directory: 'configs/nosuch.py'"),
+    (("experiments.search", "--workdir=/tmp/unused", "--query", "sugar-free", "dark"),
+     "unexpected arguments: dark (quote a value with spaces"),
 ])
 def test_an_input_error_is_one_line_and_exit_code_2(args, named):
     code, lines = _run(*args)
@@ -93,3 +97,25 @@ def test_ahead_of_time_tools_run_without_the_cache(monkeypatch):
     monkeypatch.setattr(cli.app, "run", lambda main, flags_parser: main(["prog"]))
     cli.run(ran.append, compilation_cache=False)  # experiments.aot_compile, benchmarks.gpu_aot
     assert enabled == [] and ran == [["prog"]]
+
+
+def _run_in_process(monkeypatch, main, argv=("prog",)):
+    monkeypatch.setattr(cli.app, "run", lambda guarded, flags_parser: guarded(list(argv)))
+    cli.run(main, compilation_cache=False)
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as stop:
+        _run_in_process(monkeypatch, interrupted)
+    assert stop.value.code == cli.EXIT_INTERRUPTED
+    assert capsys.readouterr().err.startswith("interrupted: what was written stays")
+
+
+def test_leftover_arguments_stop_before_main_runs(monkeypatch, capsys):
+    ran = []
+    with pytest.raises(SystemExit) as stop:
+        _run_in_process(monkeypatch, ran.append, argv=("prog", "noconstrained"))
+    assert stop.value.code == cli.EXIT_INPUT_ERROR and ran == []
+    assert "unexpected arguments: noconstrained" in capsys.readouterr().err

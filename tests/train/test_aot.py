@@ -123,5 +123,5 @@ def test_gpu_targets_describe_the_card_and_name_what_is_missing():
         pytest.skip("the CUDA plugin is installed here")
     except ImportError:
         pass
-    with pytest.raises(RuntimeError, match=r"jax\[cuda12\]"):
+    with pytest.raises(ValueError, match=r"jax\[cuda12\]"):
         aot.topology_devices("h200:1")
