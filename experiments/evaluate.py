@@ -22,7 +22,8 @@ from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table, workdir_systems
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
-_MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).")
+_MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).",
+                                   lower_bound=1)
 _BEAM = flags.DEFINE_integer("beam_size", None, "Beam width (default: the train config's eval one).")
 _CONSTRAINED = flags.DEFINE_boolean("constrained", True, "Constrain decoding to real items' SIDs.")
 _KEYWORDS = flags.DEFINE_enum("keywords", "none", ["none", "teacher"],
@@ -121,15 +122,16 @@ def main(argv):
                                prior_by_traffic=_PRIOR_TRAFFIC.value,
                                rerank_by_traffic=_RERANK_TRAFFIC.value, split=_SPLIT.value,
                                latency_queries=_LATENCY.value)
+    prefix = ("" if _SPLIT.value == "test" else _SPLIT.value + "/") + (
+        "" if _CONSTRAINED.value else "free/") + ("teacher/" if _KEYWORDS.value == "teacher" else "")
     if _SPLIT.value == "test":
         config_path = os.path.join(_WORKDIR.value, "train_config.json")
         train_config = fileio.read_json(config_path) if fileio.exists(config_path) else None
         print(results_table(wd.read_metrics(_WORKDIR.value), workdir_systems(train_config)))
     else:  # the baselines are scored on the test day only
-        print(results_table({k.split("/", 1)[1]: v for k, v in metrics.items()},
-                            systems=(("OneSearch (valid day)", ""),)))
-    prefix = ("" if _SPLIT.value == "test" else _SPLIT.value + "/") + (
-        "" if _CONSTRAINED.value else "free/") + ("teacher/" if _KEYWORDS.value == "teacher" else "")
+        print(results_table({k[len(prefix):]: v for k, v in metrics.items()
+                             if k.startswith(prefix)},
+                            systems=((f"OneSearch ({_SPLIT.value} day)", ""),)))
     print(f"valid_sid_rate {metrics[prefix + 'valid_sid_rate']:.4f} over "
           f"{metrics[prefix + 'click_count']:.0f} {_SPLIT.value} events with clicks")
     if prefix + "latency_ms" in metrics:

@@ -76,14 +76,15 @@ _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds 0..N-1 per rung.")
 _PRESET = flags.DEFINE_string("preset", "small", "Model preset of configs/distill.py.")
 _TEACHER_RUNGS = flags.DEFINE_list("teacher_eval_rungs", ["cot", "sd"],
                                    "Rungs also evaluated with --keywords=teacher.")
-_MAX_EVENTS = flags.DEFINE_integer("max_events", 4000, "Test events per evaluation.")
+_MAX_EVENTS = flags.DEFINE_integer("max_events", 4000, "Test events per evaluation.",
+                                   lower_bound=1)
 _OVERRIDES = flags.DEFINE_list("overrides", [], "Extra config overrides for every train call, "
                                "e.g. train.steps=3000 (passed as --config.train.steps=3000).")
 _ONLY_TABLE = flags.DEFINE_bool("only_table", False, "Do not train; tabulate finished runs.")
 _AB_EVENTS = flags.DEFINE_integer("ab_events", 0, "Simulated A/B searches per arm after each "
                                   "evaluation (experiments/online_ab.py); 0 = no A/B.")
 _AB_PERTURB = flags.DEFINE_integer("ab_perturb", 1, "With --ab_events: also this many perturbed "
-                                   "click models.")
+                                   "click models.", lower_bound=0)
 _ARCHIVE = flags.DEFINE_string("archive", None, "Copy each finished run's numbers to "
                                 "ARCHIVE/<rung>/seed<N> and count runs archived there as done "
                                 "(a ladder that outlives the machine).")

@@ -18,9 +18,10 @@ from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
 from onesearch_jax.serving import Searcher
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
-_EVENTS = flags.DEFINE_integer("num_events", 2000, "Simulated searches per arm.")
+_EVENTS = flags.DEFINE_integer("num_events", 2000, "Simulated searches per arm.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Traffic and click randomness.")
-_PERTURB = flags.DEFINE_integer("perturb", 0, "Also run under this many perturbed click models.")
+_PERTURB = flags.DEFINE_integer("perturb", 0, "Also run under this many perturbed click models.",
+                                lower_bound=0)
 _PRIOR = flags.DEFINE_float("prior_weight", None, "One ADC prior weight for every query (0: the "
                             "model alone; default: the train config's serving options).")
 _PRIOR_TRAFFIC = flags.DEFINE_list("prior_by_traffic", None, "ADC prior weights of head,torso,"

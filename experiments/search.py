@@ -11,7 +11,7 @@ from onesearch_jax.serving import Searcher
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _QUERY = flags.DEFINE_multi_string("query", None, "Query text (repeatable).", required=True)
-_K = flags.DEFINE_integer("k", 10, "Results per query.")
+_K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
 _MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mesh of this "
                           "host's devices, e.g. 1,1,-1 (default: one device).")
 

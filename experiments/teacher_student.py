@@ -38,7 +38,7 @@ def define_flags():
                       "name=W0+W1 pools seeds (paired within each, the same order per name).")
     flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
     flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
-                         "existing ones keep theirs).")
+                         "existing ones keep theirs).", lower_bound=1)
     flags.DEFINE_string("out", "", "Write OUT.md, OUT.json and OUT.png.")
     flags.DEFINE_bool("kl", False, "Also what the teacher has to teach, dropout off: per SID "
                       "position KL(teacher || student) and the teacher's CE gain on each day's "

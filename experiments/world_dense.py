@@ -24,7 +24,7 @@ from onesearch_jax.pipeline.sid_build import embed_world
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir with a built world and SIDs.",
                                required=True)
 TOP_K = 10
-_MAX_EVENTS = flags.DEFINE_integer("max_events", 8000, "Test-day events scored.")
+_MAX_EVENTS = flags.DEFINE_integer("max_events", 8000, "Test-day events scored.", lower_bound=1)
 
 
 def main(argv):
@@ -46,7 +46,8 @@ def main(argv):
     metrics = {f"dense/{k}": v for k, v in world_eval.score_rankings(targets, top).items()}
     wd.write_metrics(_WORKDIR.value, "world_dense", metrics,
                      {"max_events": _MAX_EVENTS.value, "embedder": sids["embedder"]})
-    print(world_eval.results_table(metrics, systems=(("MiniLM cosine", "dense/"),)))
+    name = "MiniLM cosine" if "minilm" in sids["embedder"] else f"{sids['embedder']} cosine"
+    print(world_eval.results_table(metrics, systems=((name, "dense/"),)))
 
 
 if __name__ == "__main__":

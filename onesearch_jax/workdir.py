@@ -175,11 +175,21 @@ def save_eval_events(workdir: str, tag: str, event_ids, outcomes: Mapping[str, n
     return path
 
 
+def _events_command(tag: str, workdir: str) -> str:
+    """The command that writes the per-event file `tag` (`free_valid` -> evaluate's flags)."""
+    if tag == AB_EVENTS_TAG:
+        return f"experiments.online_ab --workdir={workdir}"
+    *modes, split = tag.split("_")
+    flags = [{"free": "--noconstrained", "teacher": "--keywords=teacher"}.get(m, m) for m in modes]
+    flags += [] if split == "test" else [f"--split={split}"]
+    return " ".join([f"experiments.evaluate --workdir={workdir}"] + flags)
+
+
 def load_eval_events(workdir: str, tag: str = "test"):
     """(event ids, {metric: [E]}, {slice: bool [E]}) saved by `save_eval_events`."""
     path = eval_events_path(workdir, tag)
     if not fileio.exists(path):
-        raise FileNotFoundError(f"{path} is missing; run experiments.evaluate on {workdir}")
+        raise FileNotFoundError(f"{path} is missing; run {_events_command(tag, workdir)}")
     arrays = fileio.load_npz(path)
     slices = {k[len(SLICE_PREFIX):]: v for k, v in arrays.items() if k.startswith(SLICE_PREFIX)}
     outcomes = {k: v for k, v in arrays.items()

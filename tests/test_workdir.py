@@ -76,3 +76,14 @@ def test_a_run_recorded_before_the_gradient_norm_key_resumes_with_its_default(tm
     config.train.grad_norm = "stacked"
     with pytest.raises(ValueError, match=r"mismatched keys: train\.grad_norm"):
         workdir.guard_config(str(tmp_path), "train", config)
+
+
+def test_a_missing_per_event_file_names_the_command_that_writes_it(tmp_path):
+    w = str(tmp_path)
+    for tag, command in (("test", f"experiments.evaluate --workdir={w}"),
+                         ("free_valid", f"experiments.evaluate --workdir={w} --noconstrained "
+                                        "--split=valid"),
+                         ("teacher_test", f"experiments.evaluate --workdir={w} --keywords=teacher"),
+                         ("ab", f"experiments.online_ab --workdir={w}")):
+        with pytest.raises(FileNotFoundError, match=f"{tag}.npz is missing; run {command}$"):
+            workdir.load_eval_events(w, tag)

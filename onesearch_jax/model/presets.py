@@ -71,6 +71,7 @@ MINILM_L6 = dict(
 )
 ENCODERS = ("scratch", "minilm", "frozen_minilm")
 ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+DTYPES = ("float32", "bfloat16", "float16")  # model.dtype (compute) and model.param_dtype
 FROZEN_STATE_DIM = MINILM_L6["hidden_size"]  # width of the cached states frozen_minilm reads
 
 
@@ -146,6 +147,10 @@ class TransformerConfig:
         if self.attention_impl is not None and self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"model.attention_impl must be one of {ATTENTION_IMPLS}, got "
                              f"{self.attention_impl!r}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in DTYPES:
+                raise ValueError(f"model.{name} must be one of {DTYPES}, got "
+                                 f"{getattr(self, name)!r}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"model.dropout_rate must be in [0, 1), got {self.dropout_rate}")
 

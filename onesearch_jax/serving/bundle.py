@@ -29,6 +29,8 @@ from onesearch_jax.sid.vocab import SidVocab
 
 def load_train_config(workdir: str) -> ml_collections.ConfigDict:
     path = os.path.join(workdir, "train_config.json")
+    if not fileio.isdir(workdir):
+        raise FileNotFoundError(f"no workdir {workdir} (no such directory)")
     if not fileio.exists(path):
         raise FileNotFoundError(f"{path} is missing; run experiments.train on this workdir first")
     return ml_collections.ConfigDict(fileio.read_json(path))

@@ -26,6 +26,8 @@ def learning_rate_schedule(train_cfg) -> optax.Schedule:
     steps, warmup, lr = int(train_cfg.steps), int(train_cfg.warmup), float(train_cfg.lr)
     if steps <= 0 or warmup < 0:
         raise ValueError(f"train.steps must be > 0 and train.warmup >= 0 (got {steps}, {warmup})")
+    if lr < 0:
+        raise ValueError(f"train.lr must be >= 0, got {lr}")
     end = lr * float(train_cfg.get("min_lr_ratio", 0.0))
     if warmup >= steps:
         return optax.linear_schedule(0.0, lr, max(warmup, 1))

@@ -16,7 +16,8 @@ def _run(*args):
 
 @pytest.mark.parametrize("args, named", [
     (("experiments.evaluate", "--workdirr=x"), "Unknown command line flag 'workdirr'"),
-    (("experiments.evaluate", "--workdir=/no/such/workdir"), "/no/such/workdir/train_config.json"),
+    (("experiments.evaluate", "--workdir=/no/such/workdir"),
+     "no workdir /no/such/workdir (no such directory)"),
     (("experiments.train", "--config=configs/distill.py:tiny:v1", "--config.train.stepz=5",
       "--workdir=/tmp/unused"), "no such config field 'stepz'"),
     (("experiments.train", "--config=configs/distill.py:nosuch:v1", "--workdir=/tmp/unused"),

@@ -362,3 +362,10 @@ def test_padded_vocabulary_gives_the_unpadded_models_logits(setup):
     assert presets.param_count(padded_cfg) - presets.param_count(cfg) == 84 * cfg.d_model
     with pytest.raises(ValueError, match="vocab_multiple must be positive"):
         presets.TransformerConfig(**{**cfg.__dict__, "vocab_multiple": 0})
+
+
+def test_a_dtype_that_is_not_one_is_refused_by_name():
+    base = presets.get_preset("tiny")
+    for key in ("dtype", "param_dtype"):
+        with pytest.raises(ValueError, match=f"model.{key} must be one of .*got 'float9'"):
+            presets.TransformerConfig(**{**base, key: "float9"})

@@ -142,3 +142,14 @@ def test_sft_config_presets():
     assert get_config("minilm").train.pretrained_lr_scale == 0.1
     with pytest.raises(ValueError, match=r"valid: \['base', 'minilm', 'small', 'tiny'\]"):
         get_config("huge")
+
+
+def test_schedule_refuses_a_negative_learning_rate():
+    import ml_collections
+    from onesearch_jax.train.train_state import learning_rate_schedule
+
+    train = ml_collections.ConfigDict({"steps": 10, "warmup": 2, "lr": -1.0})
+    with pytest.raises(ValueError, match="train.lr must be >= 0, got -1.0"):
+        learning_rate_schedule(train)
+    train.lr = 1e-3
+    assert float(learning_rate_schedule(train)(2)) == pytest.approx(1e-3)
