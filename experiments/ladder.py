@@ -7,7 +7,7 @@ mean ± 95% interval over seeds.
         [--preset=small] [--overrides=train.steps=3000] [--order=seed]
     python -m experiments.ladder --base_workdir=W --root=R --rungs=v1,sd,dpo,grpo,tpma \
         --ab_events=2000
-    python -m experiments.ladder --base_workdir=W --root=R --only_table
+    python -m experiments.ladder --root=R --only_table [--table=sft_ladder]
 
 An RL rung starts from its parent rung's run of the same seed (R/sd/seed0 -> R/dpo/seed0 ->
 R/tpma/seed0), so the parent comes first in --rungs or is already done. --overrides go to the
@@ -33,11 +33,13 @@ retrained). An RL rung whose parent was restored from the archive has no parent 
 parent (and its parent) is trained again, train phase only, from the same seed; a branch's
 restored source only to the branch step (train.stop_at: 3,000 of sd's 5,000 steps for the
 sweep), resumed to the end if a later child needs it. `--only_table --root=A` tabulates the
-archive itself.
+archive itself: the rungs, seeds and settings the last table recorded (A/TABLE.json; without
+one, every finished rung found), each replaced only by a flag given on the command line.
 """
 from __future__ import annotations
 
 import collections
+import glob
 import importlib
 import json
 import os
@@ -622,17 +624,51 @@ def run_ladder(base: str, root: str, rungs: Sequence[str], seeds: int, *, order:
                                spent_here) + f" (finished {run_tag(rung, seed)})", flush=True)
 
 
+TABLE_SETTINGS = ("rungs", "seeds", "preset", "teacher_eval_rungs", "max_events", "overrides")
+
+
+def table_settings(root: str, name: str, given: Mapping) -> dict:
+    """What `--only_table` tabulates: the flags given on the command line, the rest as the runs
+    under root were made (ROOT/NAME.json of the last table; without one, every rung folder with
+    a finished run, in the known order, its seeds, and the evaluations' own max_events), so a
+    retabulation keeps every row and its header."""
+    path = os.path.join(root, f"{name}.json")
+    recorded = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            recorded = json.load(f)
+    else:
+        finished = sorted(os.path.dirname(os.path.relpath(p, root)).split(os.sep)
+                          for p in glob.glob(os.path.join(root, "*", "seed*", DONE_FILE)))
+        if finished:
+            order = list(known_rungs() or ())
+            found = {rung for rung, _ in finished}
+            recorded["rungs"] = sorted(found, key=lambda r: (order.index(r) if r in order
+                                                             else len(order), r))
+            recorded["seeds"] = 1 + max(int(seed.removeprefix("seed")) for _, seed in finished)
+            run_config = wd.read_metrics(os.path.join(root, *finished[0])).get("config", {})
+            if "max_events" in run_config.get("evaluate", {}):
+                recorded["max_events"] = run_config["evaluate"]["max_events"]
+    defaults = {key: flags.FLAGS[key].value for key in TABLE_SETTINGS}
+    return {key: given.get(key, recorded.get(key, defaults[key])) for key in TABLE_SETTINGS}
+
+
 def main(argv):
     del argv  # cli.run refuses leftover arguments
     quiet.quiet_libraries()
     # Checked here, not with required=True: a required flag's validator would also fire for
     # any other absl app that runs in a process that imported this module (tests do).
-    for name in ("base_workdir", "root"):
+    for name in ("root",) if _ONLY_TABLE.value else ("base_workdir", "root"):
         if not flags.FLAGS[name].value:
             raise app.UsageError(f"--{name} is required")
-    rungs = [r.strip() for r in _RUNGS.value if r.strip()]
-    teacher_rungs = [r.strip() for r in _TEACHER_RUNGS.value if r.strip()]
-    if _SEEDS.value < 1:
+    given = {name: flags.FLAGS[name].value for name in TABLE_SETTINGS
+             if flags.FLAGS[name].present or not _ONLY_TABLE.value}
+    settings = (table_settings(os.path.abspath(_ROOT.value), _TABLE.value, given)
+                if _ONLY_TABLE.value else given)
+    rungs = [r.strip() for r in settings["rungs"] if r.strip()]
+    teacher_rungs = [r.strip() for r in settings["teacher_eval_rungs"] if r.strip()]
+    seeds = int(settings["seeds"])
+    if seeds < 1:
         raise app.UsageError("--seeds must be >= 1")
     try:
         valid = known_rungs()
@@ -643,24 +679,24 @@ def main(argv):
     validate_rungs(rungs, valid)
     root = os.path.abspath(_ROOT.value)
     archive = os.path.abspath(_ARCHIVE.value) if _ARCHIVE.value else None
-    common = dict(preset=_PRESET.value, teacher_rungs=teacher_rungs,
-                  max_events=_MAX_EVENTS.value, overrides=list(_OVERRIDES.value))
+    common = dict(preset=settings["preset"], teacher_rungs=teacher_rungs,
+                  max_events=int(settings["max_events"]), overrides=list(settings["overrides"]))
     table, branch = _TABLE.value, parse_branch_flag(_BRANCH.value)
     if not _ONLY_TABLE.value:
         check_base(_BASE.value)
         try:
-            run_ladder(_BASE.value, root, rungs, _SEEDS.value, order=_ORDER.value,
+            run_ladder(_BASE.value, root, rungs, seeds, order=_ORDER.value,
                        ab_events=_AB_EVENTS.value, ab_perturb=_AB_PERTURB.value,
                        archive=archive, branch=branch, **common)
         except ChildFailed as e:
             print(f"ladder: run {e.tag} failed in {e.phase} (exit {e.returncode}); finished "
                   f"runs are kept, rerun the same command to resume", file=sys.stderr, flush=True)
             try:
-                write_table(root, rungs, _SEEDS.value, name=table, **common)
+                write_table(root, rungs, seeds, name=table, **common)
             except Exception as table_error:  # the failure above is the news, not this
                 print(f"ladder: could not write the table: {table_error!r}", file=sys.stderr)
             sys.exit(1)
-    write_table(root, rungs, _SEEDS.value, name=table, **common)
+    write_table(root, rungs, seeds, name=table, **common)
 
 
 if __name__ == "__main__":

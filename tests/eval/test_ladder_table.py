@@ -182,6 +182,28 @@ def test_main_only_table(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "ladder.md").exists() and (tmp_path / "ladder.png").exists()
 
 
+def test_only_table_keeps_the_recorded_rungs_and_settings(tmp_path, monkeypatch):
+    """A retabulation with --root alone rewrites the same table (no --base_workdir): the last
+    table's rungs, seeds and header; without a last table, every finished rung found."""
+    _fake_tree(tmp_path)
+    monkeypatch.setattr(ladder, "known_rungs", lambda: ("v1", "cot", "sd"))
+    ladder.write_table(str(tmp_path), ["v1", "cot"], 3, preset="base", teacher_rungs=[],
+                       max_events=2000, overrides=["train.steps=3000"])
+    flags.FLAGS.unparse_flags()
+    with flagsaver.flagsaver():
+        flags.FLAGS(["ladder", f"--root={tmp_path}", "--only_table"])
+        ladder.main(["ladder"])
+        md = (tmp_path / "ladder.md").read_text()
+        assert "preset=base, seeds=3, max_events=2000, overrides: train.steps=3000" in md
+        rows = [l.split(" | ")[0] for l in md.splitlines() if l.startswith("| ")]
+        assert rows[:3] == ["| rung", "| v1", "| cot"]  # no (T) row: none was recorded
+        os.remove(tmp_path / "ladder.json")
+        settings = ladder.table_settings(str(tmp_path), "ladder", {"preset": "tiny"})
+    flags.FLAGS.unparse_flags()
+    assert settings["rungs"] == ["v1", "cot"] and settings["seeds"] == 3
+    assert settings["preset"] == "tiny"  # a flag given on the command line wins
+
+
 def test_validate_rungs_and_schedule():
     ladder.validate_rungs(["anything"], None)  # configs/distill.py absent: no check
     with pytest.raises(app.UsageError, match="duplicates"):
