@@ -156,8 +156,13 @@ def results_table(metrics: Mapping[str, float], systems=SYSTEMS, columns=TABLE_C
         return f"{float('nan') if v is None else v:>24.4f}"
     width = max([18] + [len(name) + 2 for name, _ in systems])
     lines = [f"{'system':{width}s}" + "".join(f"{c:>24s}" for c in columns)]
+    counts = {}
     for name, prefix in systems:
         if f"{prefix}rel_hr@10" in metrics:
             lines.append(f"{name:{width}s}" + "".join(cell(metrics.get(prefix + c))
                                                       for c in columns))
+            counts[name] = metrics.get(prefix + "click_count")
+    if len({c for c in counts.values() if c is not None}) > 1:  # e.g. a quick --max_events run
+        lines.append("rows on different samples, click events: " + ", ".join(
+            f"{name} {c:.0f}" for name, c in counts.items() if c is not None))
     return "\n".join(lines)

@@ -82,3 +82,13 @@ def test_results_table_names_the_workdirs_model_by_its_config():
     head, bm25, ours = table.splitlines()
     assert bm25.startswith("BM25 ") and ours.startswith("OneSearch distill:sd_kw5 ")
     assert len(head) == len(bm25) == len(ours)  # the name column fits the longest name
+
+
+def test_results_table_says_when_rows_were_scored_on_different_samples():
+    from onesearch_jax.eval.world_eval import results_table
+
+    same = {"rel_hr@10": 0.9, "click_count": 578, "bm25/rel_hr@10": 0.5, "bm25/click_count": 578}
+    assert len(results_table(same).splitlines()) == 3
+    quick = {**same, "click_count": 137}
+    assert results_table(quick).splitlines()[-1] == \
+        "rows on different samples, click events: BM25 578, OneSearch V1 137"
