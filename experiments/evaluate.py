@@ -65,6 +65,9 @@ _RERANK_TRAFFIC = flags.DEFINE_list(
     "rerank_by_traffic", None, "World workdirs: weights of the exact query-title cosine beside "
     "the beam score when ordering the beams' items, for head,torso,tail,unseen queries "
     "(0,0,0,0: beam order; default: the train config's eval.rerank_by_traffic).")
+cli.require_numbers(_MESH, int)
+cli.require_numbers(_PRIOR_TRAFFIC)
+cli.require_numbers(_RERANK_TRAFFIC)
 _SPLIT = flags.DEFINE_enum("split", "test", ["test", "valid", "train"], "World workdirs: the "
                            "days scored (valid: for tuning serving options; train: the training "
                            "days' events; metrics under valid/ or train/).")

@@ -14,6 +14,7 @@ _QUERY = flags.DEFINE_multi_string("query", None, "Query text (repeatable).", re
 _K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
 _MESH = flags.DEFINE_list("mesh", [], "Serve sharded on a (data,fsdp,tensor) mesh of this "
                           "host's devices, e.g. 1,1,-1 (default: one device).")
+cli.require_numbers(_MESH, int)
 
 
 def main(argv):

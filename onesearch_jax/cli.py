@@ -39,6 +39,19 @@ def error_line(error: BaseException) -> str:
     return "error: " + (" ".join(lines) or type(error).__name__)
 
 
+def require_numbers(flag, kind: type = float) -> None:
+    """A `DEFINE_list` flag whose items must parse as `kind`: a bad item is refused at parsing,
+    naming the flag (instead of a bare "could not convert string" from wherever it is read)."""
+    def numbers(values) -> bool:
+        try:
+            [kind(v) for v in values or ()]
+        except ValueError:
+            return False
+        return True
+    flags.register_validator(flag.name, numbers, f"--{flag.name} takes comma-separated "
+                             f"{'integers' if kind is int else 'numbers'}")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing; a bad flag, config file, preset or `--config.x.y` override (which
     ml_collections reports as an AttributeError or KeyError) is one line and exit code 2."""

@@ -27,6 +27,8 @@ def _run(*args):
      "No such file or directory: 'configs/nosuch.py'"),
     (("experiments.search", "--workdir=/tmp/unused", "--query", "sugar-free", "dark"),
      "unexpected arguments: dark (quote a value with spaces"),
+    (("experiments.search", "--workdir=/tmp/unused", "--query=a", "--mesh=1,x"),
+     "--mesh takes comma-separated integers"),
 ])
 def test_an_input_error_is_one_line_and_exit_code_2(args, named):
     code, lines = _run(*args)
