@@ -9,6 +9,8 @@ of queries per call); the answers are the same.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -162,9 +164,10 @@ class SidRetriever:
         out = self.search(enc_tokens, query_vectors)
         return out.codes, out.scores, out.valid
 
-    def search(self, enc_tokens: np.ndarray, query_vectors: np.ndarray | None = None
-               ) -> BeamResult:
-        """The beam search over all queries, in padded batches, as a numpy BeamResult."""
+    def search(self, enc_tokens: np.ndarray, query_vectors: np.ndarray | None = None,
+               on_batch: Callable[[int], None] | None = None) -> BeamResult:
+        """The beam search over all queries, in padded batches, as a numpy BeamResult;
+        `on_batch(n)` after each batch of n queries (a progress line)."""
         enc_tokens = np.asarray(enc_tokens, np.int32)
         n = len(enc_tokens)
         if self.uses_tables:
@@ -185,6 +188,8 @@ class SidRetriever:
                 args += (adc.level_score_tables(self.khqe, vectors),)
             out = jax.device_get(self._run(*args))
             parts.append(BeamResult(*(x[: len(chunk)] for x in out)))
+            if on_batch is not None:
+                on_batch(len(chunk))
         if not parts:
             k, depth = self.beam_size, self.vocab.num_levels
             return BeamResult(codes=np.zeros((0, k, depth), np.int32),

@@ -6,6 +6,7 @@ from typing import Mapping
 import numpy as np
 
 from onesearch_jax.decode.retrieve import SidRetriever
+from onesearch_jax.progress import Progress
 from onesearch_jax.eval import metrics as metrics_lib
 from onesearch_jax.eval import world_eval
 
@@ -28,7 +29,8 @@ def evaluate_events(retriever: SidRetriever, builder, events: Mapping[str, np.nd
     `reward@10` with rewards) for paired comparisons."""
     enc = builder.personalized_inputs(events["query_id"], events["user_id"], events["history"],
                                       keywords=keywords)
-    result = retriever.search(enc, query_vectors)
+    searches = Progress("beam search", len(enc), unit="queries")
+    result = retriever.search(enc, query_vectors, on_batch=searches.update)
     valid = result.valid
     ranked = (ranker or retriever.ranked_items)(result, TOP_K)
     out = world_eval.score_rankings(targets, ranked)
