@@ -60,9 +60,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
         if "--traceback" in argv or "--verbose_libraries" in argv:
             raise
-        what = "no such config field " if isinstance(e, (AttributeError, KeyError)) else ""
+        field = isinstance(e, (AttributeError, KeyError))
+        what, where = (("no such config field ", "the config file lists its fields") if field
+                       else ("", "--helpshort lists the flags"))
         sys.stderr.write(f"{error_line(e).replace('error: ', 'error: ' + what, 1)} "
-                         "(--helpshort lists the flags)\n")
+                         f"({where})\n")
         sys.exit(EXIT_INPUT_ERROR)
 
 
@@ -135,4 +137,6 @@ def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> 
                              "its last checkpoint when the same command runs again)\n")
             sys.exit(EXIT_INTERRUPTED)
 
+    for name in ("traceback", "verbose_libraries", "compilation_cache"):  # in --helpshort too
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     app.run(guarded, flags_parser=_parse_flags)
