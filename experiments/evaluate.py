@@ -24,7 +24,8 @@ from onesearch_jax.eval.world_eval import results_table, workdir_systems
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _MAX_EVENTS = flags.DEFINE_integer("max_events", 20_000, "Test events scored (a seeded sample).",
                                    lower_bound=1)
-_BEAM = flags.DEFINE_integer("beam_size", None, "Beam width (default: the train config's eval one).")
+_BEAM = flags.DEFINE_integer("beam_size", None, "Beam width (default: the train config's eval "
+                             "one).", lower_bound=1)
 _CONSTRAINED = flags.DEFINE_boolean("constrained", True, "Constrain decoding to real items' SIDs.")
 _KEYWORDS = flags.DEFINE_enum("keywords", "none", ["none", "teacher"],
                               "teacher: give the model keywords written for the test queries at "

@@ -28,6 +28,8 @@ def main(argv):
             print("  (no results)")
         for rank, pid in enumerate(results, 1):
             print(f"  {rank:2d}. {pid}  {title_of[pid]}")
+        if 0 < len(results) < _K.value:
+            print(f"  ({len(results)} of --k={_K.value}: all the items of the beams' SIDs)")
 
 
 if __name__ == "__main__":

@@ -76,9 +76,13 @@ def guard_config(workdir: str, stage: str, config: Any, produced: bool = True) -
         diff = [k for k in config_differences(old, plain)
                 if k not in RUNTIME_KEYS and not _added_at_default(k, old, plain)]
         if diff and produced:
+            more = ("; to train on from a checkpoint of this run, start a new --workdir with "
+                    "--config.train.branch_from=THIS_WORKDIR@STEP" if diff == ["train.steps"]
+                    else "")
             raise ValueError(
                 f"{workdir} was built by stage {stage!r} with a different config "
-                f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same config")
+                f"(mismatched keys: {', '.join(diff)}); use a new --workdir or the same "
+                f"config{more}")
         if not diff:
             return True
         print(f"{path}: replacing the config of an earlier run that produced nothing "
