@@ -44,7 +44,8 @@ def print_summary(metrics: dict) -> None:
             "reward/ctr_auc_valid", "reward/true_ctr_auc_valid", "reward/ctr_auc_valid_with_position",
             "reward/ctr_ece_valid", "reward/order_auc_valid", "reward/true_order_auc_valid")
     for k in keys:
-        print(f"{k:42s} {metrics.get(k, float('nan')):.4g}")
+        v = metrics.get(k, float("nan"))
+        print(f"{k:42s} {v:,.0f}" if k.startswith("num_") else f"{k:42s} {v:.4g}")
     print(results_table(metrics, systems=BASELINES, columns=COLUMNS))
     print("relevance oracle vs legacy engine, simulated A/B on the test day (95% CI):")
     for lift in ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift"):
