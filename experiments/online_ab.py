@@ -14,6 +14,7 @@ from absl import flags
 from onesearch_jax import artifacts, cli
 from onesearch_jax import quiet
 from onesearch_jax import workdir as wd
+from onesearch_jax.progress import Progress
 from onesearch_jax.world.simulator import legacy_search_fn, simulate_traffic
 from onesearch_jax.serving import Searcher
 
@@ -29,7 +30,10 @@ _PRIOR_TRAFFIC = flags.DEFINE_list("prior_by_traffic", None, "ADC prior weights 
 _RERANK_TRAFFIC = flags.DEFINE_list("rerank_by_traffic", None, "Item re-ranking weights (query-"
                                     "title cosine beside the beam score) of head,torso,tail,"
                                     "unseen queries (default: eval.rerank_by_traffic).")
+cli.require_numbers(_PRIOR_TRAFFIC)
+cli.require_numbers(_RERANK_TRAFFIC)
 LIFTS = ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift")
+SEARCH_CHUNK = 1024  # searches per progress step (a multiple of the retriever's batch)
 
 
 def main(argv):
@@ -41,8 +45,17 @@ def main(argv):
     world = artifacts.load_world(_WORKDIR.value)
     train_events = artifacts.load_query_event_counts(_WORKDIR.value)["train"]
     metrics, lifts, searches = {}, {}, {}
+
+    def search_with_progress(texts, users):
+        del users
+        bar, out = Progress("searches", len(texts), unit="searches"), []
+        for lo in range(0, len(texts), SEARCH_CHUNK):
+            out += searcher.search(list(texts[lo:lo + SEARCH_CHUNK]), 10)
+            bar.update(len(texts[lo:lo + SEARCH_CHUNK]))
+        return out
+
     for p in range(_PERTURB.value + 1):
-        result = simulate_traffic(lambda texts, users: searcher.search(list(texts), 10), world,
+        result = simulate_traffic(search_with_progress, world,
                                   num_events=_EVENTS.value, seed=_SEED.value,
                                   baseline_fn=legacy_search_fn(world), perturb_seed=p or None,
                                   train_query_events=train_events, per_event=searches)
