@@ -33,7 +33,7 @@ _RERANK_TRAFFIC = flags.DEFINE_list("rerank_by_traffic", None, "Item re-ranking 
 cli.require_numbers(_PRIOR_TRAFFIC)
 cli.require_numbers(_RERANK_TRAFFIC)
 LIFTS = ("ctr_lift", "page_ctr_lift", "orders_lift", "gmv_lift")
-SEARCH_CHUNK = 1024  # searches per progress step (a multiple of the retriever's batch)
+SEARCH_CHUNK = 256  # searches per progress step (a multiple of the retriever's batch)
 
 
 def main(argv):
