@@ -65,12 +65,13 @@ def format_table(metrics: dict[str, float], systems: Sequence[str]) -> str:
     """A plain-text table: one row per system, one column per metric and slice."""
     slice_cols = sorted({k.split("/")[2] for k in metrics if k.count("/") == 2})
     cols = list(REPORTED) + [f"recall@10/{s}" for s in slice_cols] + ["latency_ms"]
-    lines = ["system  " + "  ".join(f"{c:>{max(len(c), 8)}}" for c in cols)]
-    for system in SYSTEMS:
-        if system in systems:
-            lines.append(f"{system:<8}" + "  ".join(
-                f"{metrics.get(f'{system}/{c}', float('nan')):>{max(len(c), 8)}.4f}"
-                for c in cols))
+    shown = [system for system in SYSTEMS if system in systems]
+    width = max([len("system")] + [len(system) for system in shown]) + 2
+    lines = [f"{'system':<{width}}" + "  ".join(f"{c:>{max(len(c), 8)}}" for c in cols)]
+    for system in shown:
+        lines.append(f"{system:<{width}}" + "  ".join(
+            f"{metrics.get(f'{system}/{c}', float('nan')):>{max(len(c), 8)}.4f}"
+            for c in cols))
     counts = ", ".join(f"{s}={int(metrics[f'num_queries/{s}'])}" for s in slice_cols)
     lines.append(f"queries: {int(metrics['num_queries'])} ({counts})")
     return "\n".join(lines)
