@@ -42,3 +42,33 @@ def test_no_citation_of_files_outside_the_repository():
         texts[str(path.relative_to(ROOT))] = path.read_text()
     offenders = [name for name, text in texts.items() if "../shared" in text or "DESIGN.md" in text]
     assert offenders == []
+
+
+# `python -m experiments.X --a=1 \\n --b` in a page: the module and its flags (absl DEFINE_* or
+# argparse add_argument in its own source, or the flags every entry point has).
+_COMMAND = re.compile(r"python -m ((?:experiments|benchmarks)\.\w+)((?:\s+--[\w.]+"
+                      r"(?:=(?:\"[^\"]*\"|'[^']*'|[^\s`]+))?)*)")
+_DEFINED = re.compile(r"DEFINE_\w+\(\s*\"(\w+)\"|add_argument\(\s*\"--([\w-]+)\"")
+
+
+def _flags_defined(source: str) -> set:
+    return {(a or b).replace("-", "_") for a, b in _DEFINED.findall(source)}
+
+
+def test_every_command_in_the_pages_names_a_module_and_flags_that_exist():
+    everywhere = _flags_defined((ROOT / "onesearch_jax" / "cli.py").read_text()) | \
+        _flags_defined((ROOT / "onesearch_jax" / "quiet.py").read_text()) | {"config"}
+    checked, wrong = 0, []
+    for name, text in {"README.md": README, **DOCS}.items():
+        for module, args in _COMMAND.findall(text.replace("\\\n", " ")):
+            path = ROOT / (module.replace(".", "/") + ".py")
+            if not path.exists():
+                wrong.append(f"{name}: no module {module}")
+                continue
+            defined = _flags_defined(path.read_text()) | everywhere
+            for flag in re.findall(r"--([\w.]+)", args):
+                flag = flag.split(".")[0]
+                if flag not in defined and flag.removeprefix("no") not in defined:
+                    wrong.append(f"{name}: {module} has no --{flag}")
+            checked += 1
+    assert checked > 40 and wrong == []
