@@ -39,7 +39,7 @@ from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.train.rollout import make_rollout_fn
 from onesearch_jax.train.train_state import setup_train_state
-from onesearch_jax.pipeline.variant_workdir import prepare_run_dir
+from onesearch_jax.pipeline.variant_workdir import COPIED, prepare_run_dir
 
 ADOPTED = ("model", "data")  # sections an RL run takes from the run it starts from
 
@@ -125,6 +125,43 @@ class RolloutHook:
         return rl.attach_rewards(prompts, out, rewards)
 
 
+def check_init_workdir(init: str, workdir: str) -> None:
+    """Refuses, before anything is linked, a start that is not a trained run on a built world."""
+    if not fileio.isdir(init):
+        raise FileNotFoundError(f"config.init_workdir={init}: no such directory")
+    if fileio.absolute(init) == fileio.absolute(workdir):
+        raise ValueError("config.init_workdir must differ from --workdir (RL writes its own "
+                         "checkpoints; the reference run stays untouched)")
+    path = os.path.join(init, "train_config.json")
+    if not fileio.exists(path):
+        raise FileNotFoundError(f"{path} is missing: {init} is not a trained workdir")
+    if not fileio.exists(os.path.join(wd.world_dir(init), "BUILD_DONE")):
+        raise ValueError(f"config.init_workdir={init} has no built world (world/BUILD_DONE): the "
+                         "RL stages train on a simulated world's logs, not on a real catalog")
+    if not wd.has_checkpoint(init):
+        raise FileNotFoundError(f"config.init_workdir={init} has no checkpoint: train it first")
+
+
+def link_init_world(init: str, workdir: str) -> None:
+    """Links `workdir` to the start's world, SIDs and data (prepare_run_dir); a workdir linked
+    to another start's world that has trained nothing yet (a start refused after linking) is
+    re-pointed, its copied configs and baseline metrics with it."""
+    link = os.path.join(workdir, "world")
+    if fileio.is_remote(workdir) or (os.path.exists(link) and not os.path.islink(link)):
+        if not fileio.exists(link):  # a bucket: prepare_run_dir says what to copy
+            prepare_run_dir(init, workdir)
+        return  # a world copied or built in place
+    target = os.path.realpath(wd.world_dir(init))
+    if os.path.islink(link) and os.path.realpath(link) != target:
+        if wd.has_checkpoint(workdir):
+            raise ValueError(f"{workdir} trained on the world at {os.path.realpath(link)}, "
+                             f"config.init_workdir={init} on {target}: use a new --workdir")
+        for name in COPIED + (wd.METRICS_FILE,):  # the other start's, nothing of this run's
+            if os.path.exists(os.path.join(workdir, name)):
+                os.remove(os.path.join(workdir, name))
+    prepare_run_dir(init, workdir)
+
+
 def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
     """Links `workdir` to config.init_workdir's world and SIDs, copies that run's model and data
     sections into `config`, and returns its training config (to restore its parameters)."""
@@ -132,18 +169,10 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
     if not init:
         raise ValueError("config.init_workdir is empty: name the trained workdir (e.g. the "
                          "self-distilled one) this RL stage starts from")
-    path = os.path.join(init, "train_config.json")
-    if not fileio.exists(path):
-        raise FileNotFoundError(f"{path} is missing: {init} is not a trained workdir")
-    if fileio.absolute(init) == fileio.absolute(workdir):
-        raise ValueError("config.init_workdir must differ from --workdir (RL writes its own "
-                         "checkpoints; the reference run stays untouched)")
-    init_config = ml_collections.ConfigDict(fileio.read_json(path))
-    def link_world():  # the ladder links its base's already
-        if not fileio.exists(os.path.join(workdir, "world")):
-            prepare_run_dir(init, workdir)
-
-    distributed.on_writer_then_all("prepare_run_dir", link_world)
+    check_init_workdir(init, workdir)
+    init_config = ml_collections.ConfigDict(fileio.read_json(os.path.join(init,
+                                                                         "train_config.json")))
+    distributed.on_writer_then_all("prepare_run_dir", lambda: link_init_world(init, workdir))
     for section in ADOPTED:
         config[section] = ml_collections.ConfigDict(init_config[section].to_dict())
     if "state_cache" in config.data and not config.data.state_cache:

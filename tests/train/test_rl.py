@@ -1,6 +1,7 @@
 """RL stages: rollouts, the ratio at the first update, sharded == single device, resume ==
 uninterrupted, the logged reward and bad settings."""
 import functools
+import os
 import io
 
 import jax
@@ -269,6 +270,45 @@ def test_rl_stages_and_bad_settings_are_refused_by_name():
         rl.check_rl_batch(_prompts(0))
 
 
+def _fake_start(init, checkpoint: bool = True):
+    """A starting run's workdir as the RL stages check it: a built world, SIDs, data, a trained
+    config and (by default) a checkpoint folder."""
+    for sub in ("world", "sids", "data") + (("checkpoints/5",) if checkpoint else ()):
+        (init / sub).mkdir(parents=True)
+    (init / "world" / "BUILD_DONE").write_text("")
+    (init / "train_config.json").write_text("{}")
+    return init
+
+
+def test_a_bad_start_is_refused_before_anything_is_linked(tmp_path):
+    rl_dir = tmp_path / "rl"
+    no_checkpoint = _fake_start(tmp_path / "untrained", checkpoint=False)
+    no_world = _fake_start(tmp_path / "real")
+    (no_world / "world" / "BUILD_DONE").unlink()
+    for init, message in ((tmp_path / "nope", "no such directory"),
+                          (no_world, "has no built world"),
+                          (no_checkpoint, "has no checkpoint: train it first")):
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            rl_run.check_init_workdir(str(init), str(rl_dir))
+    assert not rl_dir.exists()
+
+
+def test_a_start_changed_before_training_is_relinked(tmp_path):
+    """A workdir linked to one start (whose run was then refused) follows the corrected start;
+    once it has a checkpoint, another start's world is refused."""
+    import json
+    a, b, run = _fake_start(tmp_path / "a"), _fake_start(tmp_path / "b"), tmp_path / "rl"
+    (a / "metrics.json").write_text(json.dumps({"bm25/rel_hr@10": 0.1}))
+    (b / "metrics.json").write_text(json.dumps({"bm25/rel_hr@10": 0.2}))
+    rl_run.link_init_world(str(a), str(run))
+    rl_run.link_init_world(str(b), str(run))
+    assert os.path.realpath(run / "world") == os.path.realpath(b / "world")
+    assert json.loads((run / "metrics.json").read_text())["bm25/rel_hr@10"] == 0.2
+    (run / "checkpoints" / "3").mkdir(parents=True)
+    with pytest.raises(ValueError, match="use a new --workdir"):
+        rl_run.link_init_world(str(a), str(run))
+
+
 def test_rl_adopts_the_starting_runs_model_and_serving(tmp_path):
     """A starting run trained with configs/distill.py serves with keys the RL presets lack
     (prior_weight, rerank_by_traffic, ...): the RL run takes them over, locked config or not."""
@@ -277,9 +317,7 @@ def test_rl_adopts_the_starting_runs_model_and_serving(tmp_path):
 
     start = distill_configs.get_config("small:sd")
     start.eval.prior_weight, start.eval.beam_size = 7.5, 24
-    init = tmp_path / "sd"
-    for sub in ("world", "sids", "data"):
-        (init / sub).mkdir(parents=True)
+    init = _fake_start(tmp_path / "sd")
     fileio.write_json(str(init / "train_config.json"), start.to_dict())
     c = dpo_configs.get_config("small")
     c.init_workdir = str(init)
