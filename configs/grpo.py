@@ -52,6 +52,9 @@ def rl_config(preset: str, stage: str, advantage: str = "grpo") -> ml_collection
     c.train.update(_TRAIN[preset])
     c.train.update(eval_every=0, min_lr_ratio=1.0, weight_decay=0.0, ema_decay=0.0,
                    fgm_epsilon=0.0)
+    # The starting run's data section is adopted (rl_run); a non-empty state_cache here points
+    # its frozen MiniLM states elsewhere (default: where the starting run kept them).
+    c.data.state_cache = ""
     c.eval.max_events = 2000
     c.eval.cot_keyword_len = 0  # the starting run's, like eval.beam_size (rl_run copies both)
     c.rl = ml_collections.ConfigDict(dict(rl.RL_DEFAULTS, advantage=advantage))

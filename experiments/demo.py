@@ -48,7 +48,8 @@ def main(argv):
     run("experiments.build_world", f"--config={_WORLD.value}", w)
     run("experiments.build_sids", f"--config={_SIDS.value}", w)
     # One MiniLM state cache for both trainings (the SD student's texts add the keyword spans).
-    cache = f"--config.data.state_cache={os.path.join(_WORKDIR.value, 'minilm_states')}"
+    states = os.path.abspath(os.path.join(_WORKDIR.value, "minilm_states"))
+    cache = f"--config.data.state_cache={states}"
     run("experiments.train", f"--config={_SFT.value}", f"--config.train.steps={_V1_STEPS.value}",
         cache, w)
     run("experiments.evaluate", w)

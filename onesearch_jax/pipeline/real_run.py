@@ -14,7 +14,8 @@ from onesearch_jax.pipeline.real_build import build_real_workdir
 from onesearch_jax.data.real_tasks import REAL_TASKS, real_builder
 from onesearch_jax.model.presets import TransformerConfig
 from onesearch_jax.model.transformer import build_model
-from onesearch_jax.pipeline.sft_run import cache_states, task_rows, train_and_record
+from onesearch_jax.pipeline.sft_run import (cache_states, record_state_cache_whole, task_rows,
+                                            train_and_record)
 from onesearch_jax.train.stage_spec import SPECS
 
 SID_EMBEDDINGS = ("random", "centroids")
@@ -46,6 +47,7 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
     catalog = load_real_catalog(workdir)
     vocab, builder = real_builder(config, catalog)
     config.model.vocab_size = vocab.vocab_size
+    record_state_cache_whole(config)
     wd.guard_config(workdir, "train", config, produced=wd.has_checkpoint(workdir))
     tasks = builder.build(catalog.train, float(config.data.min_relevance),
                           spans_per_title=int(config.data.get("spans_per_title", 0)),

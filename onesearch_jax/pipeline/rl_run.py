@@ -173,11 +173,13 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
     init_config = ml_collections.ConfigDict(fileio.read_json(os.path.join(init,
                                                                          "train_config.json")))
     distributed.on_writer_then_all("prepare_run_dir", lambda: link_init_world(init, workdir))
+    own_cache = config.data.get("state_cache", "")
     for section in ADOPTED:
         config[section] = ml_collections.ConfigDict(init_config[section].to_dict())
-    if "state_cache" in config.data and not config.data.state_cache:
-        # The starting run's frozen MiniLM states, not an empty cache of our own.
-        config.data.state_cache = encoder_memory.state_cache_folder(init_config, init)
+    if "state_cache" in config.data:
+        # The starting run's frozen MiniLM states (not an empty cache of our own), or the
+        # folder this run's config names.
+        config.data.state_cache = own_cache or start_state_cache(init_config, init)
     config.eval.beam_size = int(init_config.eval.beam_size)
     config.eval.cot_keyword_len = int(init_config.eval.get("cot_keyword_len", 0))
     with config.eval.unlocked():  # keys the RL presets do not define (a starting run's serving)
@@ -186,6 +188,17 @@ def adopt_init_config(config, workdir: str) -> ml_collections.ConfigDict:
                 value = init_config.eval[key]
                 config.eval[key] = tuple(value) if isinstance(value, (list, tuple)) else value
     return init_config
+
+
+def start_state_cache(init_config, init: str) -> str:
+    """The absolute folder of the starting run's MiniLM states. A path it recorded relative to
+    the directory it ran in (runs before paths were recorded whole) falls back to the run's own
+    W/minilm_states when that is where the states are."""
+    folder = encoder_memory.state_cache_folder(init_config, init)
+    if not os.path.isabs(folder) and not os.path.isdir(folder):
+        own = os.path.join(init, "minilm_states")
+        folder = own if os.path.isdir(own) else folder
+    return os.path.abspath(folder)
 
 
 SERVING_KEYS = ("prior_weight", "prior_by_traffic", "rerank_by_traffic")

@@ -4,11 +4,12 @@ batches carry the teacher input."""
 
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from absl import logging
 
-from onesearch_jax import artifacts, distributed
+from onesearch_jax import artifacts, distributed, fileio
 from onesearch_jax import workdir as wd
 from onesearch_jax.data import encoder_memory, keyword_cot, sft_tasks
 from onesearch_jax.decode.retrieve import SidRetriever
@@ -73,11 +74,20 @@ def prepare(config, workdir: str):
     return world, vocab, item_codes, builder
 
 
+def record_state_cache_whole(config) -> None:
+    """data.state_cache as an absolute path, so a later stage started from another directory
+    (an RL run adopting this run's data section) finds the same states."""
+    folder = config.data.get("state_cache", "") if "data" in config else ""
+    if folder and not fileio.is_remote(folder):
+        config.data.state_cache = os.path.abspath(os.path.expanduser(folder))
+
+
 def run_world(config, workdir: str, *, spec: StageSpec, with_teacher: bool,
               stream=None) -> dict[str, float]:
     """Trains stage `spec` (or resumes it) to config.train.steps; returns the last step's train
     metrics. The step and the batch check come from the spec once the SID layout is known."""
     world, vocab, item_codes, builder = prepare(config, workdir)
+    record_state_cache_whole(config)
     wd.guard_config(workdir, "train", config, produced=wd.has_checkpoint(workdir))
     train_events = artifacts.load_events(workdir, "train")
     tasks = builder.build(artifacts.load_train_clicks(workdir), train_events,

@@ -20,7 +20,7 @@ from onesearch_jax.model.transformer import EncoderDecoder, build_model, make_ca
 from onesearch_jax.sid.trie import SidTrie
 from onesearch_jax.train import rewards as rewards_lib
 from onesearch_jax import sharding
-from onesearch_jax.pipeline import rl_run, stages
+from onesearch_jax.pipeline import rl_run, sft_run, stages
 from onesearch_jax.train import rl, rollout
 from onesearch_jax.train.loop import train_loop
 from onesearch_jax.train.train_state import create_train_state, setup_train_state
@@ -329,6 +329,23 @@ def test_rl_adopts_the_starting_runs_model_and_serving(tmp_path):
             want = start.eval[key]
             assert c.eval[key] == (tuple(want) if isinstance(want, (list, tuple)) else want)
     assert (tmp_path / "dpo" / "world").exists()
+    assert c.data.state_cache == str(init / "minilm_states")  # the start's, made absolute
+    own = dpo_configs.get_config("small")
+    own.init_workdir, own.data.state_cache = str(init), "/elsewhere/states"
+    rl_run.adopt_init_config(own, str(tmp_path / "dpo"))
+    assert own.data.state_cache == "/elsewhere/states"  # --config.data.state_cache wins
+
+
+def test_a_start_cache_recorded_relative_to_another_directory_is_found(tmp_path, monkeypatch):
+    import ml_collections
+    init = tmp_path / "demo"
+    (init / "minilm_states").mkdir(parents=True)
+    recorded = ml_collections.ConfigDict({"data": {"state_cache": "workdirs/demo/minilm_states"}})
+    monkeypatch.chdir(tmp_path / "demo")  # not where the demo ran
+    assert rl_run.start_state_cache(recorded, str(init)) == str(init / "minilm_states")
+    config = ml_collections.ConfigDict({"data": {"state_cache": "states"}})
+    sft_run.record_state_cache_whole(config)
+    assert config.data.state_cache == str(tmp_path / "demo" / "states")
 
 
 class _Builder:
