@@ -18,6 +18,7 @@ from absl import flags
 
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
+from onesearch_jax.data.real_workdir import is_real_workdir
 from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
 from onesearch_jax.eval.world_eval import results_table, workdir_systems
 
@@ -120,6 +121,9 @@ def main(argv):
         print(f"{metrics['num_queries']:.0f} queries ({metrics['num_queries_excluded']:.0f} "
               f"without a target left out){rate}; wrote {out}")
         return
+    if is_real_workdir(_WORKDIR.value):
+        raise ValueError(f"{_WORKDIR.value} is a real-catalog workdir: it is scored on judgments, "
+                         "--judgments=FILE (query, product_uid, relevance TSV)")
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
                                mesh_shape=_MESH.value, prior_weight=_PRIOR.value,

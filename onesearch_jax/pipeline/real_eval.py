@@ -253,8 +253,12 @@ def evaluate_real_workdir(workdir: str, judgments_path: str, *, min_relevance: f
     depth = max(KS)
     search: dict[str, SearchFn] = {}
     ranked: dict[str, list] = {}
+    if judged.report.problems:  # malformed rows are left out, and said so
+        print(judged.report.summary(), flush=True)
     metrics = {"num_queries": float(len(judged.queries)),
-               "num_queries_excluded": float(judged.num_excluded)}
+               "num_queries_excluded": float(judged.num_excluded),
+               "judgment_rows_read": float(judged.report.rows_read),
+               "judgment_rows_kept": float(judged.report.rows_kept)}
 
     seen = seen_products(bundle.train, float(bundle.config.data.min_relevance))
     code_of = dict(zip(bundle.product_ids, bundle.item_codes))
