@@ -65,6 +65,11 @@ def distill_settings(config) -> dict:
                        ("student_loss", STUDENT_LOSSES), ("teacher_input", TEACHER_INPUTS)):
         if s[key] not in valid:
             raise ValueError(f"distill.{key}={s[key]!r}; valid: {valid}")
+    for key in ("alpha_kl", "teacher_ce_weight", "rdrop_alpha", "focal_gamma"):
+        if float(s[key]) < 0:  # a negative weight would reward the opposite
+            raise ValueError(f"distill.{key} must be >= 0, got {s[key]}")
+    if float(s["tau"]) <= 0:
+        raise ValueError(f"distill.tau must be > 0 (a softmax temperature), got {s['tau']}")
     if int(s["kl_levels"]) < 0:
         raise ValueError(f"distill.kl_levels must be >= 0 (0 = every SID level), got "
                          f"{s['kl_levels']}")

@@ -159,6 +159,12 @@ def test_kl_levels_keeps_the_first_levels_only():
     assert float(m["kl_positions"]) == 6.0  # 6 keyword rows x the first level
     with pytest.raises(ValueError, match="kl_levels"):
         distill.distill_settings(_config(kl_levels=-1))
+    negative = _config()
+    negative.distill.alpha_kl = -1.0
+    with pytest.raises(ValueError, match="distill.alpha_kl must be >= 0, got -1"):
+        distill.distill_settings(negative)
+    with pytest.raises(ValueError, match="distill.tau must be > 0"):
+        distill.distill_settings(_config(tau=0.0))
 
 
 def test_identical_inputs_give_zero_kl_and_teacher_ce_weight_trains_the_teacher_path():
