@@ -45,7 +45,9 @@ def config_differences(old: Mapping, new: Mapping) -> list[str]:
 
 # Keys that change how a run executes, never what it computes: a resume may change them, and a
 # workdir recorded before such a key existed matches a config that has it.
-RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache", "train.stop_at"})
+RUNTIME_KEYS = frozenset({"train.prefetch", "data.state_cache", "train.stop_at",
+                          # how often a run logs and saves, and how many saves it keeps
+                          "train.log_every", "train.checkpoint_every", "train.keep"})
 # Keys added after runs were recorded, with the value that reproduces what those runs computed: a
 # record without the key matches a config holding that value. (train.grad_norm 'auto' is the
 # earlier per-leaf norm off a GPU, and on one the same norm summed in another order.)

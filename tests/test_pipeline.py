@@ -92,6 +92,13 @@ def test_searcher_answers_queries_and_empty_query(trained):
     assert len(results[0]) == 5 and results[1] == [] and results[2] == []
     known = set(artifacts.load_world(workdir).catalog.product_ids)
     assert all(pid in known for pid in results[0])
+    assert searcher.search([None], k=5) == [[]]
+    for queries, k, error, message in (("vitamin", 5, TypeError, r"\(one query is \[query\]\)"),
+                                       ([123], 5, TypeError, "a list of strings"),
+                                       (["vitamin"], 0, ValueError, "k must be a positive"),
+                                       (["vitamin"], 2.5, ValueError, "got 2.5")):
+        with pytest.raises(error, match=message):
+            searcher.search(queries, k=k)
 
 
 def test_a_workdir_serves_sharded_on_a_mesh_with_the_same_answers(trained):

@@ -55,6 +55,9 @@ def test_runtime_keys_may_change_on_resume(tmp_path):
     assert workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 10, "prefetch": 0}})
     with pytest.raises(ValueError, match=r"mismatched keys: train\.steps\)"):
         workdir.guard_config(str(tmp_path), "train", {"train": {"steps": 11, "prefetch": 2}})
+    # logging and saving cadence: what a run computes is the same
+    assert workdir.guard_config(str(tmp_path), "train", {"train": {
+        "steps": 10, "log_every": 1, "checkpoint_every": 5, "keep": 9}})
 
 
 def test_keys_added_later_match_a_record_without_them_only_at_their_default(tmp_path):
