@@ -90,3 +90,10 @@ def test_a_missing_per_event_file_names_the_command_that_writes_it(tmp_path):
                          ("ab", f"experiments.online_ab --workdir={w}")):
         with pytest.raises(FileNotFoundError, match=f"{tag}.npz is missing; run {command}$"):
             workdir.load_eval_events(w, tag)
+
+
+def test_a_run_of_another_stage_is_named_not_listed_key_by_key(tmp_path):
+    sft = {"stage": "sft", "train": {"steps": 10}, "data": {"tasks": "q2i"}}
+    workdir.guard_config(str(tmp_path), "train", sft)
+    with pytest.raises(ValueError, match="holds a 'sft' run and this is a 'grpo' one; use a new"):
+        workdir.guard_config(str(tmp_path), "train", {**sft, "stage": "grpo", "rl": {"g": 4}})
