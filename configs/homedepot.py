@@ -32,8 +32,13 @@ from configs import sft
 from onesearch_jax.sid import codebooks
 
 
+PRESETS = ("tiny", "small", "base", "minilm", "cpu", "frozen")
+
+
 def get_config(arg=None) -> ml_collections.ConfigDict:
     name = arg or "small"
+    if name not in PRESETS:
+        raise ValueError(f"unknown homedepot preset {name!r}; valid: {list(PRESETS)}")
     frozen = name == "frozen"
     cpu = name in ("cpu", "frozen")
     if cpu:
