@@ -77,7 +77,7 @@ def guard_config(workdir: str, stage: str, config: Any, produced: bool = True) -
         old = fileio.read_json(path)
         diff = [k for k in config_differences(old, plain)
                 if k not in RUNTIME_KEYS and not _added_at_default(k, old, plain)]
-        if diff and produced and "stage" in diff and isinstance(old, Mapping):
+        if diff and produced and "stage" in diff:
             raise ValueError(f"{workdir} holds a {old.get('stage')!r} run and this is a "
                              f"{plain.get('stage')!r} one; use a new --workdir")
         if diff and produced:
