@@ -11,7 +11,7 @@ with a 95% bootstrap interval over events; across runs on the test day: SD (S) -
 paper's claim that the distilled student reaches the teacher, for every run named other than
 `base` (the SD sweep's variants too; --t_minus_s limits the T - S rows). Missing evaluations
 are run first (`experiments.evaluate --split=... [--keywords=teacher]`, in process); existing
-ones are reused when they scored the same --max_events sample, run again when not.
+ones are reused.
 For a self-distilled run whose training log is at hand (W/metrics.jsonl), also what the KL term
 weighed while it trained: the teacher's CE gain over the student on the training batches and
 alpha_KL * KL as a share of the loss. Writes OUT.md, OUT.json and OUT.png (the deltas with
@@ -22,11 +22,9 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from absl import flags
 
-from onesearch_jax import artifacts, cli, fileio, quiet
+from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.eval import delta_plot
 from onesearch_jax.eval import ladder_table as lt
@@ -39,8 +37,8 @@ def define_flags():
     flags.DEFINE_list("runs", [], "name=workdir pairs (e.g. base=R/cot/seed0,sd=R/sd/seed0); "
                       "name=W0+W1 pools seeds (paired within each, the same order per name).")
     flags.DEFINE_list("splits", ["train", "test"], "Days scored: train and/or test.")
-    flags.DEFINE_integer("max_events", 4000, "Events per split (a seeded sample; an existing "
-                         "evaluation of another sample is run again).", lower_bound=1)
+    flags.DEFINE_integer("max_events", 4000, "Events per split (for missing evaluations; "
+                         "existing ones keep theirs).", lower_bound=1)
     flags.DEFINE_string("out", "", "Write OUT.md, OUT.json and OUT.png.")
     flags.DEFINE_bool("kl", False, "Also what the teacher has to teach, dropout off: per SID "
                       "position KL(teacher || student) and the teacher's CE gain on each day's "
@@ -91,21 +89,13 @@ def plot_rows(cells: dict, rows) -> list:
 
 
 def outcomes(workdir: str, split: str, teacher: bool, max_events: int):
-    """(event ids, outcomes, slices) of one evaluation of `max_events`' seeded sample, running
-    it when it is missing or scored another sample (a quick run's, say)."""
+    """(event ids, outcomes, slices) of one evaluation, running it when it is missing."""
     tag = event_tag("teacher/" if teacher else "", split)
-    what = f"{workdir} on {split}{' with keywords' if teacher else ''}"
-    if fileio.exists(wd.eval_events_path(workdir, tag)):
-        found = wd.load_eval_events(workdir, tag)
-        sample = artifacts.load_events(workdir, split, max_events)["event_id"]
-        if np.array_equal(np.sort(found[0]), np.sort(sample)):
-            return found
-        print(f"re-evaluating {what}: its evaluation scored {len(found[0])} events, not "
-              f"--max_events={max_events}'s sample of {len(sample)}", flush=True)
-    else:
-        print(f"evaluating {what} ({max_events} events)", flush=True)
-    evaluate_workdir(workdir, max_events=max_events, split=split,
-                     keywords="teacher" if teacher else "none")
+    if not fileio.exists(wd.eval_events_path(workdir, tag)):
+        print(f"evaluating {workdir} on {split}{' with keywords' if teacher else ''} "
+              f"({max_events} events)", flush=True)
+        evaluate_workdir(workdir, max_events=max_events, split=split,
+                         keywords="teacher" if teacher else "none")
     return wd.load_eval_events(workdir, tag)
 
 

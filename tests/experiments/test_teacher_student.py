@@ -6,10 +6,9 @@ from experiments import teacher_student as ts
 from onesearch_jax import workdir as wd
 
 
-def test_teacher_minus_student_per_slice_from_saved_evaluations(tmp_path, monkeypatch):
+def test_teacher_minus_student_per_slice_from_saved_evaluations(tmp_path):
     run = str(tmp_path / "run")
     ids, tail = np.arange(4), np.array([True, True, False, False])
-    monkeypatch.setattr(ts.artifacts, "load_events", lambda w, split, n: {"event_id": ids[:n]})
     wd.save_eval_events(run, "train", ids, {"rel_hr@10": np.array([0.0, 0.0, 1.0, 1.0])},
                         {"tail": tail})
     wd.save_eval_events(run, "teacher_train", ids, {"rel_hr@10": np.array([1.0, 1.0, 1.0, 0.0])},
@@ -105,23 +104,3 @@ def test_plot_rows_and_png(tmp_path):
     png = tmp_path / "ts.png"
     delta_plot.plot_delta_grid(got, ts.PLOT_COLUMNS, str(png), "title")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_an_evaluation_of_another_sample_is_run_again(tmp_path, monkeypatch, capsys):
-    run = str(tmp_path / "run")
-    wd.save_eval_events(run, "test", np.arange(2), {"rel_hr@10": np.zeros(2)}, {})
-    monkeypatch.setattr(ts.artifacts, "load_events",
-                        lambda w, split, n: {"event_id": np.arange(min(n, 8))})
-    evaluated = []
-
-    def evaluate(workdir, max_events, split, keywords):
-        evaluated.append((workdir, max_events, split, keywords))
-        wd.save_eval_events(workdir, "test", np.arange(max_events),
-                            {"rel_hr@10": np.ones(max_events)}, {})
-    monkeypatch.setattr(ts, "evaluate_workdir", evaluate)
-    ids, out, _ = ts.outcomes(run, "test", False, max_events=8)
-    assert evaluated == [(run, 8, "test", "none")] and len(ids) == 8 and out["rel_hr@10"].all()
-    assert "its evaluation scored 2 events, not --max_events=8's sample of 8" in \
-        capsys.readouterr().out
-    ts.outcomes(run, "test", False, max_events=8)  # the same sample now: reused
-    assert len(evaluated) == 1
