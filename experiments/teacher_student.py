@@ -99,14 +99,17 @@ def outcomes(workdir: str, split: str, teacher: bool, max_events: int):
     return wd.load_eval_events(workdir, tag)
 
 
-def differences(a, b) -> dict:
+def differences(a, b, what: str = "") -> dict:
     """b - a per metric and slice, paired over the events both scored (paired.compare); a and
-    b are one evaluation each, or {seed: evaluation} pooled over the seeds both have."""
+    b are one evaluation each, or {seed: evaluation} pooled over the seeds both have. `what`
+    names the comparison in the error when they scored different events."""
     a, b = (x if isinstance(x, dict) else {0: x} for x in (a, b))
     pair = paired_lib.pair_runs(a, b)
     if pair is None:
-        raise ValueError("the two evaluations scored different events; rerun them with the "
-                         "same --max_events")
+        sizes = ["/".join(str(len(run[0])) for run in x.values()) for x in (a, b)]
+        raise ValueError(f"{what + ': ' if what else ''}the two evaluations scored different "
+                         f"events ({sizes[0]} vs {sizes[1]} per seed); rerun "
+                         "experiments.evaluate on them with the same --max_events")
     base, new, masks, _ = pair
     return paired_lib.compare(base, new, slice_masks(masks), [m for m in METRICS if m in base])
 
@@ -233,13 +236,13 @@ def main(argv):
         for split in splits:
             key = f"{name} T - S ({split})"
             student = seeds(name, split, False)
-            cells[key] = differences(student, seeds(name, split, True))
+            cells[key] = differences(student, seeds(name, split, True), key)
             counts[split] = {k: int(v.sum()) for k, v in slice_masks(student[0][2]).items()}
             rows.append(key)
     if "base" in runs and "test" in splits:
         for key, name in student_rows(runs).items():
             student = seeds(name, "test", False)
-            cells[key] = differences(seeds("base", "test", True), student)
+            cells[key] = differences(seeds("base", "test", True), student, key)
             counts.setdefault("test", {k: int(v.sum()) for k, v in
                                        slice_masks(student[0][2]).items()})
             rows.append(key)

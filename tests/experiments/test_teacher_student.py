@@ -22,8 +22,8 @@ def test_teacher_minus_student_per_slice_from_saved_evaluations(tmp_path):
     pooled = ts.differences({0: s, 1: s}, {0: t, 1: s})
     assert pooled["rel_hr@10"][0] == pytest.approx(0.125)
     other = (np.arange(1, 5), *t[1:])
-    with pytest.raises(ValueError, match="different events"):
-        ts.differences(s, other)
+    with pytest.raises(ValueError, match=r"sd T - S \(test\): .*different events \(4 vs 4"):
+        ts.differences(s, other, "sd T - S (test)")
 
 
 def test_need_queries_split_by_traffic_by_hand():
