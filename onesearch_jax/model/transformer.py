@@ -438,13 +438,9 @@ class EncoderDecoder(nn.Module):
         return (self.enc_pos if which == "enc" else self.dec_pos)[:length]
 
     def _embed(self, tokens, which: str, train: bool, extra=None, rng=None):
-        # The table gathered over its 'embed' shards first, as FSDP gathers every weight before
-        # use: looked up from its fsdp-sharded rows, the lookup comes out sharded by feature
-        # while activations are sharded by example, a change XLA can only make by replicating
-        # the whole tensor ("Involuntary full rematerialization" on a multi-axis mesh).
-        table = nn.with_logical_constraint(self.embed.embedding, ("vocab", None))
-        x = jnp.take(table, tokens, axis=0).astype(jnp.dtype(self.cfg.dtype)) + self._positions(
-            which, tokens.shape[1]).astype(jnp.dtype(self.cfg.dtype))
+        x = self.embed(tokens) + self._positions(which, tokens.shape[1]).astype(
+            jnp.dtype(self.cfg.dtype)
+        )
         if extra is not None:
             x = x + extra
         x = self.dropout(x.astype(jnp.dtype(self.cfg.dtype)), deterministic=not train, rng=rng)
