@@ -19,7 +19,8 @@ from absl import flags
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_workdir import is_real_workdir
-from onesearch_jax.pipeline.evaluate_run import evaluate_workdir
+from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, metrics_prefix
+from onesearch_jax.serving.bundle import load_train_config
 from onesearch_jax.eval.world_eval import results_table, workdir_systems
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
@@ -130,12 +131,10 @@ def main(argv):
                                prior_by_traffic=_PRIOR_TRAFFIC.value,
                                rerank_by_traffic=_RERANK_TRAFFIC.value, split=_SPLIT.value,
                                latency_queries=_LATENCY.value)
-    prefix = ("" if _SPLIT.value == "test" else _SPLIT.value + "/") + (
-        "" if _CONSTRAINED.value else "free/") + ("teacher/" if _KEYWORDS.value == "teacher" else "")
+    prefix = metrics_prefix(_SPLIT.value, _CONSTRAINED.value, _KEYWORDS.value)
     if _SPLIT.value == "test":
-        config_path = os.path.join(_WORKDIR.value, "train_config.json")
-        train_config = fileio.read_json(config_path) if fileio.exists(config_path) else None
-        print(results_table(wd.read_metrics(_WORKDIR.value), workdir_systems(train_config)))
+        print(results_table(wd.read_metrics(_WORKDIR.value),
+                            workdir_systems(load_train_config(_WORKDIR.value))))
     else:  # the baselines are scored on the test day only
         print(results_table({k[len(prefix):]: v for k, v in metrics.items()
                              if k.startswith(prefix)},

@@ -50,8 +50,9 @@ def main(argv):
         del users
         bar, out = Progress("searches", len(texts), unit="searches"), []
         for lo in range(0, len(texts), SEARCH_CHUNK):
-            out += searcher.search(list(texts[lo:lo + SEARCH_CHUNK]), 10)
-            bar.update(len(texts[lo:lo + SEARCH_CHUNK]))
+            chunk = list(texts[lo:lo + SEARCH_CHUNK])
+            out += searcher.search(chunk, 10)
+            bar.update(len(chunk))
         return out
 
     for p in range(_PERTURB.value + 1):

@@ -61,6 +61,11 @@ def _layer_norm(cfg: TransformerConfig, name: str | None = None) -> nn.LayerNorm
     )
 
 
+def _params(module: nn.Module) -> dict:
+    """A bound submodule's own parameters, unboxed (read outside its __call__)."""
+    return nn.meta.unbox(module.variables["params"])
+
+
 def decoding_norm(ln: nn.LayerNorm, x):
     """`ln(x)` in a decoding step. On a GPU the variance is the mean squared deviation (two
     passes): XLA's GPU compiler fuses that whole layer norm into one kernel, while flax's
@@ -69,7 +74,7 @@ def decoding_norm(ln: nn.LayerNorm, x):
     bit; training keeps flax's everywhere (its backward compiles to more kernels two-pass)."""
     if not targets_gpu():
         return ln(x)
-    params = nn.meta.unbox(ln.variables["params"])
+    params = _params(ln)
     xf = x.astype(jnp.float32)
     centred = xf - jnp.mean(xf, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
@@ -236,7 +241,7 @@ class Attention(nn.Module):
         return self.attend(self.project_q(x), k, v, mask=mask, is_causal=is_causal)
 
     def _weights(self, dense: nn.Dense, dtype):
-        params = nn.meta.unbox(dense.variables["params"])
+        params = _params(dense)
         return params["kernel"].astype(dtype), params.get("bias")
 
     def fold_kv(self, kv) -> FoldedKV:

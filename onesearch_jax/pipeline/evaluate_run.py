@@ -20,6 +20,13 @@ KEYWORD_MODES = ("none", "teacher")
 SPLITS = ("test", "valid", "train")
 
 
+def metrics_prefix(split: str, constrained: bool, keywords: str) -> str:
+    """Where one evaluation's metrics go in metrics.json: `` (the test day, constrained, no
+    keywords), `valid/`, `free/`, `teacher/`, ... combined."""
+    return (("" if split == "test" else split + "/") + ("" if constrained else "free/")
+            + ("teacher/" if keywords == "teacher" else ""))
+
+
 def event_tag(prefix: str, split: str) -> str:
     """The per-event file of one evaluation: `test`, `free_test`, `teacher_test`, ..."""
     parts = [p for p in prefix.split("/") if p and p != split]
@@ -99,8 +106,7 @@ def evaluate_workdir(workdir: str, *, max_events: int, beam_size: int | None = N
                                          list(dict.fromkeys(texts))[:latency_queries]))
     if keywords == "teacher":
         metrics["keyword_event_share"] = float(builder.has_keywords(events["query_id"]).mean())
-    prefix = (("" if split == "test" else split + "/") + ("" if constrained else "free/")
-              + ("teacher/" if keywords == "teacher" else ""))
+    prefix = metrics_prefix(split, constrained, keywords)
     metrics = {prefix + k: v for k, v in metrics.items()}
     # Per-event outcomes for paired comparisons (the ladder's): W/eval_events/<tag>.npz.
     wd.save_eval_events(workdir, event_tag(prefix, split), events["event_id"], per_event,
