@@ -52,11 +52,20 @@ def require_numbers(flag, kind: type = float) -> None:
                              f"{'integers' if kind is int else 'numbers'}")
 
 
+HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing; a bad flag, config file, preset or `--config.x.y` override (which
-    ml_collections reports as an AttributeError or KeyError) is one line and exit code 2."""
+    ml_collections reports as an AttributeError or KeyError) is one line and exit code 2; asked
+    for help, the usage is printed and the exit code is 0 (absl's is 1, which reads as a
+    failure to a shell or a script)."""
     try:
         return flags.FLAGS(argv)
+    except SystemExit as e:
+        if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in argv[1:]):
+            sys.exit(0)
+        raise
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
         if "--traceback" in argv or "--verbose_libraries" in argv:
             raise

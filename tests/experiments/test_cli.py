@@ -40,6 +40,13 @@ def test_traceback_flag_keeps_the_traceback():
     assert code == 1 and lines[0].startswith("Traceback") and "FileNotFoundError" in lines[-1]
 
 
+@pytest.mark.parametrize("help_flag", ["--helpshort", "--help"])
+def test_asking_for_help_prints_the_flags_and_exits_0(help_flag):
+    out = subprocess.run([sys.executable, "-m", "experiments.search", help_flag],
+                         capture_output=True, text=True, cwd=__file__.rsplit("/tests/", 1)[0])
+    assert out.returncode == 0 and "--workdir" in out.stdout
+
+
 def test_error_line_by_hand():
     assert cli.error_line(KeyError("no key 'x'")) == "error: no key 'x'"
     assert cli.error_line(AttributeError(KeyError("'x'\nDid you mean 'y'?"))) == \
