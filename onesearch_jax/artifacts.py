@@ -49,10 +49,10 @@ def load_tokenizer(workdir: str):
 def load_sids(workdir: str) -> tuple[KHQE, np.ndarray, np.ndarray]:
     """(tokenizer model, item codes (N, L), query codes (Q, L))."""
     d = wd.sid_dir(workdir)
-    _require(os.path.join(d, "item_codes.npy"), "build_sids")
-    return (KHQE.load(os.path.join(d, "khqe.npz")),
-            fileio.load_npy(os.path.join(d, "item_codes.npy")),
-            fileio.load_npy(os.path.join(d, "query_codes.npy")))
+    _require(os.path.join(d, wd.ITEM_CODES_FILE), "build_sids")
+    return (KHQE.load(os.path.join(d, wd.KHQE_FILE)),
+            fileio.load_npy(os.path.join(d, wd.ITEM_CODES_FILE)),
+            fileio.load_npy(os.path.join(d, wd.QUERY_CODES_FILE)))
 
 
 def load_query_keywords(workdir: str) -> dict[str, dict]:

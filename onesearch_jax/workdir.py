@@ -148,6 +148,12 @@ def sid_dir(workdir: str) -> str:
     return os.path.join(workdir, "sids")
 
 
+# The files of a SID folder (W/sids/, written by build_sids or the real catalog's build).
+KHQE_FILE = "khqe.npz"  # the tokenizer's codebooks
+ITEM_CODES_FILE = "item_codes.npy"  # (N, L) SIDs of the items, catalog order
+QUERY_CODES_FILE = "query_codes.npy"  # (Q, L) SIDs of the queries (the world's only)
+
+
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(workdir, "checkpoints")
 

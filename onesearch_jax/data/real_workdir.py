@@ -64,8 +64,8 @@ def load_real_catalog(workdir: str) -> RealCatalog:
     train = load_judgments(os.path.join(out, TRAIN_JUDGMENTS_FILE), products)
     keywords = CatalogKeywords(fileio.read_json(os.path.join(out, "keywords.json")))
     tok = text_tokenizer.load_text_tokenizer(wd.tokenizer_path(workdir))
-    khqe = KHQE.load(os.path.join(wd.sid_dir(workdir), "khqe.npz"))
-    codes = fileio.load_npy(os.path.join(wd.sid_dir(workdir), "item_codes.npy"))
+    khqe = KHQE.load(os.path.join(wd.sid_dir(workdir), wd.KHQE_FILE))
+    codes = fileio.load_npy(os.path.join(wd.sid_dir(workdir), wd.ITEM_CODES_FILE))
     if len(codes) != len(products.product_ids):
         raise ValueError(f"{len(codes)} SIDs for {len(products.product_ids)} products in {out}")
     return RealCatalog(products, train, keywords, tok, khqe, codes)

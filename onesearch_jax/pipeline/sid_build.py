@@ -48,7 +48,7 @@ def build_sids_workdir(config, workdir: str, embedding_cache: str | None = None)
     """Fits KHQE on the world's items; `embedding_cache` defaults to W/sids/."""
     world = artifacts.load_world(workdir)
     workdir_lib.guard_config(workdir, "sids", config, produced=fileio.exists(
-        os.path.join(workdir_lib.sid_dir(workdir), "item_codes.npy")))
+        os.path.join(workdir_lib.sid_dir(workdir), workdir_lib.ITEM_CODES_FILE)))
     start = time.perf_counter()
     items, queries = embed_world(world, config.embedder, config.keyword_enhance,
                                  embedding_cache or workdir_lib.sid_dir(workdir))
@@ -68,10 +68,10 @@ def fit_and_save_sids(items: np.ndarray, queries: np.ndarray | None, khqe_config
                                else dict(khqe_config))
     model, item_codes = fit_and_encode_khqe(items, cfg)
     os.makedirs(out_dir, exist_ok=True)
-    model.save(os.path.join(out_dir, "khqe.npz"))
-    np.save(os.path.join(out_dir, "item_codes.npy"), item_codes)
+    model.save(os.path.join(out_dir, workdir_lib.KHQE_FILE))
+    np.save(os.path.join(out_dir, workdir_lib.ITEM_CODES_FILE), item_codes)
     if queries is not None:
-        np.save(os.path.join(out_dir, "query_codes.npy"), model.encode(queries))
+        np.save(os.path.join(out_dir, workdir_lib.QUERY_CODES_FILE), model.encode(queries))
     cur = sid_metrics.codebook_utilization(item_codes, model.level_sizes, model.per_parent_levels)
     metrics = {f"cur/l{i + 1}": float(c) for i, c in enumerate(cur)}
     metrics.update(icr=sid_metrics.icr(item_codes), collision_rate=sid_metrics.collision_rate(item_codes),
