@@ -4,8 +4,11 @@ reported as one line that names it, exit code 2, instead of a traceback; Ctrl-C 
 (exit 130). `--traceback` (or `--verbose_libraries`) keeps the traceback for debugging."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 from absl import app, flags
@@ -118,6 +121,38 @@ def repair_compilation_cache(path: str) -> int:
     return repaired
 
 
+# Functions in which Python prints "Exception ignored" and drops an exception raised there: JAX's
+# hook that runs at every garbage collection, and finalizers.
+_SWALLOWING_FRAMES = frozenset({"_xla_gc_callback", "__del__"})
+REDELIVER_SECONDS = 0.05
+
+
+def _on_interrupt(signum, frame) -> None:
+    """Python's Ctrl-C, except where the KeyboardInterrupt would be dropped (a long evaluation
+    collects garbage often, so a Ctrl-C that landed in JAX's gc hook was ignored): there the
+    signal is sent again a moment later, once the hook has returned."""
+    if frame is not None and frame.f_code.co_name in _SWALLOWING_FRAMES:
+        threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signum)).start()
+        return
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_not_dropped():
+    """`_on_interrupt` for the run, only where Python's own Ctrl-C is in place (not under a
+    debugger or a caller's handler, and only in the main thread, the one place a handler can be
+    installed); the previous handler is back afterwards."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> None:
     """`app.run(main)` with one-line input errors (exit 2) and the compilation cache on
     (`compilation_cache=False`: a tool that compiles ahead of time for devices it does not
@@ -133,7 +168,8 @@ def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> 
                                      "with spaces; flags start with --)")
             if compilation_cache:
                 enable_compilation_cache(COMPILATION_CACHE.value)
-            return main(argv)
+            with _interrupts_not_dropped():
+                return main(argv)
         except INPUT_ERRORS as e:
             if debugging():
                 raise

@@ -123,6 +123,26 @@ def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("interrupted: what was written stays")
 
 
+def test_ctrl_c_that_lands_in_jaxs_gc_hook_still_stops_the_run():
+    """Python drops an exception raised in a gc callback; the handler sends the signal again."""
+    script = ("import gc, os, signal\n"
+              "from onesearch_jax import cli\n"
+              "sent = []\n"
+              "def _xla_gc_callback(phase, info):  # JAX's name for its hook\n"
+              "    if not sent:\n"
+              "        sent.append(os.kill(os.getpid(), signal.SIGINT))\n"
+              "        sum(range(1000))  # the signal is handled here, inside the hook\n"
+              "def main(argv):\n"
+              "    gc.callbacks.append(_xla_gc_callback)\n"
+              "    while True:\n"
+              "        gc.collect()\n"
+              "cli.run(main, compilation_cache=False)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60, cwd=__file__.rsplit("/tests/", 1)[0])
+    assert out.returncode == cli.EXIT_INTERRUPTED, out.stderr
+    assert "Exception ignored" not in out.stderr and out.stderr.startswith("interrupted:")
+
+
 def test_leftover_arguments_stop_before_main_runs(monkeypatch, capsys):
     ran = []
     with pytest.raises(SystemExit) as stop:
