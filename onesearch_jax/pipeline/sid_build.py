@@ -43,9 +43,26 @@ def embed_world(world: World, embedder_name: str, keyword_enhance: bool, cache_d
     return items, queries
 
 
+SID_CONFIG_KEYS = ("embedder", "keyword_enhance", "khqe")  # configs/sids.py; `preset` optional
+
+
+def check_sids_config(config) -> None:
+    """A config of another kind (`--config=configs/sft.py:tiny` given to build_sids) is refused
+    by name before anything is read, not by the first missing field deep in the embedding."""
+    missing = [k for k in SID_CONFIG_KEYS if k not in config]
+    if missing:
+        raise ValueError(f"not a SID config: it lacks {missing} (build_sids takes "
+                         "--config=configs/sids.py:<preset>)")
+    unknown = sorted(set(config) - set(SID_CONFIG_KEYS) - {"preset"})
+    if unknown:
+        raise ValueError(f"unknown SID config keys {unknown}; valid keys: "
+                         f"{', '.join(SID_CONFIG_KEYS)}, preset")
+
+
 def build_sids_workdir(config, workdir: str, embedding_cache: str | None = None) -> dict[str, float]:
-    fileio.require_local(workdir, "build_sids")
     """Fits KHQE on the world's items; `embedding_cache` defaults to W/sids/."""
+    check_sids_config(config)
+    fileio.require_local(workdir, "build_sids")
     world = artifacts.load_world(workdir)
     workdir_lib.guard_config(workdir, "sids", config, produced=fileio.exists(
         os.path.join(workdir_lib.sid_dir(workdir), workdir_lib.ITEM_CODES_FILE)))

@@ -23,6 +23,8 @@ def _run(*args):
     (("experiments.train", "--config=configs/distill.py:nosuch:v1", "--workdir=/tmp/unused"),
      "unknown distill preset 'nosuch'"),
     (("benchmarks.accelerator_suite", "--smoke"), "--out_dir is required"),
+    (("experiments.build_sids", "--config=configs/sft.py:tiny", "--workdir=/tmp/unused"),
+     "not a SID config: it lacks ['embedder', 'keyword_enhance', 'khqe']"),
     (("experiments.train", "--config=configs/nosuch.py:tiny", "--workdir=/tmp/unused"),
      "No such file or directory: 'configs/nosuch.py'"),
     (("experiments.search", "--workdir=/tmp/unused", "--query", "sugar-free", "dark"),
