@@ -19,7 +19,8 @@ from absl import flags
 from onesearch_jax import cli, fileio, quiet
 from onesearch_jax import workdir as wd
 from onesearch_jax.data.real_workdir import is_real_workdir
-from onesearch_jax.pipeline.evaluate_run import evaluate_workdir, metrics_prefix
+from onesearch_jax.pipeline.evaluate_run import (KEYWORD_INPUT_TASKS, evaluate_workdir,
+                                                 metrics_prefix, reads_keyword_inputs)
 from onesearch_jax.serving.bundle import load_train_config
 from onesearch_jax.eval.world_eval import results_table, workdir_systems
 
@@ -125,6 +126,11 @@ def main(argv):
     if is_real_workdir(_WORKDIR.value):
         raise ValueError(f"{_WORKDIR.value} is a real-catalog workdir: it is scored on judgments, "
                          "--judgments=FILE (query, product_uid, relevance TSV)")
+    if (_KEYWORDS.value == "teacher"
+            and reads_keyword_inputs(load_train_config(_WORKDIR.value)) is False):
+        print("note: this run never trained on inputs with keywords (no "
+              f"{' / '.join(KEYWORD_INPUT_TASKS)} task, no distillation teacher reading them): "
+              "its teacher/ metrics measure keywords it has not learned to read")
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
                                mesh_shape=_MESH.value, prior_weight=_PRIOR.value,

@@ -251,3 +251,30 @@ def test_teacher_kl_of_a_distilled_run_on_training_and_test_rows(minilm_sd):
         assert got["all"]["teacher_gain"] == pytest.approx(
             got["all"]["student_ce"] - got["all"]["teacher_ce"])
         assert {"need", "tail"} <= set(got) or got["all"]["rows"] < 20
+
+
+def test_which_runs_learned_to_read_keywords_in_their_input(tmp_path):
+    """evaluate --keywords=teacher warns for a run that never saw keyword inputs."""
+    from configs import distill as distill_configs
+    from configs import grpo as grpo_configs
+    from onesearch_jax import fileio
+    from onesearch_jax.pipeline.evaluate_run import reads_keyword_inputs
+
+    def rung(name):
+        return distill_configs.get_config(f"tiny:{name}")
+    assert [reads_keyword_inputs(rung(r)) for r in ("v1", "cot", "sd", "direct_cot")] == \
+        [False, True, True, False]
+    no_tasks = rung("sd")  # distillation alone: the teacher reads query + keywords
+    for stage in no_tasks.data.stages:
+        stage["mixture"] = {k: v for k, v in stage["mixture"].items()
+                         if k not in ("query_kw_to_item", "personalized_kw")}
+    assert reads_keyword_inputs(no_tasks)
+    no_tasks.distill.teacher_input = "student"
+    assert not reads_keyword_inputs(no_tasks)
+    # An RL run answers for the workdir it started from, or None where that is gone.
+    fileio.write_json(str(tmp_path / "train_config.json"), rung("v1").to_dict())
+    rl = grpo_configs.get_config("tiny")
+    rl.init_workdir = str(tmp_path)
+    assert reads_keyword_inputs(rl) is False
+    rl.init_workdir = str(tmp_path / "gone")
+    assert reads_keyword_inputs(rl) is None

@@ -10,6 +10,7 @@ from onesearch_jax import workdir as wd
 from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.data.sft_tasks import TaskBuilder
 from onesearch_jax.serving import ModelBundle, Searcher
+from onesearch_jax.serving.bundle import load_train_config
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.pipeline.real_eval import median_latency_ms
 from onesearch_jax.pipeline.world_build import keywords_at_inference
@@ -46,6 +47,28 @@ def day_inputs(workdir: str, bundle: ModelBundle, split: str, max_events: int):
                           enc_len=int(bundle.config.data.enc_len),
                           dec_len=int(bundle.config.data.dec_len))
     return world, events, targets, builder
+
+
+KEYWORD_INPUT_TASKS = ("query_kw_to_item", "personalized_kw")  # data/sft_tasks.py's RAG copies
+
+
+def reads_keyword_inputs(config, depth: int = 0) -> bool | None:
+    """Whether the run behind a train config was trained on inputs carrying keywords (a
+    keyword-input task in its mixture, or a distillation teacher reading query + keywords), so
+    that `keywords="teacher"` gives it what it learned to read; an RL or DPO run answers for the
+    workdir it started from (None where that is no longer readable)."""
+    if config.get("init_workdir"):
+        try:
+            init = load_train_config(config.init_workdir)
+        except FileNotFoundError:
+            return None
+        return reads_keyword_inputs(init, depth + 1) if depth < 8 else None
+    if config.get("stage") == "distill" and config.get("distill", {}).get(
+            "teacher_input", "keywords") != "student":
+        return True
+    stages = config.get("data", {}).get("stages", ())
+    return any(stage["mixture"].get(task, 0) > 0 for stage in stages
+               for task in KEYWORD_INPUT_TASKS)
 
 
 def inference_keywords(world, workdir: str, events) -> dict:
