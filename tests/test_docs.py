@@ -46,7 +46,7 @@ def test_no_citation_of_files_outside_the_repository():
 
 # `python -m experiments.X --a=1 \\n --b` in a page: the module and its flags (absl DEFINE_* or
 # argparse add_argument in its own source, or the flags every entry point has).
-_COMMAND = re.compile(r"python -m ((?:experiments|benchmarks)\.\w+)((?:\s+--[\w.]+"
+_COMMAND = re.compile(r"(?:python|\"\$PY\") -m ((?:experiments|benchmarks)\.\w+)((?:\s+--[\w.]+"
                       r"(?:=(?:\"[^\"]*\"|'[^']*'|[^\s`]+))?)*)")
 _DEFINED = re.compile(r"DEFINE_\w+\(\s*\"(\w+)\"|add_argument\(\s*\"--([\w-]+)\"")
 
@@ -56,10 +56,12 @@ def _flags_defined(source: str) -> set:
 
 
 def test_every_command_in_the_pages_names_a_module_and_flags_that_exist():
+    """The README, docs/ and the launch scripts (experiments/launch/*.sh)."""
+    launch = {p.name: p.read_text() for p in (ROOT / "experiments" / "launch").glob("*.sh")}
     everywhere = _flags_defined((ROOT / "onesearch_jax" / "cli.py").read_text()) | \
         _flags_defined((ROOT / "onesearch_jax" / "quiet.py").read_text()) | {"config"}
     checked, wrong = 0, []
-    for name, text in {"README.md": README, **DOCS}.items():
+    for name, text in {"README.md": README, **DOCS, **launch}.items():
         for module, args in _COMMAND.findall(text.replace("\\\n", " ")):
             path = ROOT / (module.replace(".", "/") + ".py")
             if not path.exists():
