@@ -33,9 +33,16 @@ _V1_STEPS = flags.DEFINE_integer("v1_steps", 2500, "Steps of V1 (the demo's budg
 _SD_STEPS = flags.DEFINE_integer("sd_steps", 2000, "Steps of the SD student (the demo's budget).")
 
 
+def python_command() -> str:
+    """The interpreter as a user can retype it: relative to here when it is below (make's
+    `.venv/bin/python`, which has the package and MiniLM; a bare `python` may not)."""
+    relative = os.path.relpath(sys.executable)
+    return sys.executable if relative.startswith("..") else relative
+
+
 def run(module: str, *args: str) -> None:
     cmd = [sys.executable, "-m", module, *args]
-    print(f"\n$ python {' '.join(cmd[1:])}", flush=True)  # the line a user can rerun
+    print(f"\n$ {python_command()} {' '.join(cmd[1:])}", flush=True)  # a line a user can rerun
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     print(f"({module} took {time.perf_counter() - start:.0f} s)", flush=True)
@@ -67,7 +74,7 @@ def main(argv):
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. World: {m['num_items']:.0f} items, "
           f"{m['num_queries']:.0f} queries, {m['num_log_rows']:.0f} log rows; SID ICR {m['icr']:.4f}.")
     print(f"Everything is in {_WORKDIR.value} (metrics.json, tensorboard/, checkpoints/). Try:\n"
-          f"  python -m experiments.search {w} --query \"sugar-free dark chocolate\"")
+          f"  {python_command()} -m experiments.search {w} --query \"sugar-free dark chocolate\"")
 
 
 if __name__ == "__main__":
