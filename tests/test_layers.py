@@ -79,6 +79,20 @@ def test_no_loop_between_the_package_folders():
     assert loops(graph) == []
 
 
+def test_the_readmes_layout_lists_the_folders_in_their_layers():
+    """README's Layout says each library folder imports only the ones listed below it."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    order = [line.split("/")[0].strip() for line in layout.splitlines()
+             if line.startswith("  ") and line.split()[0].endswith("/")
+             and (PACKAGE / line.split("/")[0].strip()).is_dir()]
+    graph = folder_graph()
+    assert set(order) == {p.name for p in PACKAGE.iterdir()
+                          if p.is_dir() and (p / "__init__.py").exists()}
+    above = [(f, g) for i, f in enumerate(order) for g in sorted(graph[f]) if g in order[:i]]
+    assert above == []
+
+
 def test_serving_loads_no_simulator_fitter_or_training_code():
     code = ("import sys, onesearch_jax.serving; "
             "print('\\n'.join(m for m in sys.modules if m.startswith('onesearch_jax')))")
