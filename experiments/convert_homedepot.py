@@ -8,7 +8,7 @@ The output (UTF-8, tab-separated, header row; see onesearch_jax/data/real_catalo
     OUT_DIR/judgments_train.tsv   } only with --dev_fraction > 0: a split by query, so no query
     OUT_DIR/judgments_dev.tsv     } text is in both files
 
-    python experiments/convert_homedepot.py --train_csv=train.csv --out_dir=data/homedepot \
+    python -m experiments.convert_homedepot --train_csv=train.csv --out_dir=data/homedepot \
         --dev_fraction=0.2 --seed=0
 
 Malformed rows (wrong column count, empty query / product_uid / title, non-numeric relevance,
