@@ -70,7 +70,7 @@ _MODEL = {
     # The demo's model on the tiny world with MiniLM SIDs: frozen MiniLM states, as `small`.
     "tiny_minilm": dict(d_model=128, num_heads=4, mlp_dim=512, enc_layers=0, dec_layers=2,
                         encoder="frozen_minilm"),
-    # Frozen MiniLM-L6 states (cached per text) + a 1-layer adapter + a 2-layer decoder whose SID
+    # Frozen MiniLM-L6 states (cached per text), no adapter layer, a 2-layer decoder whose SID
     # embeddings start at the codebook vectors.
     "small": dict(d_model=256, num_heads=4, mlp_dim=1024, enc_layers=0, dec_layers=2,
                   encoder="frozen_minilm"),
@@ -144,11 +144,11 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     # Serving: the query embedding's ADC scores added to each SID level's logits (the SID
     # geometry), weighted by the query's training-log traffic (head, torso, tail, unseen): the
     # model alone where the logs know the query well, the geometry more where they do not.
-    # Tuned on the valid day of world small (README); () = one weight, eval.prior_weight.
+    # Tuned on the valid day of world small (docs/results.md); () = one weight, eval.prior_weight.
     c.eval.prior_weight = 0.0
     c.eval.prior_by_traffic = (0.0, 10.0, 30.0, 30.0) if c.model.encoder == "frozen_minilm" else ()
     # The beams' items ordered by beam score + w * query-title cosine (tail and unseen queries:
-    # what the logs cannot teach); tuned on the valid day with the beam below (README).
+    # what the logs cannot teach); tuned on the valid day with the beam below (docs/results.md).
     c.eval.rerank_by_traffic = (0.0, 0.0, 20.0, 20.0) if c.model.encoder == "frozen_minilm" else ()
     c.eval.beam_size = 40 if c.model.encoder == "frozen_minilm" else 32
     c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"

@@ -5,7 +5,8 @@ DPO (configs/dpo.py), each starting from the trained workdir `--config.init_work
         --config.init_workdir=W_sd
     python -m experiments.evaluate --workdir=W_grpo
 
-Presets: `tiny` (tests, the demo's budget), `small` (the RL ladder on world v2 small). The model
+Presets: configs/distill.py's (`tiny` for tests, `tiny_minilm` the demo's model, `small` the RL
+ladder on world v2 small, `small_scratch` the from-scratch ladder's). The model
 and data sections are the starting run's (pipeline/rl_run.py copies them); `config.rl` is
 train/rl.py's RL_DEFAULTS (group 4, temperature 1, constrained sampling, no clipping, beta 0,
 0.1 x SFT CE: the reference's example command), `config.train` the RL optimiser.

@@ -14,11 +14,11 @@ title embeddings, keyword-enhanced); `--config.sids.embedding_cache=DIR`
 shares the title embeddings between workdirs (embedding 55k titles takes ~30 min on 2 CPU cores).
 Ablations: `--config.sids.keyword_enhance=False` (plain title SIDs).
 
-`frozen`: `cpu` with the pretrained-encoder model (frozen MiniLM-L6 states, cached; see the
-README), `python -m experiments.evaluate --workdir=W --judgments=... --systems=model_beam,...`
+`frozen`: `cpu` with the pretrained-encoder model (frozen MiniLM-L6 states, cached; see
+docs/method.md), `python -m experiments.evaluate --workdir=W --judgments=... --systems=model_beam,...`
 scores the model's own beam search alone.
 `cpu`: what trains on 2 CPU cores in under an hour and uses the SID space's geometry (see the
-README's Home Depot ablation table): a 2+2-layer d=128 model, SID embeddings initialised from the
+ablation table of docs/real_data.md): a 2+2-layer d=128 model, SID embeddings initialised from the
 codebook centroids (`sid_embeddings='centroids'`), doc-as-query title spans
 (`data.spans_per_title`, task `span_to_sid`), relevance-aware SIDs (`sids.query_mix=0.5`), the
 query embedding's ADC scores added to the decoder's logits (`eval.prior_weight`), a beam of 2,048
@@ -98,7 +98,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
         # after 3,000 steps the geometry, not the trained decoder, does most of the ranking.
         c.eval.prior_weight = 100.0
         c.sids.query_mix = 0.5
-        # Tuned on dev (README's Home Depot table): beam 2,048 keeps 90% of gold SIDs, level-1
+        # Tuned on dev (docs/real_data.md's table): beam 2,048 keeps 90% of gold SIDs, level-1
         # cells hold every sibling of the beams' items, and the hybrid beats cosine alone.
         c.eval.beam_size = 2048
         c.eval.cell_level = 1
@@ -106,7 +106,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
     if frozen:
         # `cpu` on the pretrained-encoder model: frozen MiniLM-L6 states of every title, span and
         # query (cached once, data.state_cache shares them), no adapter layer, a d=256 decoder.
-        # Not yet measured on Home Depot (README).
+        # Measured in docs/real_data.md.
         c.preset = "frozen"
         c.model.update(d_model=256, num_heads=4, mlp_dim=1024, enc_layers=0, dec_layers=2,
                        encoder="frozen_minilm")

@@ -9,12 +9,12 @@ Presets: `tiny` (~3k items, whole world incl. logs in seconds, for tests), `smal
 in code `get_config('tiny,num_items=500,keywords.bias_rate=0.3')`. Knob defaults live in
 onesearch_jax/world/world.py (the keyword writer's in world/keyword_llm.py).
 
-Expected (small, seed 0, world v2; README "The simulated world" has the tables): ~20% of clicks
-land on irrelevant (tier-0) items, ~45% for negation queries; the keyword writer's precision
-against the ground truth is ~0.89; 0 test queries have training keywords; ~17% of test searches
-issue a query absent from the training logs; BM25 / memorisation / legacy engine reach rel_hr@10
-~0.70 / 0.75 / 0.92, and memorisation ~0.04 on unseen queries; the relevance oracle's A/B lift
-over the legacy engine is ~+25% CTR.
+Expected (small, seed 0, world v2; docs/world.md has the tables): ~20% of clicks land on
+irrelevant (tier-0) items, ~46% for negation queries; the keyword writer's precision against the
+ground truth is ~0.89; 0 test queries have training keywords; ~12% of test searches issue a query
+absent from the training logs; BM25 / memorisation / legacy engine reach rel_hr@10 ~0.69 / 0.79 /
+0.91, and memorisation ~0.07 on unseen queries; the relevance oracle's A/B lift over the legacy
+engine is ~+29% CTR.
 """
 import ml_collections
 

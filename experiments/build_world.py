@@ -1,4 +1,4 @@
-"""Builds (or reuses) the simulated world, its tfds logs and tokenizer, and scores two baselines.
+"""Builds (or reuses) the simulated world, its tfds logs and tokenizer, and scores its baselines.
 
     python -m experiments.build_world --config=configs/world.py:small --workdir=W
 
