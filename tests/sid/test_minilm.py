@@ -50,6 +50,17 @@ def test_order_is_restored_and_batch_composition_does_not_matter(embedder):
     np.testing.assert_allclose(alone[0], fixture["vectors"][2], atol=2e-5)
 
 
+def test_a_long_list_prints_progress_and_the_same_vectors(embedder, monkeypatch, capsys):
+    fixture = np.load(FIXTURE)
+    sentences = [str(s) for s in fixture["sentences"]]
+    quiet = embedder.embed(sentences)
+    assert capsys.readouterr().err == ""  # a query batch says nothing
+    monkeypatch.setattr(minilm, "PROGRESS_MIN_TEXTS", 2)
+    np.testing.assert_array_equal(embedder.embed(sentences), quiet)
+    n = len(sentences)
+    assert f"MiniLM embedding: {n}/{n} (100%)" in capsys.readouterr().err
+
+
 def test_similar_titles_are_closer_than_unrelated(embedder):
     a, b, c = embedder.embed(["mens red running shoes", "red sneakers for men",
                               "stainless steel kitchen sink"])
