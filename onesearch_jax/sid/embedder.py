@@ -17,8 +17,9 @@ class TextEmbedder(Protocol):
     @property
     def dim(self) -> int: ...
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Returns an (len(texts), dim) float32 array of unit vectors."""
+    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+        """Returns an (len(texts), dim) float32 array of unit vectors; advances `progress` (a
+        `progress.Progress` or None) by the texts embedded, as they are."""
         ...
 
 

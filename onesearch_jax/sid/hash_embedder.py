@@ -62,8 +62,9 @@ class HashEmbedder:
             self._cache[key] = vector
         return vector
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """(N, dim) float32 unit vectors; raises ValueError for a text without any word."""
+    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+        """(N, dim) float32 unit vectors; raises ValueError for a text without any word.
+        `progress` (the caller's line) advances once, by len(texts): hashing is fast."""
         if isinstance(texts, str):
             raise ValueError("embed expects a list of strings, got a single str")
         out = np.zeros((len(texts), self._dim), np.float32)
@@ -81,4 +82,6 @@ class HashEmbedder:
             if norm == 0:
                 raise ValueError(f"text {row} ({text!r}) embeds to a zero vector")
             out[row] = total / norm
+        if progress is not None:
+            progress.update(len(texts))
         return out

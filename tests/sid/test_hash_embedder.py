@@ -80,3 +80,20 @@ def test_registry_builds_hash_and_rejects_unknown_names():
     assert isinstance(embedder, TextEmbedder) and embedder.dim == 12
     with pytest.raises(ValueError, match=r"unknown embedder 'bert'.*\['hash', 'minilm'\]"):
         make_embedder("bert")
+
+
+def test_embed_cached_prints_one_progress_line_over_its_chunks_and_caches(tmp_path, monkeypatch,
+                                                                          capsys):
+    from onesearch_jax.sid import embedding_cache
+    embedder = HashEmbedder(dim=12)
+    texts = ["red shoes", "blue sink", "usb cable", "oak table", "wool socks"]
+    monkeypatch.setattr(embedding_cache, "PROGRESS_MIN_TEXTS", 3)
+    vectors = embedding_cache.embed_cached(texts, "hash", str(tmp_path), embedder.embed, chunk=2)
+    np.testing.assert_array_equal(vectors, embedder.embed(texts))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("embedding (hash): 5/5 (100%)")
+    again = embedding_cache.embed_cached(texts, "hash", str(tmp_path), embedder.embed, chunk=2)
+    np.testing.assert_array_equal(again, vectors)
+    assert capsys.readouterr().err == ""  # read from the cache
+    embedding_cache.embed_cached(texts[:2], "hash", str(tmp_path), embedder.embed)
+    assert capsys.readouterr().err == ""  # a short list says nothing
