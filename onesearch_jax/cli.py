@@ -55,7 +55,7 @@ def require_numbers(flag, kind: type = float) -> None:
                              f"{'integers' if kind is int else 'numbers'}")
 
 
-HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
+HELP_FLAGS = ("help", "?", "helpshort", "helpfull", "helpxml")  # absl's, with - or --
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -66,7 +66,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except SystemExit as e:
-        if e.code == 1 and any(a.split("=")[0] in HELP_FLAGS for a in argv[1:]):
+        if e.code == 1 and any(a.startswith("-") and a.lstrip("-").split("=")[0] in HELP_FLAGS
+                               for a in argv[1:]):
             sys.exit(0)
         raise
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
@@ -121,19 +122,32 @@ def repair_compilation_cache(path: str) -> int:
     return repaired
 
 
-# Functions in which Python prints "Exception ignored" and drops an exception raised there: JAX's
-# hook that runs at every garbage collection, and finalizers.
+# Functions in which Python prints "Exception ignored" and drops an exception raised there or in
+# anything they call: JAX's hook that runs at every garbage collection, and finalizers.
 _SWALLOWING_FRAMES = frozenset({"_xla_gc_callback", "__del__"})
 REDELIVER_SECONDS = 0.05
+_redelivery: list[threading.Timer] = []  # the pending re-sent Ctrl-C, if any
+
+
+def _inside_swallowing_frame(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name in _SWALLOWING_FRAMES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _on_interrupt(signum, frame) -> None:
     """Python's Ctrl-C, except where the KeyboardInterrupt would be dropped (a long evaluation
     collects garbage often, so a Ctrl-C that landed in JAX's gc hook was ignored): there the
     signal is sent again a moment later, once the hook has returned."""
-    if frame is not None and frame.f_code.co_name in _SWALLOWING_FRAMES:
-        threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signum)).start()
+    if _inside_swallowing_frame(frame):
+        timer = threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        _redelivery[:] = [timer]
+        timer.start()
         return
+    _redelivery.clear()
     raise KeyboardInterrupt
 
 
@@ -141,7 +155,8 @@ def _on_interrupt(signum, frame) -> None:
 def _interrupts_not_dropped():
     """`_on_interrupt` for the run, only where Python's own Ctrl-C is in place (not under a
     debugger or a caller's handler, and only in the main thread, the one place a handler can be
-    installed); the previous handler is back afterwards."""
+    installed); the previous handler is back afterwards. A Ctrl-C still waiting to be sent
+    again when the run ends stops it there (not in the interpreter's shutdown)."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
@@ -151,6 +166,12 @@ def _interrupts_not_dropped():
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        pending = [t for t in _redelivery if t.is_alive()]
+        _redelivery.clear()
+        for timer in pending:
+            timer.cancel()
+        if pending:
+            raise KeyboardInterrupt
 
 
 def run(main: Callable[[list[str]], object], compilation_cache: bool = True) -> None:

@@ -42,7 +42,7 @@ def test_traceback_flag_keeps_the_traceback():
     assert code == 1 and lines[0].startswith("Traceback") and "FileNotFoundError" in lines[-1]
 
 
-@pytest.mark.parametrize("help_flag", ["--helpshort", "--help"])
+@pytest.mark.parametrize("help_flag", ["--helpshort", "--help", "-helpshort", "--helpfull"])
 def test_asking_for_help_prints_the_flags_and_exits_0(help_flag):
     out = subprocess.run([sys.executable, "-m", "experiments.search", help_flag],
                          capture_output=True, text=True, cwd=__file__.rsplit("/tests/", 1)[0])
@@ -125,25 +125,35 @@ def test_ctrl_c_is_one_line_and_exit_code_130(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("interrupted: what was written stays")
 
 
-def test_ctrl_c_that_lands_in_jaxs_gc_hook_still_stops_the_run():
-    """Python drops an exception raised in a gc callback; the handler sends the signal again."""
-    script = ("import gc, os, signal\n"
-              "from onesearch_jax import cli\n"
-              "# Python's own Ctrl-C, as a terminal's process has (a pytest-xdist worker's child\n"
-              "# inherits SIGINT ignored)\n"
-              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-              "sent = []\n"
-              "def _xla_gc_callback(phase, info):  # JAX's name for its hook\n"
-              "    if not sent:\n"
-              "        sent.append(os.kill(os.getpid(), signal.SIGINT))\n"
-              "        sum(range(1000))  # the signal is handled here, inside the hook\n"
-              "def main(argv):\n"
-              "    gc.callbacks.append(_xla_gc_callback)\n"
-              "    while True:\n"
-              "        gc.collect()\n"
-              "cli.run(main, compilation_cache=False)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=60, cwd=__file__.rsplit("/tests/", 1)[0])
+_GC_HOOK_SCRIPT = """\
+import gc, os, signal
+from onesearch_jax import cli
+# Python's own Ctrl-C, as a terminal's process has (a pytest-xdist worker's child inherits
+# SIGINT ignored)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sent = []
+def interrupt_here():  # the signal is handled in here, a function the hook calls
+    sent.append(os.kill(os.getpid(), signal.SIGINT))
+    sum(range(1000))
+def _xla_gc_callback(phase, info):  # JAX's name for its hook
+    if not sent:
+        interrupt_here()
+def main(argv):
+    gc.callbacks.append(_xla_gc_callback)
+    gc.collect()
+    while {keep_running}:
+        gc.collect()
+cli.run(main, compilation_cache=False)
+"""
+
+
+@pytest.mark.parametrize("keep_running", [True, False], ids=["run_goes_on", "run_ends_at_once"])
+def test_ctrl_c_that_lands_in_jaxs_gc_hook_still_stops_the_run(keep_running):
+    """Python drops an exception raised in a gc callback (or anything it calls); the handler
+    sends the signal again, and a run that ends before it is sent stops with it all the same."""
+    out = subprocess.run([sys.executable, "-c", _GC_HOOK_SCRIPT.format(keep_running=keep_running)],
+                         capture_output=True, text=True, timeout=60,
+                         cwd=__file__.rsplit("/tests/", 1)[0])
     assert out.returncode == cli.EXIT_INTERRUPTED, out.stderr
     assert "Exception ignored" not in out.stderr and out.stderr.startswith("interrupted:")
 
