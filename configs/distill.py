@@ -34,6 +34,8 @@ Rungs (RUNGS):
 """
 from __future__ import annotations
 
+import copy
+
 import ml_collections
 
 from configs import sft
@@ -152,7 +154,8 @@ def get_config(arg: str | None = "tiny:sd") -> ml_collections.ConfigDict:
     c.eval.rerank_by_traffic = (0.0, 0.0, 20.0, 20.0) if c.model.encoder == "frozen_minilm" else ()
     c.eval.beam_size = 40 if c.model.encoder == "frozen_minilm" else 32
     c.stage = "sft" if rung in ("v1", "cot", "direct_cot") else "distill"
-    c.data.stages = {"v1": V1_STAGES, "direct_cot": DIRECT_COT_STAGES}.get(rung, COT_STAGES)
+    stages = {"v1": V1_STAGES, "direct_cot": DIRECT_COT_STAGES}.get(rung, COT_STAGES)
+    c.data.stages = copy.deepcopy(stages)  # the config's own: editing it leaves the module's
     c.eval.cot_keyword_len = 0
     if rung == "direct_cot":
         c.data.dec_len = 24  # exactly 16 keyword tokens (EOS-padded), then the SID tokens

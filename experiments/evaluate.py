@@ -127,10 +127,10 @@ def main(argv):
         raise ValueError(f"{_WORKDIR.value} is a real-catalog workdir: it is scored on judgments, "
                          "--judgments=FILE (query, product_uid, relevance TSV)")
     if (_KEYWORDS.value == "teacher"
-            and reads_keyword_inputs(load_train_config(_WORKDIR.value)) is False):
+            and not reads_keyword_inputs(load_train_config(_WORKDIR.value))):
         print("note: this run never trained on inputs with keywords (no "
-              f"{' / '.join(KEYWORD_INPUT_TASKS)} task, no distillation teacher reading them): "
-              "its teacher/ metrics measure keywords it has not learned to read")
+              f"{' / '.join(KEYWORD_INPUT_TASKS)} task, no trained distillation teacher reading "
+              "them): its teacher/ metrics measure keywords it has not learned to read")
     metrics = evaluate_workdir(_WORKDIR.value, max_events=_MAX_EVENTS.value, beam_size=_BEAM.value,
                                constrained=_CONSTRAINED.value, keywords=_KEYWORDS.value,
                                mesh_shape=_MESH.value, prior_weight=_PRIOR.value,

@@ -261,21 +261,30 @@ def test_which_runs_learned_to_read_keywords_in_their_input(tmp_path):
     from onesearch_jax import fileio
     from onesearch_jax.pipeline.evaluate_run import reads_keyword_inputs
 
-    def rung(name):
-        return distill_configs.get_config(f"tiny:{name}")
+    def rung(name, keyword_tasks=True):
+        config = distill_configs.get_config(f"tiny:{name}")
+        if not keyword_tasks:
+            for stage in config.data.stages:
+                stage["mixture"] = {k: v for k, v in stage["mixture"].items()
+                                    if k not in ("query_kw_to_item", "personalized_kw")}
+        return config
     assert [reads_keyword_inputs(rung(r)) for r in ("v1", "cot", "sd", "direct_cot")] == \
         [False, True, True, False]
-    no_tasks = rung("sd")  # distillation alone: the teacher reads query + keywords
-    for stage in no_tasks.data.stages:
-        stage["mixture"] = {k: v for k, v in stage["mixture"].items()
-                         if k not in ("query_kw_to_item", "personalized_kw")}
-    assert reads_keyword_inputs(no_tasks)
-    no_tasks.distill.teacher_input = "student"
-    assert not reads_keyword_inputs(no_tasks)
-    # An RL run answers for the workdir it started from, or None where that is gone.
-    fileio.write_json(str(tmp_path / "train_config.json"), rung("v1").to_dict())
+    # Distillation alone: the KL's teacher side is stop-gradient, so only a trained teacher
+    # (teacher CE) learns to read the keywords.
+    assert not reads_keyword_inputs(rung("sd", keyword_tasks=False))
+    teacher_ce = rung("sd_teacher_ce", keyword_tasks=False)
+    assert reads_keyword_inputs(teacher_ce)
+    teacher_ce.distill.teacher_input = "student"
+    assert not reads_keyword_inputs(teacher_ce)
+    # An RL run answers for the run it started from, and by its own (copied) data section.
+    fileio.write_json(str(tmp_path / "train_config.json"),
+                      rung("sd_teacher_ce", keyword_tasks=False).to_dict())
     rl = grpo_configs.get_config("tiny")
+    rl.data.stages = rung("v1").data.stages
     rl.init_workdir = str(tmp_path)
-    assert reads_keyword_inputs(rl) is False
+    assert reads_keyword_inputs(rl)
     rl.init_workdir = str(tmp_path / "gone")
-    assert reads_keyword_inputs(rl) is None
+    assert not reads_keyword_inputs(rl)
+    rl.data.stages = rung("cot").data.stages
+    assert reads_keyword_inputs(rl)

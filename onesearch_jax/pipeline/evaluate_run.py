@@ -52,19 +52,23 @@ def day_inputs(workdir: str, bundle: ModelBundle, split: str, max_events: int):
 KEYWORD_INPUT_TASKS = ("query_kw_to_item", "personalized_kw")  # data/sft_tasks.py's RAG copies
 
 
-def reads_keyword_inputs(config, depth: int = 0) -> bool | None:
-    """Whether the run behind a train config was trained on inputs carrying keywords (a
-    keyword-input task in its mixture, or a distillation teacher reading query + keywords), so
-    that `keywords="teacher"` gives it what it learned to read; an RL or DPO run answers for the
-    workdir it started from (None where that is no longer readable)."""
-    if config.get("init_workdir"):
+def reads_keyword_inputs(config, depth: int = 0) -> bool:
+    """Whether the run behind a train config was trained on inputs carrying keywords, so that
+    `keywords="teacher"` gives it what it learned to read: a keyword-input task in its mixture,
+    or a distillation teacher that reads query + keywords and is itself trained (teacher CE;
+    the KL alone reaches the student's input only, the teacher's side is stop-gradient). An RL
+    or DPO run carries its start's data section and also answers for its start's training
+    where that workdir is still readable."""
+    if config.get("init_workdir") and depth < 8:
         try:
-            init = load_train_config(config.init_workdir)
-        except FileNotFoundError:
-            return None
-        return reads_keyword_inputs(init, depth + 1) if depth < 8 else None
-    if config.get("stage") == "distill" and config.get("distill", {}).get(
-            "teacher_input", "keywords") != "student":
+            if reads_keyword_inputs(load_train_config(config.init_workdir), depth + 1):
+                return True
+        except (OSError, ValueError):
+            pass  # gone or unreadable: the run's own config answers
+    d = config.get("distill", {})
+    if (config.get("stage") == "distill" and d.get("teacher_input", "keywords") == "keywords"
+            and d.get("teacher", "shared") == "shared" and d.get("alignment", "targets") == "targets"
+            and float(d.get("teacher_ce_weight", 0.0)) > 0):
         return True
     stages = config.get("data", {}).get("stages", ())
     return any(stage["mixture"].get(task, 0) > 0 for stage in stages
