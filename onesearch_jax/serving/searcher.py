@@ -11,6 +11,7 @@ tokenizer, SIDs, train config, checkpoint).
 from __future__ import annotations
 
 import time
+import unicodedata
 from typing import Sequence
 
 from onesearch_jax.model.minilm import bucket_length
@@ -39,16 +40,18 @@ class Searcher:
         return cls(bundle, beam_size)
 
     def search_items(self, queries: list[str], k: int) -> list[list[int]]:
-        """Item indices per query; a query with nothing to search (None, empty, blank, or
-        punctuation only: no letter or digit in any script) gets an empty list, not the
-        arbitrary products a model decodes from an input that says nothing."""
+        """Item indices per query; a query with nothing to search (None, empty, or no letter or
+        digit in any script once NFKC-normalised as the tokenizers do: blank, punctuation,
+        emoji) gets an empty list, not the arbitrary products a model decodes from an input
+        that says nothing ("㎜" or "℃" normalise to letters and are searched)."""
         if isinstance(queries, str) or not all(q is None or isinstance(q, str)
                                                for q in queries):
             raise TypeError(f"queries must be a list of strings, got {queries!r:.80}"
                             + (" (one query is [query])" if isinstance(queries, str) else ""))
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        keep = [i for i, q in enumerate(queries) if q and any(ch.isalnum() for ch in q)]
+        keep = [i for i, q in enumerate(queries) if q and any(
+            ch.isalnum() for ch in unicodedata.normalize("NFKC", q))]
         out: list[list[int]] = [[] for _ in queries]
         if not keep:
             return out
