@@ -12,6 +12,7 @@ click_hr@10, rel_hr@10 overall / tail / negation and negation_violation@10.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -37,7 +38,9 @@ def python_command() -> str:
     """The interpreter as a user can retype it: relative to here when it is below (make's
     `.venv/bin/python`, which has the package and MiniLM; a bare `python` may not)."""
     relative = os.path.relpath(sys.executable)
-    return sys.executable if relative.startswith("..") else relative
+    if relative.startswith(".."):
+        return shlex.quote(sys.executable)
+    return shlex.quote(relative if os.sep in relative else os.path.join(".", relative))
 
 
 def run(module: str, *args: str) -> None:
