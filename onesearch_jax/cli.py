@@ -22,9 +22,10 @@ COMPILATION_CACHE = flags.DEFINE_string(
     "JAX's persistent compilation cache: a rerun, a resumed run or the next stage loads the "
     "compiled steps it has already built instead of compiling them again ('' turns it off).")
 # What the package raises for input it refuses (each with a message naming the problem); OSError
-# also covers a --config file that is not there (ml_collections raises it when first read) and
-# ImportError an optional package a flag asks for.
-INPUT_ERRORS = (OSError, ValueError, KeyError, ImportError, app.UsageError)
+# also covers a --config file that is not there (ml_collections raises it when first read),
+# ImportError an optional package a flag asks for, FloatingPointError a NaN loss that stopped a
+# run (train/loop.py's NonFiniteLossError, with the step and the last good checkpoint).
+INPUT_ERRORS = (OSError, ValueError, KeyError, ImportError, FloatingPointError, app.UsageError)
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 

@@ -120,10 +120,12 @@ def train_loop(
             return
         s, m = entry
         if not math.isfinite(m["loss"]):
+            last = ckpt.latest_step()
             raise NonFiniteLossError(
-                f"non-finite loss {m['loss']} at step {s}; stopped without saving it "
-                f"(last good checkpoint: step {ckpt.latest_step()})"
-            )
+                f"non-finite loss {m['loss']} at step {s}; stopped without saving it ("
+                + (f"last good checkpoint: step {last}, where the same command resumes"
+                   if last is not None else "no checkpoint yet")
+                + "; a lower train.lr or a look at the data usually helps)")
         last_metrics = m
         if s % log_every == 0 or s == total:
             perf = writer.progress(s, {"loss": m["loss"]})

@@ -158,6 +158,17 @@ def test_ctrl_c_that_lands_in_jaxs_gc_hook_still_stops_the_run(keep_running):
     assert "Exception ignored" not in out.stderr and out.stderr.startswith("interrupted:")
 
 
+def test_a_nan_loss_is_one_line_and_exit_code_2(monkeypatch, capsys):
+    from onesearch_jax.train.loop import NonFiniteLossError
+
+    def diverged(argv):
+        raise NonFiniteLossError("non-finite loss nan at step 3; stopped without saving it")
+    with pytest.raises(SystemExit) as stop:
+        _run_in_process(monkeypatch, diverged)
+    assert stop.value.code == cli.EXIT_INPUT_ERROR
+    assert capsys.readouterr().err.startswith("error: non-finite loss nan at step 3")
+
+
 def test_leftover_arguments_stop_before_main_runs(monkeypatch, capsys):
     ran = []
     with pytest.raises(SystemExit) as stop:
