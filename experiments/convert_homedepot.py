@@ -1,6 +1,7 @@
 r"""Converts the Kaggle "Home Depot Product Search Relevance" train.csv to the generic TSV format.
 
-The raw file is latin-1 CSV with columns id, product_uid, product_title, search_term, relevance.
+The raw file is CSV with columns id, product_uid, product_title, search_term, relevance, in
+latin-1 (the competition's); a file that is valid UTF-8 (with or without a BOM) is read as UTF-8.
 The output (UTF-8, tab-separated, header row; see onesearch_jax/data/real_catalog.py):
 
     OUT_DIR/products.tsv          product_uid, title        (each judged product once)
@@ -18,6 +19,7 @@ A product_uid seen with two different titles keeps its first title ('conflicting
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 from typing import Sequence, Union
@@ -30,6 +32,7 @@ from onesearch_jax.data.real_catalog import (JUDGMENT_COLUMNS, PRODUCT_COLUMNS, 
                                              parse_relevance)
 
 RAW_COLUMNS = ("id", "product_uid", "product_title", "search_term", "relevance")
+SPLIT_FILES = ("judgments_train.tsv", "judgments_dev.tsv")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_csv", None, "The competition's raw train.csv (latin-1).")
@@ -44,6 +47,16 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def decode_raw(data: bytes) -> str:
+    """UTF-8 where the bytes are valid UTF-8 (a BOM dropped), else latin-1: the competition's
+    file is latin-1, whose accented bytes are almost never valid UTF-8, and a re-saved UTF-8
+    copy read as latin-1 would turn 'Café' into 'CafÃ©'."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 def read_raw(path: Union[str, Path]) -> tuple[dict[str, str], list[tuple[str, str, float]],
                                                LoadReport]:
     """Parses train.csv into ({product_uid: title}, [(query, product_uid, relevance)], report)."""
@@ -54,7 +67,7 @@ def read_raw(path: Union[str, Path]) -> tuple[dict[str, str], list[tuple[str, st
     titles: dict[str, str] = {}
     pairs: list[tuple[str, str, float]] = []
     seen_pairs: set[tuple[str, str]] = set()
-    with open(path, encoding="latin-1", newline="") as f:
+    with io.StringIO(decode_raw(path.read_bytes()), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if tuple(header) != RAW_COLUMNS:
@@ -115,23 +128,36 @@ def _format_relevance(value: float) -> str:
 
 
 def convert(train_csv: Union[str, Path], out_dir: Union[str, Path], dev_fraction: float = 0.0,
-            seed: int = 0) -> tuple[LoadReport, dict[str, int]]:
-    """Writes the generic files; returns the parse report and row counts per written file."""
+            seed: int = 0) -> tuple[LoadReport, dict[str, int], list[str]]:
+    """Writes the generic files; returns the parse report, row counts per written file, and the
+    split files of an earlier conversion in `out_dir` it removed (without a split this run
+    writes none, and stale ones would pair another catalog's judgments with these products).
+    A file with no usable row is refused before anything is written."""
     if not 0.0 <= dev_fraction < 1.0:
         raise ValueError(f"dev_fraction must be in [0, 1), got {dev_fraction}")
     titles, pairs, report = read_raw(train_csv)
+    if not pairs:
+        raise ValueError(f"{train_csv}: no usable rows ({report.summary()}); nothing written")
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out_dir {out_dir} is a file, not a folder")
     os.makedirs(out_dir, exist_ok=True)
+    removed = []
+    if dev_fraction == 0:
+        for name in SPLIT_FILES:
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.remove(os.path.join(out_dir, name))
+                removed.append(name)
     counts = {"products.tsv": len(titles), "judgments.tsv": len(pairs)}
     _write_tsv(os.path.join(out_dir, "products.tsv"), PRODUCT_COLUMNS, titles.items())
     judgment_rows = [(q, uid, _format_relevance(rel)) for q, uid, rel in pairs]
     _write_tsv(os.path.join(out_dir, "judgments.tsv"), JUDGMENT_COLUMNS, judgment_rows)
     if dev_fraction > 0:
         dev = split_queries([q for q, _, _ in pairs], dev_fraction, seed)
-        for name, in_dev in (("judgments_train.tsv", False), ("judgments_dev.tsv", True)):
+        for name, in_dev in zip(SPLIT_FILES, (False, True)):
             rows = [row for row in judgment_rows if (row[0] in dev) == in_dev]
             _write_tsv(os.path.join(out_dir, name), JUDGMENT_COLUMNS, rows)
             counts[name] = len(rows)
-    return report, counts
+    return report, counts, removed
 
 
 def main(argv: Sequence[str]) -> None:
@@ -139,10 +165,16 @@ def main(argv: Sequence[str]) -> None:
     del argv  # cli.run refuses leftover arguments
     if not FLAGS.train_csv or not FLAGS.out_dir:
         raise app.UsageError("--train_csv and --out_dir are required")
-    report, counts = convert(FLAGS.train_csv, FLAGS.out_dir, FLAGS.dev_fraction, FLAGS.seed)
+    report, counts, removed = convert(FLAGS.train_csv, FLAGS.out_dir, FLAGS.dev_fraction,
+                                      FLAGS.seed)
     print(report.summary())
     for name, count in counts.items():
         print(f"wrote {os.path.join(FLAGS.out_dir, name)}: {count} rows")
+    for name in removed:
+        print(f"removed {os.path.join(FLAGS.out_dir, name)}: an earlier conversion's split")
+    if "judgments_train.tsv" not in counts:
+        print("training reads judgments_train.tsv: convert with --dev_fraction > 0 (e.g. 0.2) "
+              "to split the judgments by query")
 
 
 if __name__ == "__main__":

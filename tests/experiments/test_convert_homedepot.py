@@ -46,8 +46,8 @@ def test_main_writes_loadable_utf8_files_and_reports_bad_rows(train_csv, tmp_pat
 
 
 def test_dev_split_is_by_query_seeded_and_complete(train_csv, tmp_path):
-    _, counts = convert_homedepot.convert(train_csv, tmp_path / "a", dev_fraction=0.5, seed=3)
-    _, again = convert_homedepot.convert(train_csv, tmp_path / "b", dev_fraction=0.5, seed=3)
+    _, counts, _ = convert_homedepot.convert(train_csv, tmp_path / "a", dev_fraction=0.5, seed=3)
+    _, again, _ = convert_homedepot.convert(train_csv, tmp_path / "b", dev_fraction=0.5, seed=3)
     read = lambda d, name: (d / name).read_text(encoding="utf-8")
     assert read(tmp_path / "a", "judgments_dev.tsv") == read(tmp_path / "b", "judgments_dev.tsv")
     train = load_judgments(tmp_path / "a" / "judgments_train.tsv", strict=True)
@@ -66,3 +66,30 @@ def test_bad_inputs_raise(train_csv, tmp_path):
     wrong.write_text("id,uid,title,query,relevance\n1,2,t,q,3\n", encoding="latin-1")
     with pytest.raises(ValueError, match="search_term"):
         convert_homedepot.convert(wrong, tmp_path / "out")
+    # No usable row: refused before anything is written (a good conversion stays whole).
+    convert_homedepot.convert(train_csv, tmp_path / "good")
+    before = (tmp_path / "good" / "products.tsv").read_text(encoding="utf-8")
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text(RAW.splitlines()[0] + "\n", encoding="latin-1")
+    with pytest.raises(ValueError, match="no usable rows.*nothing written"):
+        convert_homedepot.convert(header_only, tmp_path / "good")
+    assert (tmp_path / "good" / "products.tsv").read_text(encoding="utf-8") == before
+    with pytest.raises(ValueError, match="is a file"):
+        convert_homedepot.convert(train_csv, train_csv)
+
+
+def test_a_conversion_without_a_split_removes_an_earlier_split(train_csv, tmp_path):
+    out = tmp_path / "out"
+    convert_homedepot.convert(train_csv, out, dev_fraction=0.5)
+    _, counts, removed = convert_homedepot.convert(train_csv, out)
+    assert removed == ["judgments_train.tsv", "judgments_dev.tsv"]
+    assert sorted(p.name for p in out.iterdir()) == ["judgments.tsv", "products.tsv"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
+def test_a_utf8_copy_reads_as_utf8(train_csv, tmp_path, encoding):
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text(RAW, encoding=encoding)
+    titles, _, _ = convert_homedepot.read_raw(utf8)
+    latin1, _, _ = convert_homedepot.read_raw(train_csv)
+    assert titles == latin1 and titles["100005"] == "Hampton Bay 90° Pull-Up Shade"
