@@ -190,3 +190,16 @@ def test_bad_input_is_named(tmp_path, trained):
     os.makedirs(world_like)
     with pytest.raises(FileNotFoundError):
         evaluate_real_workdir(world_like, str(data / "judgments_dev.tsv"))
+
+
+def test_a_prepared_catalog_is_not_reused_after_its_input_files_changed(tmp_path, trained):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(trained[0], data)
+    workdir = str(tmp_path / "w")
+    assert build_real_workdir(tiny_config(data), workdir)  # prepared
+    assert build_real_workdir(tiny_config(data), workdir) == {}  # reused
+    products = (data / "products.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (data / "products.tsv").write_text("".join(products[:-5]), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"products.tsv changed since .* was prepared"):
+        build_real_workdir(tiny_config(data), workdir)

@@ -12,10 +12,13 @@ Input (`config.data_dir`, the generic format): `products.tsv` (product_uid, titl
 
 Malformed rows are counted and reported (see `real_catalog.LoadReport`), never fatal; a missing
 file or an empty catalog is. The stage is guarded like the world build: rerunning with another
-`data_dir` or SID config in the same workdir is refused, rerunning with the same one reuses it.
+`data_dir` or SID config in the same workdir is refused, rerunning with the same one reuses it,
+and so is reusing it after the input files changed under the same `data_dir` (their SHA-256
+are recorded in W/catalog/sources.json).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -48,6 +51,37 @@ def _write_tsv(path: str, header: tuple[str, ...], rows) -> None:
         for row in rows:
             f.write("\t".join(str(x) for x in row) + "\n")
     os.replace(tmp, path)
+
+
+SOURCES_FILE = "sources.json"  # W/catalog/: SHA-256 of the input files it was prepared from
+SOURCE_FILES = (PRODUCTS_FILE, TRAIN_JUDGMENTS_FILE)
+
+
+def source_digests(data_dir: str) -> dict[str, str]:
+    digests = {}
+    for name in SOURCE_FILES:
+        digest = hashlib.sha256()
+        with open(os.path.join(data_dir, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digests[name] = digest.hexdigest()
+    return digests
+
+
+def check_sources_unchanged(data_dir: str, workdir: str) -> None:
+    """Refuses to reuse a prepared catalog whose input files have changed since (a product list
+    cut, the train and dev splits swapped: the workdir would go on with the old copy, and a dev
+    evaluation would score queries the model trained on). A catalog prepared before the
+    digests were recorded is not checked."""
+    path = os.path.join(catalog_dir(workdir), SOURCES_FILE)
+    if not os.path.exists(path):
+        return
+    recorded, now = fileio.read_json(path), source_digests(data_dir)
+    changed = [name for name in SOURCE_FILES if recorded.get(name) != now[name]]
+    if changed:
+        raise ValueError(f"{', '.join(os.path.join(data_dir, n) for n in changed)} changed since "
+                         f"{workdir}'s catalog was prepared from it; use a new --workdir (or "
+                         "restore the file)")
 
 
 def catalog_config(config) -> ml_collections.ConfigDict:
@@ -101,6 +135,7 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
                                     f"and {TRAIN_JUDGMENTS_FILE})")
     wd.guard_config(workdir, STAGE, catalog_config(config), produced=is_real_workdir(workdir))
     if is_real_workdir(workdir):
+        check_sources_unchanged(config.data_dir, workdir)
         logging.info("reusing the prepared catalog in %s", catalog_dir(workdir))
         return {}
     fileio.require_local(workdir, "preparing a real catalog")
@@ -116,6 +151,7 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
 
     out = catalog_dir(workdir)
     os.makedirs(out, exist_ok=True)
+    sources = source_digests(config.data_dir)  # of the files as they were read
     _write_tsv(os.path.join(out, PRODUCTS_FILE), ("product_uid", "title"),
                zip(products.product_ids, products.titles))
     _write_tsv(os.path.join(out, TRAIN_JUDGMENTS_FILE), ("query", "product_uid", "relevance"),
@@ -149,6 +185,7 @@ def build_real_workdir(config, workdir: str) -> dict[str, float]:
     for report, name in ((products.report, "products"), (train.report, "train_judgments")):
         metrics[f"{name}/rows_skipped"] = report.rows_read - report.rows_kept
     wd.write_metrics(workdir, STAGE, metrics, catalog_config(config))
+    fileio.write_json(os.path.join(out, SOURCES_FILE), sources)
     with open(os.path.join(out, DONE_FILE), "w") as f:
         f.write("ok\n")
     return metrics
