@@ -104,13 +104,14 @@ def main(argv):
     if _JUDGMENTS.value:
         from onesearch_jax.pipeline.real_eval import evaluate_real_workdir
 
+        out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
+        fileio.check_output_file(out)  # before minutes of scoring, not after
         metrics = evaluate_real_workdir(
             _WORKDIR.value, _JUDGMENTS.value, min_relevance=_MIN_REL.value,
             beam_size=_BEAM.value, latency_queries=_LATENCY.value, max_queries=_MAX_QUERIES.value,
             systems=_SYSTEMS.value, embedding_cache=_EMB_CACHE.value,
             prior_weight=_PRIOR.value, rerank=_RERANK.value, cell_level=_CELL.value,
             bm25_weight=_BM25_W.value, mesh_shape=_MESH.value)
-        out = _OUT.value or os.path.join(_WORKDIR.value, "judged_metrics.json")
         metrics["config"] = {"judgments": os.path.abspath(_JUDGMENTS.value),
                              "min_relevance": _MIN_REL.value, "max_queries": _MAX_QUERIES.value,
                              "systems": list(_SYSTEMS.value), "prior_weight": _PRIOR.value,

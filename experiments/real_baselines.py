@@ -18,14 +18,13 @@ titles and the embedder, so only the first run pays for embedding the corpus.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
 import numpy as np
 from absl import app, flags
 
-from onesearch_jax import cli, quiet
+from onesearch_jax import cli, fileio, quiet
 from onesearch_jax.data.real_catalog import load_products
 from onesearch_jax.eval.query_slices import real_query_slices, title_vocabulary
 from onesearch_jax.pipeline.real_eval import (BASELINES, REPORTED, JudgedQueries, baseline_systems,
@@ -83,6 +82,7 @@ def main(argv: Sequence[str]) -> None:
     for name in ("products", "judgments", "out"):
         if not getattr(FLAGS, name):
             raise app.UsageError(f"--{name} is required")
+    fileio.check_output_file(FLAGS.out)
     products = load_products(FLAGS.products)
     judged = JudgedQueries.load(FLAGS.judgments, products, FLAGS.min_relevance)
     for report in (products.report, judged.report):
@@ -100,11 +100,7 @@ def main(argv: Sequence[str]) -> None:
         "latency_queries")}
     result = {k: (v if np.isfinite(v) else None) for k, v in metrics.items()}
     result.update(stage="real_baselines", config=config)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    tmp = FLAGS.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
-    os.replace(tmp, FLAGS.out)
+    fileio.write_json(FLAGS.out, result)
     print(f"wrote {FLAGS.out}")
 
 

@@ -85,6 +85,22 @@ def write_bytes(p: PathLike, data: bytes) -> None:
             tmp.unlink()
 
 
+def check_output_file(p: PathLike, flag: str = "--out") -> None:
+    """Refuses, before the work that fills it, an output path that cannot take a file: a folder,
+    or a path under a file (a run of many minutes otherwise ends in a bare errno and nothing
+    kept). Remote paths are left to the write."""
+    if is_remote(p):
+        return
+    target = os.path.abspath(os.fspath(p))
+    if os.path.isdir(target):
+        raise ValueError(f"{flag}={p} is a folder; name the file to write")
+    parent = os.path.dirname(target)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"{flag}={p}: {parent} is a file, not a folder")
+
+
 def write_text(p: PathLike, text: str) -> None:
     write_bytes(p, text.encode("utf-8"))
 

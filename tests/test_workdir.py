@@ -97,3 +97,16 @@ def test_a_run_of_another_stage_is_named_not_listed_key_by_key(tmp_path):
     workdir.guard_config(str(tmp_path), "train", sft)
     with pytest.raises(ValueError, match="holds a 'sft' run and this is a 'grpo' one; use a new"):
         workdir.guard_config(str(tmp_path), "train", {**sft, "stage": "grpo", "rl": {"g": 4}})
+
+
+def test_an_output_path_that_cannot_take_a_file_is_refused_up_front(tmp_path):
+    from onesearch_jax import fileio
+    fileio.check_output_file(tmp_path / "new" / "deeper" / "m.json")  # folders are made later
+    fileio.check_output_file(tmp_path / "m.json")
+    with pytest.raises(ValueError, match="is a folder"):
+        fileio.check_output_file(tmp_path)
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="afile is a file, not a folder"):
+        fileio.check_output_file(a_file / "sub" / "m.json")
+    fileio.check_output_file("gs://bucket/m.json")  # left to the write
