@@ -72,7 +72,15 @@ def _read_rows(path: Union[str, Path], columns: tuple[str, ...]):
     """Yields (line number, fields) for every data row after checking the header."""
     if not fileio.exists(path) or fileio.isdir(path):
         raise FileNotFoundError(f"no such file: {path}")
-    with io.StringIO(fileio.read_text(path), newline="") as f:
+    data = fileio.read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 (byte {data[e.start]:#04x}); the format is "
+                         "UTF-8 TSV (a latin-1 file: iconv -f latin1 -t utf-8, or "
+                         "experiments.convert_homedepot for the competition's CSV)") from None
+    with io.StringIO(text, newline="") as f:
         header = f.readline().rstrip("\r\n").lstrip("\ufeff").split("\t")
         if tuple(h.strip() for h in header) != columns:
             raise ValueError(f"{path}: header must be the tab-separated columns {list(columns)}, "

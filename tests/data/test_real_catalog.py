@@ -46,6 +46,13 @@ def test_missing_file_and_wrong_header(tmp_path):
         load_judgments(bad)
 
 
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    path = tmp_path / "latin1.tsv"
+    path.write_bytes("product_uid\ttitle\n1\tdrill\n2\tCafé drill\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.tsv:3: not UTF-8 \(byte 0xe9\)"):
+        load_products(path)
+
+
 def test_load_judgments_groups_by_query_and_skips_malformed_rows(tmp_path, products_file):
     path = write(tmp_path / "judgments.tsv",
                  "query\tproduct_uid\trelevance\n"
