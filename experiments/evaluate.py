@@ -83,7 +83,7 @@ NAMES = {"generative": "generative", "model_beam": "model beam search alone",
          "adc_dense": "ADC beams re-ranked by dense cosine",
          "adc_hybrid": "ADC beams re-ranked by cosine + BM25", "hybrid": "cosine + BM25",
          "bm25": "BM25", "rrf_bm25": "RRF(generative, BM25)",
-         "dense": "dense MiniLM", "rrf_bm25_dense": "RRF(BM25, dense)",
+         "dense": "dense cosine", "rrf_bm25_dense": "RRF(BM25, dense)",
          "rrf_all": "RRF(generative, BM25, dense)"}
 
 

@@ -203,3 +203,13 @@ def test_a_prepared_catalog_is_not_reused_after_its_input_files_changed(tmp_path
     (data / "products.tsv").write_text("".join(products[:-5]), encoding="utf-8")
     with pytest.raises(ValueError, match=r"products.tsv changed since .* was prepared"):
         build_real_workdir(tiny_config(data), workdir)
+
+
+def test_an_unusable_dev_file_says_how_to_train_without_it(tmp_path, trained):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(trained[0], data)
+    (data / "judgments_dev.tsv").write_text("query\tproduct_uid\trelevance\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no query in .*judgments_dev.tsv.*"
+                                         r"--config.eval.judgments=''"):
+        run_real_sft(tiny_config(data), str(tmp_path / "w"))

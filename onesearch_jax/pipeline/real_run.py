@@ -70,8 +70,13 @@ def run_real_sft(config, workdir: str, stream=None) -> dict[str, float]:
         logging.info("no eval judgments (config.eval.judgments=%r): no periodic evaluation",
                      config.eval.judgments)
     else:
-        judged = JudgedQueries.load(path, catalog.products, float(config.eval.min_relevance),
-                                    max_queries=int(config.eval.max_queries))
+        try:
+            judged = JudgedQueries.load(path, catalog.products,
+                                        float(config.eval.min_relevance),
+                                        max_queries=int(config.eval.max_queries))
+        except ValueError as e:  # the periodic evaluation's file: say how to go without it
+            raise ValueError(f"{e}; it is the periodic evaluation's (config.eval.judgments): "
+                             "fix it, or train without it with --config.eval.judgments=''") from e
         bundle = ModelBundle.for_real(config, catalog, model, None, workdir, memory=memory)
         retriever = None
 

@@ -25,7 +25,9 @@ def fit_and_encode_khqe(embeddings, cfg) -> tuple[KHQE, np.ndarray]:
     x = check_embeddings(embeddings, "embeddings", allow_zero_rows=False)
     if x.shape[0] < cfg.level_sizes[0]:
         raise ValueError(f"{x.shape[0]} items are fewer than the {cfg.level_sizes[0]} level-1 "
-                         f"centroids; use smaller level_sizes (e.g. khqe_preset('tiny'))")
+                         f"centroids of khqe.level_sizes={tuple(cfg.level_sizes)}; set smaller "
+                         "ones (--config.khqe.level_sizes for build_sids, "
+                         "--config.sids.khqe.level_sizes for a real catalog)")
     rq, prefix, residual = fit_residual_kmeans(
         x, cfg.level_sizes, last_level=cfg.last_level, iters=cfg.iters, seed=cfg.seed,
         max_points_per_centroid=cfg.max_points_per_centroid)
