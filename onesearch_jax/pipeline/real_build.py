@@ -61,7 +61,7 @@ def source_digests(data_dir: str) -> dict[str, str]:
     digests = {}
     for name in SOURCE_FILES:
         digest = hashlib.sha256()
-        with open(os.path.join(data_dir, name), "rb") as f:
+        with fileio.path(os.path.join(data_dir, name)).open("rb") as f:  # local or gs://
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
         digests[name] = digest.hexdigest()
@@ -74,7 +74,7 @@ def check_sources_unchanged(data_dir: str, workdir: str) -> None:
     evaluation would score queries the model trained on). A catalog prepared before the
     digests were recorded is not checked."""
     path = os.path.join(catalog_dir(workdir), SOURCES_FILE)
-    if not os.path.exists(path):
+    if not fileio.exists(path):
         return
     recorded, now = fileio.read_json(path), source_digests(data_dir)
     changed = [name for name in SOURCE_FILES if recorded.get(name) != now[name]]
