@@ -35,7 +35,7 @@ RAW_COLUMNS = ("id", "product_uid", "product_title", "search_term", "relevance")
 SPLIT_FILES = ("judgments_train.tsv", "judgments_dev.tsv")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("train_csv", None, "The competition's raw train.csv (latin-1).")
+flags.DEFINE_string("train_csv", None, "The competition's raw train.csv (latin-1, or UTF-8).")
 flags.DEFINE_string("out_dir", None, "Folder for products.tsv and judgments*.tsv.")
 flags.DEFINE_float("dev_fraction", 0.0,
                    "Fraction of distinct queries held out as judgments_dev.tsv (0: no split).")

@@ -122,10 +122,11 @@ def train_loop(
         if not math.isfinite(m["loss"]):
             last = ckpt.latest_step()
             raise NonFiniteLossError(
-                f"non-finite loss {m['loss']} at step {s}; stopped without saving it ("
-                + (f"last good checkpoint: step {last}, where the same command resumes"
-                   if last is not None else "no checkpoint yet")
-                + "; a lower train.lr or a look at the data usually helps)")
+                f"non-finite loss {m['loss']} at step {s}; stopped without saving it "
+                + (f"(last good checkpoint: step {last}); a lower train.lr in a new --workdir "
+                   f"(--config.train.branch_from=THIS_WORKDIR@{last} keeps the steps so far)"
+                   if last is not None else "(no checkpoint yet); a lower train.lr")
+                + " or a look at the data usually helps")
         last_metrics = m
         if s % log_every == 0 or s == total:
             perf = writer.progress(s, {"loss": m["loss"]})

@@ -122,7 +122,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, preem
     workdir = str(tmp_path)
     # Batch index 2 is step 3: seen one step late, while step 4 (due a save) is in flight.
     poisoned = preempting_batches(lambda i: _batch(i, poison=(i == 2)))
-    with pytest.raises(NonFiniteLossError, match="at step 3.*last good checkpoint: step 2, where"):
+    with pytest.raises(NonFiniteLossError, match="at step 3.*last good checkpoint: step 2.*branch_from=THIS_WORKDIR@2"):
         train_loop(c, workdir, build_model(c.model), poisoned, stream=io.StringIO(),
                    make_step=make_train_step)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), save_every=2, keep=3)
