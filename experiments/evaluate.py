@@ -127,8 +127,8 @@ def main(argv):
     if is_real_workdir(_WORKDIR.value):
         raise ValueError(f"{_WORKDIR.value} is a real-catalog workdir: it is scored on judgments, "
                          "--judgments=FILE (query, product_uid, relevance TSV)")
-    if (_KEYWORDS.value == "teacher"
-            and not reads_keyword_inputs(load_train_config(_WORKDIR.value))):
+    train_config = load_train_config(_WORKDIR.value)
+    if _KEYWORDS.value == "teacher" and not reads_keyword_inputs(train_config):
         print("note: this run never trained on inputs with keywords (no "
               f"{' / '.join(KEYWORD_INPUT_TASKS)} task, no trained distillation teacher reading "
               "them): its teacher/ metrics measure keywords it has not learned to read")
@@ -141,7 +141,7 @@ def main(argv):
     prefix = metrics_prefix(_SPLIT.value, _CONSTRAINED.value, _KEYWORDS.value)
     if _SPLIT.value == "test":
         print(results_table(wd.read_metrics(_WORKDIR.value),
-                            workdir_systems(load_train_config(_WORKDIR.value))))
+                            workdir_systems(train_config)))
     else:  # the baselines are scored on the test day only
         print(results_table({k[len(prefix):]: v for k, v in metrics.items()
                              if k.startswith(prefix)},

@@ -29,8 +29,9 @@ in onesearch_jax/eval/ladder_table.py.
 A ladder outlives one machine through --archive=A (a directory under version control, say): each
 finished run's metrics.json, train_config.json, per-event outcomes (eval_events/*.npz: the
 paired tables) and LADDER_DONE are copied to A/<rung>/seed<N>, and a run archived there counts
-as done on a fresh machine (its numbers are restored, nothing is retrained). An RL rung whose parent was restored from the archive has no parent checkpoint: the
-parent (and its parent) is trained again, train phase only, from the same seed; a branch's
+as done on a fresh machine (its numbers are restored, nothing is retrained). An RL rung whose
+parent was restored from the archive has no parent checkpoint: the parent (and its parent) is
+trained again, train phase only, from the same seed; a branch's
 restored source only to the branch step (train.stop_at: 3,000 of sd's 5,000 steps for the
 sweep), resumed to the end if a later child needs it. `--only_table --root=A` tabulates the
 archive itself: the rungs, seeds and settings the last table recorded (A/TABLE.json; without

@@ -11,6 +11,7 @@ from onesearch_jax.eval import generative_eval, world_eval
 from onesearch_jax.data.sft_tasks import TaskBuilder
 from onesearch_jax.serving import ModelBundle, Searcher
 from onesearch_jax.serving.bundle import load_train_config
+from onesearch_jax.train import distill
 from onesearch_jax.train.rewards import LoggedRewards
 from onesearch_jax.pipeline.real_eval import median_latency_ms
 from onesearch_jax.pipeline.world_build import keywords_at_inference
@@ -65,11 +66,11 @@ def reads_keyword_inputs(config, depth: int = 0) -> bool:
                 return True
         except (OSError, ValueError):
             pass  # gone or unreadable: the run's own config answers
-    d = config.get("distill", {})
-    if (config.get("stage") == "distill" and d.get("teacher_input", "keywords") == "keywords"
-            and d.get("teacher", "shared") == "shared" and d.get("alignment", "targets") == "targets"
-            and float(d.get("teacher_ce_weight", 0.0)) > 0):
-        return True
+    if config.get("stage") == "distill":
+        d = distill.distill_settings(config)  # the stage's defaults under the run's own keys
+        if (d["teacher_input"] == "keywords" and d["teacher"] == "shared"
+                and d["alignment"] == "targets" and float(d["teacher_ce_weight"]) > 0):
+            return True
     stages = config.get("data", {}).get("stages", ())
     return any(stage["mixture"].get(task, 0) > 0 for stage in stages
                for task in KEYWORD_INPUT_TASKS)
